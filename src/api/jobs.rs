@@ -1,0 +1,259 @@
+//! `/jobs`: a tenant's jobs, one or many, with long polling.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    AppState, JOBS_TAG,
+    error::ApiError,
+    extract::{ApiPath, ApiQuery},
+    pagination,
+};
+use crate::{
+    auth::Caller,
+    jobs::model::{BackupOptions, Job, JobState},
+    problem::Problem,
+    store::JobFilter,
+};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job))
+}
+
+/// A job as callers see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    /// Job id; also in the backup's metadata as `gateway_job_id`.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: String,
+    /// `queued` (recorded, Cinder has not accepted it yet), `running`
+    /// (backup `creating`), `succeeded`, `failed` or `cancelled`.
+    pub state: JobState,
+    /// True once the job is in a terminal state.
+    pub done: bool,
+    /// Keystone project id of the tenant.
+    pub project_id: String,
+    /// The snapshot backed up.
+    pub snapshot_id: String,
+    /// The snapshot's volume.
+    pub volume_id: String,
+    /// The Cinder backup, once Cinder accepted it.
+    pub backup_id: Option<String>,
+    /// The fields of the create request.
+    pub request: BackupOptions,
+    /// Why the job failed; while `queued`, the last transient failure.
+    pub error: Option<Problem>,
+    /// Submissions to Cinder tried so far.
+    pub attempts: u32,
+    /// `x-openstack-request-id` of the Cinder call that accepted the backup.
+    pub upstream_request_id: Option<String>,
+    /// When the job was recorded.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When Cinder accepted the backup.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the job reached a terminal state.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When a `queued` job will be submitted again.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Related resources.
+    pub links: BTreeMap<String, String>,
+}
+
+impl From<Job> for JobView {
+    fn from(job: Job) -> Self {
+        let links = BTreeMap::from([
+            ("self".to_owned(), format!("/jobs/{}", job.id)),
+            (
+                "snapshot".to_owned(),
+                format!("/snapshots/{}", job.snapshot_id),
+            ),
+        ]);
+        JobView {
+            id: job.id.to_string(),
+            done: job.state.is_done(),
+            state: job.state,
+            project_id: job.project_id,
+            snapshot_id: job.snapshot_id,
+            volume_id: job.volume_id,
+            backup_id: job.backup_id,
+            request: job.options,
+            error: job.error,
+            attempts: job.attempts,
+            upstream_request_id: job.upstream_request_id,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            next_attempt_at: job.next_attempt_at,
+            links,
+        }
+    }
+}
+
+/// Answers a job, with `Retry-After` while it is not done.
+pub(super) fn job_response(
+    state: &AppState,
+    status: StatusCode,
+    job: Job,
+    location: bool,
+) -> Response {
+    let mut headers = HeaderMap::new();
+    if !job.state.is_done() {
+        let delay = state.jobs.suggested_poll_delay(&job).as_secs().max(1);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(delay));
+    }
+    if location && let Ok(value) = HeaderValue::from_str(&format!("/jobs/{}", job.id)) {
+        headers.insert(header::LOCATION, value);
+    }
+    (status, headers, Json(JobView::from(job))).into_response()
+}
+
+/// Query of `GET /jobs/{job_id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct JobGetQuery {
+    /// Long poll: wait up to this many seconds for the job to change or
+    /// finish before answering (capped by the server's maximum, 60 s by
+    /// default).
+    pub wait: Option<u32>,
+}
+
+/// One job.
+///
+/// A job of another tenant is answered as not found. With `?wait=N` the
+/// answer waits until the job changes or is done, at most N seconds.
+#[utoipa::path(
+    get,
+    path = "/jobs/{job_id}",
+    tag = JOBS_TAG,
+    operation_id = "get_job",
+    params(("job_id" = String, Path, description = "Job id"), JobGetQuery),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job in the caller's tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(job_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<JobGetQuery>,
+) -> Result<Response, ApiError> {
+    let job = match query.wait {
+        Some(wait) if wait > 0 => {
+            state
+                .jobs
+                .wait(
+                    &caller.tenant,
+                    &job_id,
+                    Duration::from_secs(u64::from(wait)),
+                )
+                .await?
+        }
+        _ => state.jobs.get(&caller.tenant, &job_id).await?,
+    };
+    Ok(job_response(&state, StatusCode::OK, job, false))
+}
+
+/// Query of `GET /jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct JobListQuery {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs of this snapshot.
+    pub snapshot_id: Option<String>,
+    /// Only jobs of this volume.
+    pub volume_id: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobListResponse {
+    /// Newest first.
+    pub jobs: Vec<JobView>,
+    /// Pass as `page_token` for the next page; absent on the last page.
+    pub next_page_token: Option<String>,
+}
+
+/// The tenant's jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = JOBS_TAG,
+    operation_id = "list_jobs",
+    params(JobListQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobListResponse),
+        (status = 400, description = "Bad filter, limit or page token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<JobListQuery>,
+) -> Result<Json<JobListResponse>, ApiError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "`limit` must be between 1 and 100".into(),
+        ));
+    }
+    let after = query
+        .page_token
+        .as_deref()
+        .map(|t| pagination::decode("jobs", t))
+        .transpose()?
+        .map(|id| {
+            id.parse()
+                .map_err(|_| ApiError::BadRequest("`page_token` is not valid".into()))
+        })
+        .transpose()?;
+    let filter = JobFilter {
+        state: query.state,
+        snapshot_id: query.snapshot_id,
+        volume_id: query.volume_id,
+    };
+    let page = state
+        .jobs
+        .list(&caller.tenant, &filter, limit, after)
+        .await?;
+    Ok(Json(JobListResponse {
+        jobs: page.jobs.into_iter().map(JobView::from).collect(),
+        next_page_token: page
+            .next
+            .map(|id| pagination::encode("jobs", &id.to_string())),
+    }))
+}

@@ -1,0 +1,179 @@
+//! The HTTP API: routes by resource, problem+json errors, the request
+//! pipeline (request ids, tracing, time and size limits) and the OpenAPI
+//! document generated from the handlers' annotations.
+
+pub mod error;
+mod extract;
+mod health;
+pub mod jobs;
+mod pagination;
+pub mod snapshots;
+
+use std::{
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, FromRef},
+    http::{HeaderValue, Request, StatusCode},
+    middleware,
+    routing::get,
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{auth::JwtVerifier, jobs::Jobs};
+
+/// Tag of the job operations.
+pub const JOBS_TAG: &str = "jobs";
+/// Tag of the snapshot operations (and the backup create).
+pub const SNAPSHOTS_TAG: &str = "snapshots";
+/// Tag of the probes.
+pub const HEALTH_TAG: &str = "health";
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Job and snapshot operations (the business rules).
+    pub jobs: Arc<Jobs>,
+    /// Verifies callers' bearer tokens.
+    pub auth: Arc<JwtVerifier>,
+    /// True while the worker runs (readiness).
+    pub worker_alive: Arc<AtomicBool>,
+}
+
+impl FromRef<AppState> for Arc<JwtVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+/// HTTP limits.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Time limit of a request (longer than the longest `?wait`).
+    pub request_timeout: Duration,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "backup-gateway",
+        description = "Create OpenStack Cinder backups from volume snapshots with one call, and follow each one as a job.\n\n\
+            Every error is `application/problem+json` (RFC 9457); `type` ends in a stable slug such as `snapshot-not-available`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = SNAPSHOTS_TAG, description = "The tenant's snapshots, and backing them up"),
+        (name = JOBS_TAG, description = "Backup jobs"),
+        (name = HEALTH_TAG, description = "Probes"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` security scheme the operations refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "HS256 JWT whose tenant claim names the caller's tenant",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(snapshots::router())
+        .merge(jobs::router())
+        .merge(health::router())
+}
+
+/// The OpenAPI document, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut spec) = routes().split_for_parts();
+    spec.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    spec
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json`: pretty JSON
+/// with a final newline.
+pub fn openapi_json() -> anyhow::Result<String> {
+    let mut text = openapi().to_pretty_json()?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// Request ids of the form `req-<uuid>`: the form Cinder accepts as a
+/// global request id, so one id follows a request into Cinder's logs.
+#[derive(Clone, Copy)]
+struct MakeOpenStackRequestId;
+
+impl MakeRequestId for MakeOpenStackRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&format!("req-{}", uuid::Uuid::new_v4()))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState, http: &HttpSettings) -> Router {
+    let (router, _) = routes().split_for_parts();
+    let spec = Arc::new(openapi());
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        let matched_path = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        tracing::info_span!("request", method = %request.method(), matched_path, request_id, tenant = tracing::field::Empty)
+    });
+    router
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(spec.as_ref().clone()) }),
+        )
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeOpenStackRequestId))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn(error::problem_details))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    http.request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(http.max_body_bytes)),
+        )
+}

@@ -1,0 +1,341 @@
+//! `/snapshots`: the tenant's snapshots as Cinder lists them, and the one
+//! call this gateway exists for, `POST /snapshots/{snapshot_id}/backups`.
+
+use std::collections::BTreeMap;
+
+use axum::{Json, extract::State, http::StatusCode, response::Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    AppState, SNAPSHOTS_TAG,
+    error::ApiError,
+    extract::{ApiJson, ApiPath, ApiQuery, RequestContext},
+    jobs::{JobView, job_response},
+    pagination,
+};
+use crate::{
+    auth::Caller,
+    jobs::model::BackupOptions,
+    openstack::{Backup, Snapshot},
+    problem::Problem,
+};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_snapshots))
+        .routes(routes!(get_snapshot))
+        .routes(routes!(create_backup, list_snapshot_backups))
+}
+
+/// A volume snapshot, as Cinder shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotView {
+    /// Snapshot id.
+    pub id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Cinder status. Only `available` snapshots can be backed up; a
+    /// snapshot Cinder left `backing-up` after a failed backup needs an
+    /// administrator to reset it.
+    pub status: String,
+    /// The volume the snapshot was taken of.
+    pub volume_id: String,
+    /// Size in GiB.
+    pub size: Option<u64>,
+    /// Snapshot metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Creation time as Cinder reports it (UTC).
+    pub created_at: Option<String>,
+    /// Last update as Cinder reports it (UTC).
+    pub updated_at: Option<String>,
+}
+
+impl From<Snapshot> for SnapshotView {
+    fn from(s: Snapshot) -> Self {
+        SnapshotView {
+            id: s.id,
+            name: s.name,
+            description: s.description,
+            status: s.status,
+            volume_id: s.volume_id,
+            size: s.size,
+            metadata: s.metadata,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// Query of `GET /snapshots`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotListQuery {
+    /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// A page of snapshots.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotListResponse {
+    /// Newest first, as Cinder orders them.
+    pub snapshots: Vec<SnapshotView>,
+    /// Pass as `page_token` for the next page; absent on the last page.
+    pub next_page_token: Option<String>,
+}
+
+/// The tenant's snapshots.
+#[utoipa::path(
+    get,
+    path = "/snapshots",
+    tag = SNAPSHOTS_TAG,
+    operation_id = "list_snapshots",
+    params(SnapshotListQuery),
+    responses(
+        (status = 200, description = "A page of snapshots", body = SnapshotListResponse),
+        (status = 400, description = "Bad limit or page token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Keystone or Cinder is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_snapshots(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestContext(ctx): RequestContext,
+    ApiQuery(query): ApiQuery<SnapshotListQuery>,
+) -> Result<Json<SnapshotListResponse>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "`limit` must be between 1 and 1000".into(),
+        ));
+    }
+    let marker = query
+        .page_token
+        .as_deref()
+        .map(|t| pagination::decode("snapshots", t))
+        .transpose()?;
+    let page = state
+        .jobs
+        .list_snapshots(&caller.tenant, limit, marker.as_deref(), &ctx)
+        .await?;
+    Ok(Json(SnapshotListResponse {
+        snapshots: page.items.into_iter().map(SnapshotView::from).collect(),
+        next_page_token: page
+            .next_marker
+            .map(|m| pagination::encode("snapshots", &m)),
+    }))
+}
+
+/// One snapshot.
+#[utoipa::path(
+    get,
+    path = "/snapshots/{snapshot_id}",
+    tag = SNAPSHOTS_TAG,
+    operation_id = "get_snapshot",
+    params(("snapshot_id" = String, Path, description = "Cinder snapshot id")),
+    responses(
+        (status = 200, description = "The snapshot", body = SnapshotView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such snapshot in the caller's tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Keystone or Cinder is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_snapshot(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestContext(ctx): RequestContext,
+    ApiPath(snapshot_id): ApiPath<String>,
+) -> Result<Json<SnapshotView>, ApiError> {
+    let snapshot = state
+        .jobs
+        .snapshot(&caller.tenant, &snapshot_id, &ctx)
+        .await?;
+    Ok(Json(snapshot.into()))
+}
+
+/// Body of `POST /snapshots/{snapshot_id}/backups`. Every field is
+/// optional; an empty body is fine.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "nightly-2026-11-25", "description": "before the upgrade", "metadata": {"team": "db"}}))]
+pub struct CreateBackupRequest {
+    /// Backup name (at most 255 characters).
+    #[schema(max_length = 255)]
+    pub name: Option<String>,
+    /// Backup description (at most 255 characters).
+    #[schema(max_length = 255)]
+    pub description: Option<String>,
+    /// Incremental backup: Cinder needs an earlier `available` backup of
+    /// the volume, and answers 422 otherwise.
+    pub incremental: Option<bool>,
+    /// Passed to Cinder as `force`.
+    pub force: Option<bool>,
+    /// Extra backup metadata: keys of letters, digits and `-_:. /`, values
+    /// of at most 255 characters. `gateway_job_id` is reserved.
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Availability zone of the backup service (Cinder microversion 3.51).
+    #[schema(max_length = 255)]
+    pub availability_zone: Option<String>,
+    /// Object-store container for the backup.
+    #[schema(max_length = 255)]
+    pub container: Option<String>,
+}
+
+impl From<CreateBackupRequest> for BackupOptions {
+    fn from(r: CreateBackupRequest) -> Self {
+        BackupOptions {
+            name: r.name,
+            description: r.description,
+            incremental: r.incremental,
+            force: r.force,
+            metadata: r.metadata.unwrap_or_default(),
+            availability_zone: r.availability_zone,
+            container: r.container,
+        }
+    }
+}
+
+/// Back up a snapshot.
+///
+/// Reads the snapshot (its volume is taken from it), records a job, and
+/// submits the backup to Cinder with the job id in the backup's metadata.
+/// Answers `202` with the job and `Location: /jobs/{job_id}`. When Cinder's
+/// answer is lost or it is unavailable, the job is answered `queued` and the
+/// gateway retries it; when Cinder refuses, its reason is answered and no
+/// job is kept.
+#[utoipa::path(
+    post,
+    path = "/snapshots/{snapshot_id}/backups",
+    tag = SNAPSHOTS_TAG,
+    operation_id = "create_backup",
+    params(("snapshot_id" = String, Path, description = "Cinder snapshot id")),
+    request_body(content = Option<CreateBackupRequest>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Job recorded; follow it at the Location", body = JobView,
+            headers(("Location" = String, description = "/jobs/{job_id}"), ("Retry-After" = u32, description = "Seconds before polling the job"))),
+        (status = 400, description = "Malformed body, unknown field, or bad field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such snapshot in the caller's tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Snapshot not available, already being backed up, or backup quota exceeded", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Cinder refused the backup (its message is kept)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Keystone, Cinder or the store is unavailable and nothing was recorded", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_backup(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestContext(ctx): RequestContext,
+    ApiPath(snapshot_id): ApiPath<String>,
+    ApiJson(body): ApiJson<CreateBackupRequest>,
+) -> Result<Response, ApiError> {
+    let job = state
+        .jobs
+        .submit(&caller.tenant, &snapshot_id, body.into(), ctx)
+        .await?;
+    Ok(job_response(&state, StatusCode::ACCEPTED, job, true))
+}
+
+/// A Cinder backup made from the snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupView {
+    /// Backup id.
+    pub id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Cinder status (`creating`, `available`, `error`, ...).
+    pub status: String,
+    /// Cinder's reason, when `error`.
+    pub fail_reason: Option<String>,
+    /// Size in GiB.
+    pub size: Option<u64>,
+    /// Incremental or full.
+    pub is_incremental: Option<bool>,
+    /// Creation time as Cinder reports it (UTC).
+    pub created_at: Option<String>,
+    /// The gateway job that made it, when one did.
+    pub job_id: Option<String>,
+    /// Backup metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl From<Backup> for BackupView {
+    fn from(b: Backup) -> Self {
+        BackupView {
+            job_id: b.metadata.get(crate::jobs::JOB_ID_METADATA_KEY).cloned(),
+            id: b.id,
+            name: b.name,
+            description: b.description,
+            status: b.status,
+            fail_reason: b.fail_reason,
+            size: b.size,
+            is_incremental: b.is_incremental,
+            created_at: b.created_at,
+            metadata: b.metadata,
+        }
+    }
+}
+
+/// What has been made from one snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotBackupsResponse {
+    /// The snapshot.
+    pub snapshot: SnapshotView,
+    /// The gateway's jobs of this snapshot, newest first (at most 100).
+    pub jobs: Vec<JobView>,
+    /// Cinder's backups of this snapshot, by the gateway or anyone else.
+    pub backups: Vec<BackupView>,
+}
+
+/// Jobs and backups of a snapshot.
+#[utoipa::path(
+    get,
+    path = "/snapshots/{snapshot_id}/backups",
+    tag = SNAPSHOTS_TAG,
+    operation_id = "list_snapshot_backups",
+    params(("snapshot_id" = String, Path, description = "Cinder snapshot id")),
+    responses(
+        (status = 200, description = "The snapshot, its jobs and its backups", body = SnapshotBackupsResponse),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such snapshot in the caller's tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Keystone, Cinder or the store is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_snapshot_backups(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestContext(ctx): RequestContext,
+    ApiPath(snapshot_id): ApiPath<String>,
+) -> Result<Json<SnapshotBackupsResponse>, ApiError> {
+    let found = state
+        .jobs
+        .snapshot_backups(&caller.tenant, &snapshot_id, &ctx)
+        .await?;
+    Ok(Json(SnapshotBackupsResponse {
+        snapshot: found.snapshot.into(),
+        jobs: found.jobs.into_iter().map(JobView::from).collect(),
+        backups: found.backups.into_iter().map(BackupView::from).collect(),
+    }))
+}

@@ -1,0 +1,217 @@
+//! Configuration of the gateway: command-line flags, each with a
+//! `BACKUP_GATEWAY_*` environment variable (flags win over env).
+//!
+//! Values are parsed into domain types once, here, and checked at start-up
+//! with messages that name the flag. Secrets are [`SecretString`]s so that
+//! `Debug` never prints them.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+
+/// The embedded store: a SQLite file under `./data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/backup-gateway.db";
+
+/// Everything `backup-gateway serve` can be told.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address and port to serve the API on.
+    #[arg(long, env = "BACKUP_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Job store: `sqlite://PATH` (created with its folder if missing).
+    #[arg(
+        long,
+        env = "BACKUP_GATEWAY_DATABASE_URL",
+        default_value = DEFAULT_DATABASE_URL
+    )]
+    pub database_url: String,
+
+    /// Shared secret that callers' HS256 JWTs are signed with.
+    #[arg(long, env = "BACKUP_GATEWAY_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub jwt_secret: Option<SecretString>,
+
+    /// JWT claim that names the caller's tenant.
+    #[arg(long, env = "BACKUP_GATEWAY_TENANT_CLAIM", default_value = "tenant")]
+    pub tenant_claim: String,
+
+    /// Required `iss` of callers' JWTs (not checked when unset).
+    #[arg(long, env = "BACKUP_GATEWAY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of callers' JWTs (not checked when unset).
+    #[arg(long, env = "BACKUP_GATEWAY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock skew allowed on `exp` and `nbf`, e.g. `30s`.
+    #[arg(long, env = "BACKUP_GATEWAY_JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// Tenant map, `TENANT=CLOUD`: a caller whose tenant claim is TENANT acts
+    /// with the credentials of the clouds.yaml entry CLOUD. Repeat the flag,
+    /// or separate entries with commas in the environment variable.
+    #[arg(long = "tenant", env = "BACKUP_GATEWAY_TENANTS", value_delimiter = ',', value_parser = parse_tenant_mapping)]
+    pub tenants: Vec<(String, String)>,
+
+    /// The clouds.yaml holding each tenant's Keystone credentials
+    /// (openstacksdk's format).
+    #[arg(long, env = "OS_CLIENT_CONFIG_FILE")]
+    pub clouds_file: Option<PathBuf>,
+
+    /// Catalog interface of the Cinder endpoint, unless the clouds.yaml entry
+    /// names one.
+    #[arg(long, env = "BACKUP_GATEWAY_INTERFACE", default_value = "public")]
+    pub interface: String,
+
+    /// Catalog region of the Cinder endpoint, unless the clouds.yaml entry
+    /// names one (`region_name`).
+    #[arg(long, env = "BACKUP_GATEWAY_REGION")]
+    pub region: Option<String>,
+
+    /// Time limit of one call to Keystone or Cinder.
+    #[arg(long, env = "BACKUP_GATEWAY_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Page size of the worker's backup listings in Cinder (Cinder caps it at
+    /// its `osapi_max_limit`, 1000 by default).
+    #[arg(long, env = "BACKUP_GATEWAY_UPSTREAM_PAGE_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub upstream_page_size: u32,
+
+    /// How often the worker polls Cinder for the tenants' running backups.
+    #[arg(long, env = "BACKUP_GATEWAY_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Submissions to Cinder tried per job before it fails.
+    #[arg(long, env = "BACKUP_GATEWAY_SUBMIT_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub submit_attempts: u32,
+
+    /// First retry delay after a transient failure; it doubles per attempt
+    /// (with jitter) up to `--retry-max`.
+    #[arg(long, env = "BACKUP_GATEWAY_RETRY_BASE", default_value = "2s", value_parser = parse_duration)]
+    pub retry_base: Duration,
+
+    /// Longest retry delay.
+    #[arg(long, env = "BACKUP_GATEWAY_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub retry_max: Duration,
+
+    /// A backup still `creating` this long after Cinder accepted it fails
+    /// the job as stuck (the backup id is kept for the operator).
+    #[arg(long, env = "BACKUP_GATEWAY_STUCK_AFTER", default_value = "24h", value_parser = parse_duration)]
+    pub stuck_after: Duration,
+
+    /// Longest `?wait=` a caller may long-poll a job for.
+    #[arg(long, env = "BACKUP_GATEWAY_MAX_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub max_wait: Duration,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "BACKUP_GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Log format: `compact` or `json`.
+    #[arg(long, env = "BACKUP_GATEWAY_LOG_FORMAT", default_value = "compact")]
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+impl Config {
+    /// The tenant map as a lookup table.
+    pub fn tenant_map(&self) -> BTreeMap<String, String> {
+        self.tenants.iter().cloned().collect()
+    }
+
+    /// The request time limit: it must outlast the longest `?wait`, and an
+    /// upstream call or two on top of it.
+    pub fn request_timeout(&self) -> Duration {
+        self.max_wait + self.upstream_timeout * 2
+    }
+
+    /// Checks what flags cannot check one by one. The message names the flag.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.jwt_secret.is_none() {
+            anyhow::bail!(
+                "--jwt-secret (BACKUP_GATEWAY_JWT_SECRET) is required: callers' tokens cannot be verified without it"
+            );
+        }
+        if self.tenants.is_empty() {
+            anyhow::bail!(
+                "--tenant TENANT=CLOUD (BACKUP_GATEWAY_TENANTS) is required at least once: no caller could act otherwise"
+            );
+        }
+        if self.clouds_file.is_none() {
+            anyhow::bail!(
+                "--clouds-file (OS_CLIENT_CONFIG_FILE) is required: it holds the tenants' Keystone credentials"
+            );
+        }
+        if self.retry_base > self.retry_max {
+            anyhow::bail!("--retry-base must not exceed --retry-max");
+        }
+        Ok(())
+    }
+}
+
+fn parse_secret(s: &str) -> Result<SecretString, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(SecretString::from(s.to_owned()))
+}
+
+fn parse_tenant_mapping(s: &str) -> Result<(String, String), String> {
+    let (tenant, cloud) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not TENANT=CLOUD"))?;
+    let (tenant, cloud) = (tenant.trim(), cloud.trim());
+    if tenant.is_empty() || cloud.is_empty() {
+        return Err(format!("`{s}` is not TENANT=CLOUD"));
+    }
+    Ok((tenant.to_owned(), cloud.to_owned()))
+}
+
+/// Parses `250ms`, `30s`, `5m`, `2h`, `1d` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 500ms, 30s, 5m, 2h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn tenant_mappings_need_both_sides() {
+        assert_eq!(
+            parse_tenant_mapping("acme=tenant-a"),
+            Ok(("acme".into(), "tenant-a".into()))
+        );
+        assert!(parse_tenant_mapping("acme").is_err());
+        assert!(parse_tenant_mapping("=tenant-a").is_err());
+        assert!(parse_tenant_mapping("acme=").is_err());
+    }
+}

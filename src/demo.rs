@@ -1,0 +1,204 @@
+//! `serve --demo`: the gateway on its embedded defaults. An in-process
+//! `openstack-sim` stands in for Keystone and Cinder, seeded with two
+//! tenants, their volumes and snapshots; the store is a fresh SQLite file;
+//! callers' tokens are signed with a demo secret and printed, with curl
+//! lines ready to paste.
+//!
+//! Nothing here is used outside the demo: a real deployment configures its
+//! clouds.yaml, tenant map and JWT settings (README, "Configuration").
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::Context;
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::{auth::sign_hs256, config::Config};
+use openstack_sim::{RunningSim, Seed, Sim, SimConfig};
+
+/// The demo's store, made anew at every start: the simulator forgets its
+/// backups when it stops, so jobs of an earlier demo would point nowhere.
+pub const DEMO_DATABASE_URL: &str = "sqlite://data/demo.db";
+
+/// Where the demo writes what it prints, for `source` in a shell.
+pub const DEMO_ENV_FILE: &str = "data/demo.env";
+
+/// How long a simulated backup stays `creating`: long enough to watch a job
+/// run, short enough not to wait.
+const DEMO_BACKUP_DURATION: Duration = Duration::from_secs(5);
+
+/// A running demo cloud; dropping it stops the simulator.
+pub struct Demo {
+    cloud: RunningSim,
+    secret: SecretString,
+    tenants: Vec<DemoTenant>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    tenant_claim: String,
+}
+
+/// One demo tenant, for the banner.
+struct DemoTenant {
+    name: String,
+    project_id: String,
+    snapshots: Vec<String>,
+}
+
+impl Demo {
+    /// Starts the simulator and fills in what the demo needs in `config`:
+    /// the clouds.yaml, the tenant map, a JWT secret (unless one is set),
+    /// a fresh store (unless one is set), and quick polling.
+    pub async fn start(config: &mut Config) -> anyhow::Result<Demo> {
+        let seed = Seed::demo();
+        let sim = Sim::new(
+            SimConfig {
+                backup_duration: DEMO_BACKUP_DURATION,
+                ..SimConfig::default()
+            },
+            seed.clone(),
+        );
+        let cloud = sim
+            .start()
+            .await
+            .context("starting the demo OpenStack simulator")?;
+        std::fs::create_dir_all("data").context("creating ./data")?;
+        let clouds_file = PathBuf::from("data/demo-clouds.yaml");
+        write_private(&clouds_file, &cloud.clouds_yaml())?;
+        config.clouds_file = Some(clouds_file);
+        config.tenants = seed
+            .tenants
+            .iter()
+            .map(|t| (t.name.clone(), t.name.clone()))
+            .collect();
+        if config.database_url == crate::config::DEFAULT_DATABASE_URL {
+            config.database_url = DEMO_DATABASE_URL.to_owned();
+            remove_sqlite_files(Path::new("data/demo.db"))?;
+        }
+        let secret = config
+            .jwt_secret
+            .get_or_insert_with(|| {
+                SecretString::from(format!("demo-{}", uuid::Uuid::new_v4().simple()))
+            })
+            .clone();
+        config.poll_interval = config.poll_interval.min(Duration::from_secs(1));
+        let tenants = seed
+            .tenants
+            .iter()
+            .map(|t| DemoTenant {
+                name: t.name.clone(),
+                project_id: t.project_id.clone(),
+                snapshots: t.snapshots.iter().map(|s| s.id.clone()).collect(),
+            })
+            .collect();
+        Ok(Demo {
+            cloud,
+            secret,
+            tenants,
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+            tenant_claim: config.tenant_claim.clone(),
+        })
+    }
+
+    /// A caller token for a demo tenant, valid for a day.
+    pub fn token(&self, tenant: &str) -> anyhow::Result<String> {
+        let mut claims = json!({
+            "sub": format!("demo-user-of-{tenant}"),
+            "exp": chrono::Utc::now().timestamp() + 86_400,
+        });
+        claims[&self.tenant_claim] = json!(tenant);
+        if let Some(issuer) = &self.issuer {
+            claims["iss"] = json!(issuer);
+        }
+        if let Some(audience) = &self.audience {
+            claims["aud"] = json!(audience);
+        }
+        sign_hs256(&self.secret, &claims)
+    }
+
+    /// Writes the shell variables to [`DEMO_ENV_FILE`] and prints the banner:
+    /// tokens, snapshots and curl lines for the gateway at `address`.
+    pub fn announce(&self, address: std::net::SocketAddr) -> anyhow::Result<()> {
+        let gateway = format!("http://{address}");
+        let mut env = format!("export GATEWAY={gateway}\n");
+        let mut banner = String::new();
+        banner.push_str("\nbackup-gateway demo\n===================\n");
+        banner.push_str(&format!(
+            "Simulated OpenStack: Keystone {} , Cinder {}\n",
+            self.cloud.keystone_url, self.cloud.cinder_url
+        ));
+        banner.push_str(&format!(
+            "Gateway: {gateway}   (API spec: {gateway}/openapi.json)\n\n"
+        ));
+        for tenant in &self.tenants {
+            let var = format!(
+                "TOKEN_{}",
+                tenant.name.trim_start_matches("tenant-").to_uppercase()
+            );
+            let token = self.token(&tenant.name)?;
+            env.push_str(&format!("export {var}={token}\n"));
+            banner.push_str(&format!(
+                "{} (Keystone project {}), snapshots: {}\n",
+                tenant.name,
+                tenant.project_id,
+                tenant.snapshots.join(", ")
+            ));
+            banner.push_str(&format!("  export {var}={token}\n"));
+        }
+        write_private(Path::new(DEMO_ENV_FILE), &env)?;
+        let snapshot = self
+            .tenants
+            .first()
+            .and_then(|t| t.snapshots.first())
+            .map(String::as_str)
+            .unwrap_or("SNAPSHOT_ID");
+        banner.push_str(&format!(
+            "\nIn another shell (the variables are also in {DEMO_ENV_FILE}: `source {DEMO_ENV_FILE}`):\n\
+             \n  curl -s -H \"Authorization: Bearer $TOKEN_A\" $GATEWAY/snapshots\
+             \n  JOB=$(curl -s -o /dev/null -w '%header{{location}}' -X POST -H \"Authorization: Bearer $TOKEN_A\" \\\
+             \n      -H 'Content-Type: application/json' -d '{{\"name\": \"first\"}}' $GATEWAY/snapshots/{snapshot}/backups)\
+             \n  curl -s -H \"Authorization: Bearer $TOKEN_A\" \"$GATEWAY$JOB?wait=30\"\
+             \n  curl -s -H \"Authorization: Bearer $TOKEN_A\" $GATEWAY/jobs\
+             \n  curl -s -H \"Authorization: Bearer $TOKEN_B\" \"$GATEWAY$JOB\"   # another tenant's job: 404\n\n\
+             Ctrl-C stops the gateway and the simulator.\n"
+        ));
+        let mut out = std::io::stdout().lock();
+        out.write_all(banner.as_bytes())?;
+        out.flush()?;
+        Ok(())
+    }
+}
+
+/// Writes a file only its owner can read: it holds secrets.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Removes a SQLite database and its WAL files, if present.
+fn remove_sqlite_files(db: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let path = PathBuf::from(format!("{}{suffix}", db.display()));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Errors of the job operations, and how upstream failures become problems.
+
+use crate::{
+    openstack,
+    problem::{Problem, ProblemKind},
+    store,
+};
+
+/// What a job operation can fail with. Every variant maps to one problem.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller's tenant is not in the tenant map.
+    #[error("tenant `{0}` is not configured in this gateway")]
+    TenantNotConfigured(String),
+    /// A request field is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such job in the caller's tenant.
+    #[error("job {0} not found")]
+    JobNotFound(String),
+    /// No such snapshot in the caller's tenant.
+    #[error("snapshot {id} not found")]
+    SnapshotNotFound {
+        /// The snapshot asked for.
+        id: String,
+        /// Cinder's answer.
+        source: openstack::Error,
+    },
+    /// The snapshot is not `available`.
+    #[error("snapshot {id} is {status}; only an available snapshot can be backed up")]
+    SnapshotNotAvailable {
+        /// The snapshot.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+    /// Another job of the snapshot is queued or running.
+    #[error("snapshot {snapshot_id} already has a backup in progress (job {job_id})")]
+    SnapshotBusy {
+        /// The snapshot.
+        snapshot_id: String,
+        /// The job that holds it.
+        job_id: String,
+    },
+    /// Keystone or Cinder failed or refused.
+    #[error(transparent)]
+    Upstream(#[from] openstack::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A bug: a task died.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The problem this error is reported as.
+    pub fn problem(&self) -> Problem {
+        match self {
+            Error::TenantNotConfigured(_) => {
+                Problem::new(ProblemKind::TenantNotConfigured, self.to_string())
+            }
+            Error::Invalid(message) => Problem::new(ProblemKind::InvalidRequest, message.clone()),
+            Error::JobNotFound(_) => Problem::new(ProblemKind::JobNotFound, self.to_string()),
+            Error::SnapshotNotFound { source, .. } => {
+                Problem::new(ProblemKind::SnapshotNotFound, self.to_string())
+                    .with_upstream(source.upstream_status(), source.upstream_request_id())
+            }
+            Error::SnapshotNotAvailable { .. } => {
+                Problem::new(ProblemKind::SnapshotNotAvailable, self.to_string())
+            }
+            Error::SnapshotBusy { job_id, .. } => {
+                Problem::new(ProblemKind::SnapshotBusy, self.to_string()).with_job(job_id)
+            }
+            Error::Upstream(e) => upstream_problem(e),
+            Error::Store(store::Error::ActiveJobExists) => Problem::new(
+                ProblemKind::SnapshotBusy,
+                "the snapshot already has a backup in progress",
+            ),
+            Error::Store(store::Error::Database(_)) => Problem::new(
+                ProblemKind::StoreUnavailable,
+                "the job store is unavailable; nothing was recorded, retry later",
+            ),
+            Error::Store(store::Error::Corrupt(_)) | Error::Internal(_) => Problem::new(
+                ProblemKind::Internal,
+                "internal error; the operator's logs have the details",
+            ),
+        }
+    }
+
+    /// True for failures that happen to everyone (not the caller's fault):
+    /// they are logged at error level.
+    pub fn is_server_side(&self) -> bool {
+        self.problem().status >= 500
+    }
+}
+
+/// The problem an upstream failure is reported as (DESIGN.md's table).
+pub fn upstream_problem(e: &openstack::Error) -> Problem {
+    use openstack::Error as E;
+    let kind = match e {
+        E::UnknownCloud(_) => ProblemKind::Internal,
+        E::CredentialsRejected { .. } => ProblemKind::TenantCredentialsInvalid,
+        E::NoEndpoint { .. } | E::Unexpected { .. } => ProblemKind::UpstreamUnexpected,
+        E::Unavailable { .. } => ProblemKind::UpstreamUnavailable,
+        E::MicroversionUnsupported { .. } => ProblemKind::MicroversionUnsupported,
+        E::Cinder { status, .. } => match status {
+            401 => ProblemKind::UpstreamAuthFailed,
+            403 => ProblemKind::ForbiddenByCloudPolicy,
+            404 => ProblemKind::SnapshotNotFound,
+            406 => ProblemKind::MicroversionUnsupported,
+            413 => ProblemKind::QuotaExceeded,
+            400 if e.is_snapshot_not_available() => ProblemKind::SnapshotNotAvailable,
+            400 if e.is_malformed_url() => ProblemKind::UpstreamUnexpected,
+            400 => ProblemKind::BackupRejected,
+            _ => ProblemKind::UpstreamUnexpected,
+        },
+    };
+    let detail = match (kind, e) {
+        (ProblemKind::Internal, _) => {
+            "internal error; the operator's logs have the details".to_owned()
+        }
+        (ProblemKind::TenantCredentialsInvalid, E::CredentialsRejected { cloud, status, .. }) => {
+            format!(
+                "Keystone refused the credentials configured for this tenant (clouds.yaml entry `{cloud}`, HTTP {status}); an operator must renew them"
+            )
+        }
+        // Cinder's own words are what the caller can act on.
+        (_, E::Cinder { message, .. }) => message.clone(),
+        _ => e.to_string(),
+    };
+    Problem::new(kind, detail).with_upstream(e.upstream_status(), e.upstream_request_id())
+}

@@ -1,0 +1,94 @@
+//! Snapshot reads for a tenant: as Cinder lists them, plus the jobs and
+//! backups made from one snapshot.
+
+use super::{Error, Jobs, model::Job, service::snapshot_error};
+use crate::{
+    openstack::{Backup, BackupFilter, CallContext, Page, Snapshot},
+    store::JobFilter,
+};
+
+/// Most jobs shown for one snapshot.
+const SNAPSHOT_JOBS_LIMIT: u32 = 100;
+
+/// What has been made from one snapshot.
+#[derive(Debug)]
+pub struct SnapshotBackups {
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// The gateway's jobs of it, newest first.
+    pub jobs: Vec<Job>,
+    /// Cinder's backups of it (by the gateway or anyone else).
+    pub backups: Vec<Backup>,
+}
+
+impl Jobs {
+    /// One page of the tenant's snapshots.
+    pub async fn list_snapshots(
+        &self,
+        tenant: &str,
+        limit: u32,
+        marker: Option<&str>,
+        ctx: &CallContext,
+    ) -> Result<Page<Snapshot>, Error> {
+        let cloud = self.tenants.cloud(tenant)?;
+        Ok(self
+            .cinder
+            .list_snapshots(cloud, limit, marker, ctx)
+            .await?)
+    }
+
+    /// One snapshot of the tenant.
+    pub async fn snapshot(
+        &self,
+        tenant: &str,
+        id: &str,
+        ctx: &CallContext,
+    ) -> Result<Snapshot, Error> {
+        let cloud = self.tenants.cloud(tenant)?;
+        self.cinder
+            .show_snapshot(cloud, id, ctx)
+            .await
+            .map_err(|e| snapshot_error(id, e))
+    }
+
+    /// A snapshot with the jobs and backups made from it. Cinder cannot
+    /// filter backups by snapshot, so the snapshot's volume is listed and
+    /// filtered here.
+    pub async fn snapshot_backups(
+        &self,
+        tenant: &str,
+        id: &str,
+        ctx: &CallContext,
+    ) -> Result<SnapshotBackups, Error> {
+        let (cloud, project_id) = self.tenant(tenant).await?;
+        let snapshot = self
+            .cinder
+            .show_snapshot(&cloud, id, ctx)
+            .await
+            .map_err(|e| snapshot_error(id, e))?;
+        let filter = JobFilter {
+            snapshot_id: Some(snapshot.id.clone()),
+            ..Default::default()
+        };
+        let jobs = self
+            .store
+            .list(&project_id, &filter, SNAPSHOT_JOBS_LIMIT, None)
+            .await?;
+        let backup_filter = BackupFilter {
+            volume_id: Some(snapshot.volume_id.clone()),
+            ..Default::default()
+        };
+        let backups = self
+            .cinder
+            .list_backups(&cloud, &backup_filter, ctx)
+            .await?
+            .into_iter()
+            .filter(|b| b.snapshot_id.as_deref() == Some(snapshot.id.as_str()))
+            .collect();
+        Ok(SnapshotBackups {
+            snapshot,
+            jobs,
+            backups,
+        })
+    }
+}

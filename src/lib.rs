@@ -1,0 +1,223 @@
+//! backup-gateway: an HTTP service that makes OpenStack Cinder backups from
+//! volume snapshots on behalf of tenants and follows each one as a job.
+//!
+//! This crate root builds the application, config -> state -> router ->
+//! worker, so that `main.rs`, the tests and the demo share one way of
+//! starting it. `main.rs` only parses the command line.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod jobs;
+pub mod openstack;
+pub mod problem;
+pub mod store;
+pub mod telemetry;
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use anyhow::Context;
+use axum::Router;
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{
+    api::{AppState, HttpSettings},
+    auth::JwtVerifier,
+    config::Config,
+    jobs::{Jobs, JobsSettings, Tenants, Worker},
+    openstack::{OpenStackClient, UpstreamSettings},
+};
+
+/// A built gateway: bound to its port, with its worker ready to start.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    worker: Worker,
+    worker_alive: Arc<AtomicBool>,
+    poll_interval: std::time::Duration,
+    address: SocketAddr,
+}
+
+impl Application {
+    /// Checks the configuration, opens (and migrates) the store, reads the
+    /// clouds.yaml and binds the listener. Nothing is served until
+    /// [`Application::run_until_stopped`].
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        config.validate()?;
+        let store = store::connect(&config.database_url).await?;
+        let clouds_file = config
+            .clouds_file
+            .as_deref()
+            .context("--clouds-file is required")?;
+        let clouds = openstack::clouds::load(clouds_file)?;
+        let tenant_map = config.tenant_map();
+        for (tenant, cloud) in &tenant_map {
+            if !clouds.contains_key(cloud) {
+                anyhow::bail!(
+                    "--tenant {tenant}={cloud}: {} has no cloud named `{cloud}` (it has: {})",
+                    clouds_file.display(),
+                    clouds.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        // Only the mapped entries are used: an admin entry in the same file
+        // never acts for a caller.
+        let clouds = clouds
+            .into_iter()
+            .filter(|(name, _)| tenant_map.values().any(|c| c == name))
+            .collect();
+        let cinder = OpenStackClient::new(
+            clouds,
+            UpstreamSettings {
+                interface: config.interface.clone(),
+                region: config.region.clone(),
+                timeout: config.upstream_timeout,
+                page_size: config.upstream_page_size,
+            },
+        )?;
+        let jobs = Arc::new(Jobs::new(
+            store,
+            Arc::new(cinder),
+            Tenants::new(tenant_map),
+            JobsSettings {
+                submit_attempts: config.submit_attempts,
+                retry_base: config.retry_base,
+                retry_max: config.retry_max,
+                stuck_after: config.stuck_after,
+                max_wait: config.max_wait,
+            },
+        ));
+        let secret = config
+            .jwt_secret
+            .as_ref()
+            .context("--jwt-secret is required")?;
+        let auth = Arc::new(JwtVerifier::hs256(
+            secret,
+            config.tenant_claim.clone(),
+            config.jwt_issuer.as_deref(),
+            config.jwt_audience.as_deref(),
+            config.jwt_leeway,
+        ));
+        let worker_alive = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            jobs: jobs.clone(),
+            auth,
+            worker_alive: worker_alive.clone(),
+        };
+        let router = api::router(
+            state,
+            &HttpSettings {
+                request_timeout: config.request_timeout(),
+                max_body_bytes: config.max_body_bytes,
+            },
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
+        let address = listener.local_addr()?;
+        Ok(Application {
+            listener,
+            router,
+            worker: Worker::new(jobs),
+            worker_alive,
+            poll_interval: config.poll_interval,
+            address,
+        })
+    }
+
+    /// The port the API listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The address the API listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The worker, for running a reconciliation cycle by hand (tests).
+    pub fn worker(&self) -> Worker {
+        self.worker.clone()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes, then finishes in-flight requests. The
+    /// worker runs alongside and stops with the server; jobs it did not
+    /// finish stay in the store for the next start.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let worker = spawn_worker(self.worker, self.poll_interval, self.worker_alive.clone());
+        tracing::info!(address = %self.address, "backup-gateway listening");
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop)
+            .await;
+        worker.abort();
+        self.worker_alive.store(false, Ordering::Relaxed);
+        served.context("serving the API")?;
+        tracing::info!("backup-gateway stopped");
+        Ok(())
+    }
+}
+
+/// Runs the worker loop, keeping `alive` true while it runs.
+fn spawn_worker(
+    worker: Worker,
+    interval: std::time::Duration,
+    alive: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    alive.store(true, Ordering::Relaxed);
+    tokio::spawn(async move {
+        /// Clears the flag however the loop ends (abort or panic).
+        struct Alive(Arc<AtomicBool>);
+        impl Drop for Alive {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Relaxed);
+            }
+        }
+        let _alive = Alive(alive);
+        worker.run(interval).await;
+    })
+}
+
+/// Completes on SIGTERM (what orchestrators send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,77 @@
+//! The `backup-gateway` command line. It only parses arguments and calls
+//! into the library (`lib.rs`), so that tests start the gateway exactly as
+//! this binary does.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use backup_gateway::{Application, api, config::Config, demo::Demo, store, telemetry};
+use clap::{Parser, Subcommand};
+
+/// Makes OpenStack Cinder backups from volume snapshots and tracks each one as a job.
+#[derive(Debug, Parser)]
+#[command(name = "backup-gateway", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API and run the worker.
+    Serve {
+        /// Run on embedded defaults: an in-process OpenStack simulator with
+        /// two demo tenants, a fresh SQLite store, and printed caller tokens.
+        #[arg(long)]
+        demo: bool,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Create or upgrade the job store's schema, then exit.
+    Migrate {
+        /// Job store: `sqlite://PATH`.
+        #[arg(long, env = "BACKUP_GATEWAY_DATABASE_URL", default_value = backup_gateway::config::DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
+    /// Print the OpenAPI document (JSON) generated from the code.
+    Openapi {
+        /// Write it to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { demo, mut config } => {
+            telemetry::init(config.log_format);
+            if demo {
+                let demo = Demo::start(&mut config).await?;
+                let app = Application::build(config).await?;
+                demo.announce(app.address())?;
+                app.run_until_stopped().await
+            } else {
+                Application::build(config).await?.run_until_stopped().await
+            }
+        }
+        Command::Migrate { database_url } => {
+            telemetry::init(telemetry::LogFormat::Compact);
+            store::connect(&database_url).await?;
+            tracing::info!("job store schema is up to date");
+            Ok(())
+        }
+        Command::Openapi { output } => {
+            let text = api::openapi_json()?;
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display())),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! The Cinder v3 calls the gateway makes, behind the [`Cinder`] trait, and
+//! their implementation over HTTP ([`OpenStackClient`]).
+//!
+//! Every call gets the tenant's cached token, retries once with a fresh token
+//! after a 401, propagates the caller's request id, and turns answers into
+//! typed values or [`Error`]s. This module knows nothing of jobs.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+use super::{
+    UpstreamSettings,
+    clouds::Cloud,
+    error::{Error, Service},
+    http::{fault_of, request_id_of, transport_error},
+    microversion::Microversion,
+    session::Session,
+};
+use std::sync::Arc;
+
+/// Most pages one listing follows: a guard against an upstream that keeps
+/// answering full pages with the same marker.
+const MAX_PAGES: usize = 10_000;
+
+/// Per-call context carried to Cinder.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The gateway's request id (`req-<uuid>`), sent as `X-OpenStack-Request-ID`
+    /// so that Cinder's logs can be matched with ours.
+    pub request_id: Option<String>,
+}
+
+/// A volume snapshot as Cinder shows it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Snapshot {
+    /// Snapshot id.
+    pub id: String,
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `available`, `backing-up`, `creating`, ...
+    pub status: String,
+    /// The volume it was taken of (never changes).
+    pub volume_id: String,
+    /// Size in GiB.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Snapshot metadata.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Creation time (Cinder's format, UTC without offset).
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// Last update.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// A backup as Cinder shows it (microversion 3.43, with metadata).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Backup {
+    /// Backup id.
+    pub id: String,
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `creating`, `available`, `error`, `deleting`, ...
+    pub status: String,
+    /// Why it failed, when `error`.
+    #[serde(default)]
+    pub fail_reason: Option<String>,
+    /// The backed-up volume.
+    #[serde(default)]
+    pub volume_id: Option<String>,
+    /// The snapshot it was made from.
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+    /// Size in GiB.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Availability zone.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    /// Container.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Incremental or full.
+    #[serde(default)]
+    pub is_incremental: Option<bool>,
+    /// Creation time.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// Last update.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    /// Metadata; the gateway's `gateway_job_id` lives here.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What to back up, as Cinder's create call takes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewBackup {
+    /// The snapshot's volume (Cinder insists it matches the snapshot's).
+    pub volume_id: String,
+    /// The snapshot to back up.
+    pub snapshot_id: String,
+    /// Name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Incremental backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<bool>,
+    /// Force (ignored by Cinder for snapshot backups, passed on as asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
+    /// Object-store container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Availability zone (needs microversion 3.51).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Metadata (needs microversion 3.43).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Cinder's `202` to a backup create.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The new backup's id.
+    pub backup_id: String,
+    /// Cinder's request id.
+    pub request_id: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Marker for the next page, when Cinder says there is one.
+    pub next_marker: Option<String>,
+}
+
+/// Filters Cinder applies to backup listings (it has no others: metadata is
+/// refused with a 400).
+#[derive(Debug, Clone, Default)]
+pub struct BackupFilter {
+    /// `status=`.
+    pub status: Option<String>,
+    /// `volume_id=`.
+    pub volume_id: Option<String>,
+}
+
+/// The Cinder calls of the gateway, for one tenant (clouds.yaml entry) each.
+#[async_trait]
+pub trait Cinder: Send + Sync {
+    /// The Keystone project id of the cloud entry (from its token).
+    async fn project_id(&self, cloud: &str) -> Result<String, Error>;
+    /// One snapshot.
+    async fn show_snapshot(
+        &self,
+        cloud: &str,
+        id: &str,
+        ctx: &CallContext,
+    ) -> Result<Snapshot, Error>;
+    /// One page of the tenant's snapshots, newest first.
+    async fn list_snapshots(
+        &self,
+        cloud: &str,
+        limit: u32,
+        marker: Option<&str>,
+        ctx: &CallContext,
+    ) -> Result<Page<Snapshot>, Error>;
+    /// Creates a backup; `202` gives its id.
+    async fn create_backup(
+        &self,
+        cloud: &str,
+        backup: &NewBackup,
+        ctx: &CallContext,
+    ) -> Result<Accepted, Error>;
+    /// One backup.
+    async fn show_backup(&self, cloud: &str, id: &str, ctx: &CallContext) -> Result<Backup, Error>;
+    /// Every backup matching the filter, all pages read.
+    async fn list_backups(
+        &self,
+        cloud: &str,
+        filter: &BackupFilter,
+        ctx: &CallContext,
+    ) -> Result<Vec<Backup>, Error>;
+}
+
+/// [`Cinder`] over HTTP, with one [`Session`] per clouds.yaml entry.
+pub struct OpenStackClient {
+    sessions: BTreeMap<String, Session>,
+    settings: Arc<UpstreamSettings>,
+}
+
+impl OpenStackClient {
+    /// Builds a session for each cloud entry.
+    pub fn new(
+        clouds: BTreeMap<String, Cloud>,
+        settings: UpstreamSettings,
+    ) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let sessions = clouds
+            .into_iter()
+            .map(|(name, cloud)| Ok((name, Session::new(cloud, settings.clone())?)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(OpenStackClient { sessions, settings })
+    }
+
+    fn session(&self, cloud: &str) -> Result<&Session, Error> {
+        self.sessions
+            .get(cloud)
+            .ok_or_else(|| Error::UnknownCloud(cloud.to_owned()))
+    }
+
+    /// Fails unless the cloud's Cinder offers `needed`.
+    async fn require(
+        &self,
+        session: &Session,
+        needed: Microversion,
+        feature: &'static str,
+    ) -> Result<(), Error> {
+        let max = session.max_version().await?;
+        if max < needed {
+            return Err(Error::MicroversionUnsupported {
+                cloud: session.cloud.name.clone(),
+                feature,
+                needed: needed.to_string(),
+                max: max.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// One Cinder call: token, headers, one retry after a 401, error mapping.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        session: &Session,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        version: Option<Microversion>,
+        ctx: &CallContext,
+    ) -> Result<(T, Option<String>), Error> {
+        let mut retried = false;
+        loop {
+            let token = session.token().await?;
+            let url = format!("{}{path}", token.cinder_url);
+            let mut request = session
+                .http
+                .request(method.clone(), &url)
+                .header("Accept", "application/json")
+                .header("X-Auth-Token", token.value.expose_secret())
+                .query(query);
+            if let Some(version) = version {
+                request = request.header("OpenStack-API-Version", version.header_value());
+            }
+            if let Some(id) = ctx
+                .request_id
+                .as_deref()
+                .filter(|id| is_openstack_request_id(id))
+            {
+                request = request.header("X-OpenStack-Request-ID", id);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| transport_error(Service::Cinder, &e))?;
+            let status = response.status().as_u16();
+            let request_id = request_id_of(&response);
+            if status == 401 && !retried {
+                // The token expired early or was revoked: drop it (unless a
+                // concurrent call already did) and try once with a new one.
+                tracing::info!(cloud = %session.cloud.name, "Cinder refused the token; renewing it");
+                session.drop_token(&token).await;
+                retried = true;
+                continue;
+            }
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| transport_error(Service::Cinder, &e))?;
+            return match status {
+                200..=299 => serde_json::from_slice(&bytes)
+                    .map(|value| (value, request_id.clone()))
+                    .map_err(|e| Error::Unexpected {
+                        service: Service::Cinder,
+                        status: Some(status),
+                        message: format!("{method} {path}: unreadable body: {e}"),
+                        request_id,
+                    }),
+                500..=599 => Err(Error::Unavailable {
+                    service: Service::Cinder,
+                    message: match fault_of(&bytes) {
+                        Some((_, message)) => {
+                            format!("{method} {path} answered {status}: {message}")
+                        }
+                        None => format!("{method} {path} answered {status}"),
+                    },
+                    status: Some(status),
+                    request_id,
+                }),
+                _ => Err(match fault_of(&bytes) {
+                    Some((fault, message)) => Error::Cinder {
+                        status,
+                        fault,
+                        message,
+                        request_id,
+                    },
+                    None => Error::Unexpected {
+                        service: Service::Cinder,
+                        status: Some(status),
+                        message: format!("{method} {path} answered {status} without an error body"),
+                        request_id,
+                    },
+                }),
+            };
+        }
+    }
+}
+
+/// Cinder only takes a global request id of the form `req-<uuid>`.
+fn is_openstack_request_id(id: &str) -> bool {
+    id.strip_prefix("req-")
+        .is_some_and(|rest| uuid::Uuid::try_parse(rest).is_ok())
+}
+
+#[derive(Deserialize)]
+struct SnapshotBody {
+    snapshot: Snapshot,
+}
+
+#[derive(Deserialize)]
+struct SnapshotsBody {
+    snapshots: Vec<Snapshot>,
+    #[serde(default)]
+    snapshots_links: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct BackupBody {
+    backup: Backup,
+}
+
+#[derive(Deserialize)]
+struct BackupsBody {
+    backups: Vec<Backup>,
+    #[serde(default)]
+    backups_links: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct CreatedBody {
+    backup: CreatedBackup,
+}
+
+#[derive(Deserialize)]
+struct CreatedBackup {
+    id: String,
+}
+
+fn has_next(links: &[Value]) -> bool {
+    links.iter().any(|l| l["rel"] == "next")
+}
+
+#[async_trait]
+impl Cinder for OpenStackClient {
+    async fn project_id(&self, cloud: &str) -> Result<String, Error> {
+        Ok(self.session(cloud)?.token().await?.project_id.clone())
+    }
+
+    async fn show_snapshot(
+        &self,
+        cloud: &str,
+        id: &str,
+        ctx: &CallContext,
+    ) -> Result<Snapshot, Error> {
+        let session = self.session(cloud)?;
+        let path = format!("/snapshots/{}", encode_segment(id));
+        let (body, _): (SnapshotBody, _) = self
+            .call(session, Method::GET, &path, &[], None, None, ctx)
+            .await?;
+        Ok(body.snapshot)
+    }
+
+    async fn list_snapshots(
+        &self,
+        cloud: &str,
+        limit: u32,
+        marker: Option<&str>,
+        ctx: &CallContext,
+    ) -> Result<Page<Snapshot>, Error> {
+        let session = self.session(cloud)?;
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(marker) = marker {
+            query.push(("marker", marker.to_owned()));
+        }
+        let (body, _): (SnapshotsBody, _) = self
+            .call(session, Method::GET, "/snapshots", &query, None, None, ctx)
+            .await?;
+        let next_marker = has_next(&body.snapshots_links)
+            .then(|| body.snapshots.last().map(|s| s.id.clone()))
+            .flatten();
+        Ok(Page {
+            items: body.snapshots,
+            next_marker,
+        })
+    }
+
+    async fn create_backup(
+        &self,
+        cloud: &str,
+        backup: &NewBackup,
+        ctx: &CallContext,
+    ) -> Result<Accepted, Error> {
+        let session = self.session(cloud)?;
+        let version = if backup.availability_zone.is_some() {
+            self.require(
+                session,
+                Microversion::BACKUP_AZ,
+                "a backup's availability_zone",
+            )
+            .await?;
+            Microversion::BACKUP_AZ
+        } else {
+            self.require(
+                session,
+                Microversion::BACKUP_METADATA,
+                "backup metadata (the gateway's job id)",
+            )
+            .await?;
+            Microversion::BACKUP_METADATA
+        };
+        let body = json!({ "backup": backup });
+        let (created, request_id): (CreatedBody, _) = self
+            .call(
+                session,
+                Method::POST,
+                "/backups",
+                &[],
+                Some(&body),
+                Some(version),
+                ctx,
+            )
+            .await?;
+        Ok(Accepted {
+            backup_id: created.backup.id,
+            request_id,
+        })
+    }
+
+    async fn show_backup(&self, cloud: &str, id: &str, ctx: &CallContext) -> Result<Backup, Error> {
+        let session = self.session(cloud)?;
+        self.require(
+            session,
+            Microversion::BACKUP_METADATA,
+            "backup metadata (the gateway's job id)",
+        )
+        .await?;
+        let path = format!("/backups/{}", encode_segment(id));
+        let (body, _): (BackupBody, _) = self
+            .call(
+                session,
+                Method::GET,
+                &path,
+                &[],
+                None,
+                Some(Microversion::BACKUP_METADATA),
+                ctx,
+            )
+            .await?;
+        Ok(body.backup)
+    }
+
+    async fn list_backups(
+        &self,
+        cloud: &str,
+        filter: &BackupFilter,
+        ctx: &CallContext,
+    ) -> Result<Vec<Backup>, Error> {
+        let session = self.session(cloud)?;
+        self.require(
+            session,
+            Microversion::BACKUP_METADATA,
+            "backup metadata (the gateway's job id)",
+        )
+        .await?;
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut query = vec![("limit", self.settings.page_size.to_string())];
+            if let Some(status) = &filter.status {
+                query.push(("status", status.clone()));
+            }
+            if let Some(volume_id) = &filter.volume_id {
+                query.push(("volume_id", volume_id.clone()));
+            }
+            if let Some(marker) = &marker {
+                query.push(("marker", marker.clone()));
+            }
+            let (body, _): (BackupsBody, _) = self
+                .call(
+                    session,
+                    Method::GET,
+                    "/backups/detail",
+                    &query,
+                    None,
+                    Some(Microversion::BACKUP_METADATA),
+                    ctx,
+                )
+                .await?;
+            let next = has_next(&body.backups_links)
+                .then(|| body.backups.last().map(|b| b.id.clone()))
+                .flatten();
+            all.extend(body.backups);
+            match next {
+                Some(next) if Some(&next) != marker.as_ref() => marker = Some(next),
+                _ => return Ok(all),
+            }
+        }
+        Err(Error::Unexpected {
+            service: Service::Cinder,
+            status: None,
+            message: format!("backup listing did not end after {MAX_PAGES} pages"),
+            request_id: None,
+        })
+    }
+}
+
+/// Ids come from callers: keep them one path segment.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,144 @@
+//! Errors of the OpenStack client, typed by what the caller must do about
+//! them (retry, report, fix the configuration). Messages carry no token and
+//! no secret: request bodies are never quoted.
+
+/// Which upstream service an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Keystone (identity).
+    Keystone,
+    /// Cinder (block storage).
+    Cinder,
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Service::Keystone => "Keystone",
+            Service::Cinder => "Cinder",
+        })
+    }
+}
+
+/// What can go wrong talking to Keystone or Cinder.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The clouds.yaml entry does not exist.
+    #[error("cloud `{0}` is not in clouds.yaml")]
+    UnknownCloud(String),
+    /// Keystone refused the tenant's own credentials (401, or 404 for an
+    /// unknown application credential, as the real Keystone 30 answers).
+    #[error("Keystone refused the credentials of cloud `{cloud}` (HTTP {status})")]
+    CredentialsRejected {
+        /// clouds.yaml entry.
+        cloud: String,
+        /// Keystone's status.
+        status: u16,
+        /// Keystone's request id.
+        request_id: Option<String>,
+    },
+    /// The token's catalog has no usable block-storage endpoint.
+    #[error("the catalog of cloud `{cloud}` has no block-storage endpoint for interface `{interface}`{}", region.as_ref().map(|r| format!(" in region `{r}`")).unwrap_or_default())]
+    NoEndpoint {
+        /// clouds.yaml entry.
+        cloud: String,
+        /// Interface looked for.
+        interface: String,
+        /// Region looked for.
+        region: Option<String>,
+    },
+    /// The service could not be reached, timed out, or answered 5xx: the
+    /// outcome of the call is unknown and a later retry may succeed.
+    #[error("{service} is unavailable: {message}")]
+    Unavailable {
+        /// Which service.
+        service: Service,
+        /// What happened (no secrets).
+        message: String,
+        /// Status, when the service answered 5xx.
+        status: Option<u16>,
+        /// Request id, when the service answered.
+        request_id: Option<String>,
+    },
+    /// Cinder answered a 4xx with its error body.
+    #[error("Cinder answered {status} {fault}: {message}")]
+    Cinder {
+        /// HTTP status.
+        status: u16,
+        /// Fault name (`itemNotFound`, `badRequest`, `overLimit`, ...).
+        fault: String,
+        /// Cinder's message.
+        message: String,
+        /// Cinder's `x-openstack-request-id`.
+        request_id: Option<String>,
+    },
+    /// An answer the client cannot make sense of.
+    #[error("{service} answered unexpectedly: {message}")]
+    Unexpected {
+        /// Which service.
+        service: Service,
+        /// HTTP status, if any.
+        status: Option<u16>,
+        /// What was wrong with it.
+        message: String,
+        /// Request id, when present.
+        request_id: Option<String>,
+    },
+    /// The cloud's Cinder is older than a feature needs.
+    #[error(
+        "Cinder of cloud `{cloud}` supports microversions up to {max}; {feature} needs {needed}"
+    )]
+    MicroversionUnsupported {
+        /// clouds.yaml entry.
+        cloud: String,
+        /// What needs it.
+        feature: &'static str,
+        /// The version needed.
+        needed: String,
+        /// The cloud's maximum.
+        max: String,
+    },
+}
+
+impl Error {
+    /// True when the outcome is unknown or the failure passing: retrying the
+    /// same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+
+    /// The upstream HTTP status, when the upstream answered.
+    pub fn upstream_status(&self) -> Option<u16> {
+        match self {
+            Error::CredentialsRejected { status, .. } | Error::Cinder { status, .. } => {
+                Some(*status)
+            }
+            Error::Unavailable { status, .. } | Error::Unexpected { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    /// The upstream request id, when the upstream answered.
+    pub fn upstream_request_id(&self) -> Option<String> {
+        match self {
+            Error::CredentialsRejected { request_id, .. }
+            | Error::Unavailable { request_id, .. }
+            | Error::Cinder { request_id, .. }
+            | Error::Unexpected { request_id, .. } => request_id.clone(),
+            _ => None,
+        }
+    }
+
+    /// Cinder's 400 for a snapshot that is not `available`: "Invalid
+    /// snapshot: Snapshot to be backed up must be available, but the current
+    /// status is ...".
+    pub fn is_snapshot_not_available(&self) -> bool {
+        matches!(self, Error::Cinder { status: 400, message, .. } if message.contains("must be available"))
+    }
+
+    /// Cinder's 400 when the token's project is not the path's: the
+    /// gateway's fault, never the caller's.
+    pub fn is_malformed_url(&self) -> bool {
+        matches!(self, Error::Cinder { status: 400, message, .. } if message.contains("Malformed request url"))
+    }
+}

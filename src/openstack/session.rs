@@ -1,0 +1,182 @@
+//! One cloud's session: its HTTP client (with the entry's TLS settings), its
+//! cached Keystone token and its Cinder's maximum microversion.
+//!
+//! Concurrent callers needing a token share one Keystone call: the token slot
+//! is an async mutex held while the token is fetched, so the others wait for
+//! that token instead of asking for their own (single flight).
+
+use std::{sync::Arc, time::Instant};
+
+use secrecy::ExposeSecret;
+use tokio::sync::{Mutex, OnceCell};
+
+use super::{
+    UpstreamSettings,
+    clouds::Cloud,
+    error::{Error, Service},
+    http::{request_id_of, transport_error},
+    keystone::{Token, issue_token},
+    microversion::Microversion,
+};
+
+/// A cloud entry with its client, token cache and version.
+pub struct Session {
+    /// The clouds.yaml entry.
+    pub cloud: Cloud,
+    /// HTTP client honouring the entry's `verify` and `cacert`.
+    pub http: reqwest::Client,
+    settings: Arc<UpstreamSettings>,
+    token: Mutex<Option<Arc<Token>>>,
+    max_version: OnceCell<Microversion>,
+}
+
+impl Session {
+    /// Builds the session's HTTP client; fails on an unreadable `cacert`.
+    pub fn new(cloud: Cloud, settings: Arc<UpstreamSettings>) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(std::time::Duration::from_secs(10)))
+            .user_agent(concat!("backup-gateway/", env!("CARGO_PKG_VERSION")));
+        if !cloud.verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(path) = &cloud.cacert {
+            let pem = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "clouds.yaml entry `{}`: cacert {}: {e}",
+                    cloud.name,
+                    path.display()
+                )
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                anyhow::anyhow!(
+                    "clouds.yaml entry `{}`: cacert {}: {e}",
+                    cloud.name,
+                    path.display()
+                )
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build()?;
+        Ok(Session {
+            cloud,
+            http,
+            settings,
+            token: Mutex::new(None),
+            max_version: OnceCell::new(),
+        })
+    }
+
+    /// A valid token: the cached one, or a new one from Keystone.
+    pub async fn token(&self) -> Result<Arc<Token>, Error> {
+        let mut slot = self.token.lock().await;
+        if let Some(token) = slot.as_ref()
+            && !token.needs_renewal(Instant::now())
+        {
+            return Ok(token.clone());
+        }
+        let token = Arc::new(
+            issue_token(
+                &self.http,
+                &self.cloud,
+                &self.settings.interface,
+                self.settings.region.as_deref(),
+            )
+            .await?,
+        );
+        tracing::info!(cloud = %self.cloud.name, project_id = %token.project_id, "issued Keystone token");
+        *slot = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Forgets `token` after Cinder refused it, unless another request has
+    /// already replaced it.
+    pub async fn drop_token(&self, token: &Arc<Token>) {
+        let mut slot = self.token.lock().await;
+        if slot.as_ref().is_some_and(|t| Arc::ptr_eq(t, token)) {
+            *slot = None;
+        }
+    }
+
+    /// Cinder's maximum microversion, asked once (version discovery on the
+    /// endpoint's version root, `.../v3/`).
+    pub async fn max_version(&self) -> Result<Microversion, Error> {
+        self.max_version
+            .get_or_try_init(|| async {
+                let token = self.token().await?;
+                let root = version_root(&token.cinder_url);
+                let response = self
+                    .http
+                    .get(&root)
+                    .header("Accept", "application/json")
+                    .header("X-Auth-Token", token.value.expose_secret())
+                    .send()
+                    .await
+                    .map_err(|e| transport_error(Service::Cinder, &e))?;
+                let status = response.status().as_u16();
+                let request_id = request_id_of(&response);
+                let unexpected = |message: String| Error::Unexpected {
+                    service: Service::Cinder,
+                    status: Some(status),
+                    message,
+                    request_id: request_id.clone(),
+                };
+                if status >= 500 {
+                    return Err(Error::Unavailable {
+                        service: Service::Cinder,
+                        message: format!("version discovery answered {status}"),
+                        status: Some(status),
+                        request_id,
+                    });
+                }
+                // `.../v3/` answers 200, the bare root 300: both carry the list.
+                if !(200..=300).contains(&status) {
+                    return Err(unexpected(format!("version discovery at {root} answered {status}")));
+                }
+                let body: serde_json::Value = response
+                    .json()
+                    .await
+                    .map_err(|e| unexpected(format!("version discovery body: {e}")))?;
+                let max = body["versions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|v| v["id"].as_str().is_some_and(|id| id.starts_with("v3")))
+                    .filter_map(|v| v["version"].as_str())
+                    .filter_map(|v| v.parse::<Microversion>().ok())
+                    .max()
+                    // A v3 API without a `version` offers no microversions.
+                    .unwrap_or(Microversion::BASE);
+                tracing::info!(cloud = %self.cloud.name, max_microversion = %max, "discovered Cinder version");
+                Ok(max)
+            })
+            .await
+            .copied()
+    }
+}
+
+/// `http://host:8776/v3/<project_id>` -> `http://host:8776/v3/`.
+fn version_root(endpoint: &str) -> String {
+    let trimmed = endpoint.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some((head, last)) if !last.starts_with('v') => format!("{head}/"),
+        _ => format!("{trimmed}/"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_root_strips_the_project() {
+        assert_eq!(
+            super::version_root("http://h:8776/v3/abc"),
+            "http://h:8776/v3/"
+        );
+        assert_eq!(
+            super::version_root("http://h:8776/v3/"),
+            "http://h:8776/v3/"
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! SQLite job store (the embedded default).
+//!
+//! WAL with `synchronous=NORMAL` keeps committed jobs across a killed
+//! process. Every write is a single statement, so no read-then-write
+//! transaction can hit SQLITE_BUSY on upgrade; the busy timeout covers
+//! writers queueing for the lock.
+
+use std::{str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{
+    FromRow, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use super::{Error, JobFilter, JobStore};
+use crate::jobs::model::{Job, JobId, JobState};
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its folder if needed) and migrates.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        if let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// The columns of a job, in [`JobRow`]'s order. A macro, not a `const`, so
+/// that the statements stay `&'static str` literals (sqlx refuses SQL built
+/// at run time unless it is marked as audited).
+macro_rules! columns {
+    () => {
+        "id, project_id, cloud, snapshot_id, volume_id, backup_id, options, state, error, \
+         attempts, next_attempt_at, upstream_request_id, created_at, updated_at, started_at, finished_at"
+    };
+}
+
+#[derive(FromRow)]
+struct JobRow {
+    id: String,
+    project_id: String,
+    cloud: String,
+    snapshot_id: String,
+    volume_id: String,
+    backup_id: Option<String>,
+    options: String,
+    state: String,
+    error: Option<String>,
+    attempts: i64,
+    next_attempt_at: Option<i64>,
+    upstream_request_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> Result<DateTime<Utc>, Error> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| Error::Corrupt(format!("time {ms}")))
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = Error;
+
+    fn try_from(row: JobRow) -> Result<Self, Error> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Corrupt(format!("job {}: {what}: {e}", row.id))
+        };
+        Ok(Job {
+            id: row.id.parse().map_err(|e| corrupt("id", &e))?,
+            options: serde_json::from_str(&row.options).map_err(|e| corrupt("options", &e))?,
+            state: row.state.parse().map_err(|e| corrupt("state", &e))?,
+            error: row
+                .error
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt("error", &e))?,
+            attempts: u32::try_from(row.attempts).map_err(|e| corrupt("attempts", &e))?,
+            next_attempt_at: row.next_attempt_at.map(time).transpose()?,
+            created_at: time(row.created_at)?,
+            updated_at: time(row.updated_at)?,
+            started_at: row.started_at.map(time).transpose()?,
+            finished_at: row.finished_at.map(time).transpose()?,
+            project_id: row.project_id,
+            cloud: row.cloud,
+            snapshot_id: row.snapshot_id,
+            volume_id: row.volume_id,
+            backup_id: row.backup_id,
+            upstream_request_id: row.upstream_request_id,
+        })
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Serialising these plain structs cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn rows_to_jobs(rows: Vec<JobRow>) -> Result<Vec<Job>, Error> {
+    rows.into_iter().map(Job::try_from).collect()
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn insert(&self, job: &Job) -> Result<(), Error> {
+        let sql = concat!(
+            "INSERT INTO jobs (",
+            columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        );
+        let result = sqlx::query(sql)
+            .bind(job.id.to_string())
+            .bind(&job.project_id)
+            .bind(&job.cloud)
+            .bind(&job.snapshot_id)
+            .bind(&job.volume_id)
+            .bind(&job.backup_id)
+            .bind(to_json(&job.options))
+            .bind(job.state.as_str())
+            .bind(job.error.as_ref().map(to_json))
+            .bind(i64::from(job.attempts))
+            .bind(job.next_attempt_at.map(millis))
+            .bind(&job.upstream_request_id)
+            .bind(millis(job.created_at))
+            .bind(millis(job.updated_at))
+            .bind(job.started_at.map(millis))
+            .bind(job.finished_at.map(millis))
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::ActiveJobExists),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, Error> {
+        let sql = concat!("SELECT ", columns!(), " FROM jobs WHERE id = ?1");
+        let row: Option<JobRow> = sqlx::query_as(sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn list(
+        &self,
+        project_id: &str,
+        filter: &JobFilter,
+        limit: u32,
+        before: Option<JobId>,
+    ) -> Result<Vec<Job>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM jobs \
+             WHERE project_id = ?1 \
+               AND (?2 IS NULL OR state = ?2) \
+               AND (?3 IS NULL OR snapshot_id = ?3) \
+               AND (?4 IS NULL OR volume_id = ?4) \
+               AND (?5 IS NULL OR id < ?5) \
+             ORDER BY id DESC LIMIT ?6"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(sql)
+            .bind(project_id)
+            .bind(filter.state.map(JobState::as_str))
+            .bind(&filter.snapshot_id)
+            .bind(&filter.volume_id)
+            .bind(before.map(|id| id.to_string()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows_to_jobs(rows)
+    }
+
+    async fn update(&self, job: &Job, expected: JobState) -> Result<bool, Error> {
+        let result = sqlx::query(
+            "UPDATE jobs SET backup_id = ?1, state = ?2, error = ?3, attempts = ?4, next_attempt_at = ?5, \
+                 upstream_request_id = ?6, updated_at = ?7, started_at = ?8, finished_at = ?9 \
+             WHERE id = ?10 AND state = ?11",
+        )
+        .bind(&job.backup_id)
+        .bind(job.state.as_str())
+        .bind(job.error.as_ref().map(to_json))
+        .bind(i64::from(job.attempts))
+        .bind(job.next_attempt_at.map(millis))
+        .bind(&job.upstream_request_id)
+        .bind(millis(job.updated_at))
+        .bind(job.started_at.map(millis))
+        .bind(job.finished_at.map(millis))
+        .bind(job.id.to_string())
+        .bind(expected.as_str())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::ActiveJobExists),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, id: JobId, expected: JobState) -> Result<bool, Error> {
+        let done = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND state = ?2")
+            .bind(id.to_string())
+            .bind(expected.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn active(&self) -> Result<Vec<Job>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
+        rows_to_jobs(rows)
+    }
+
+    async fn active_for_snapshot(
+        &self,
+        project_id: &str,
+        snapshot_id: &str,
+    ) -> Result<Option<Job>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM jobs WHERE project_id = ?1 AND snapshot_id = ?2 AND state IN ('queued', 'running')"
+        );
+        let row: Option<JobRow> = sqlx::query_as(sql)
+            .bind(project_id)
+            .bind(snapshot_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,310 @@
+//! The one call the gateway exists for, from `202` to the job's end.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, snapshot, volume};
+
+#[tokio::test]
+async fn create_backup_returns_202_with_location_and_the_job_runs_to_succeeded() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let snapshot_id = snapshot('a', 1);
+
+    // Act
+    let answer = app
+        .create_backup(
+            "tenant-a",
+            &snapshot_id,
+            json!({"name": "nightly", "description": "before the upgrade", "metadata": {"team": "db"}}),
+        )
+        .await;
+
+    // Assert: accepted, with the job and where to follow it
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    let job = answer.body;
+    let job_id = job["id"].as_str().expect("job id").to_owned();
+    assert_eq!(
+        answer.headers["location"],
+        format!("/jobs/{job_id}").as_str()
+    );
+    assert!(answer.headers.contains_key("retry-after"));
+    assert_eq!(job["state"], "running");
+    assert_eq!(job["done"], false);
+    assert_eq!(job["snapshot_id"], snapshot_id);
+    assert_eq!(
+        job["volume_id"],
+        volume('a', 1),
+        "the volume is read from the snapshot"
+    );
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["request"]["name"], "nightly");
+    let backup_id = job["backup_id"].as_str().expect("backup id").to_owned();
+
+    // The backup in Cinder carries the request's fields and the job id.
+    let backups = app.sim.backups("5f1d4c3b2a1948e7b6c5d4e3f2a1b0c9");
+    assert_eq!(backups.len(), 1);
+    assert_eq!(backups[0]["id"], backup_id);
+    assert_eq!(backups[0]["name"], "nightly");
+    assert_eq!(backups[0]["description"], "before the upgrade");
+    assert_eq!(backups[0]["snapshot_id"], snapshot_id);
+    assert_eq!(backups[0]["metadata"]["gateway_job_id"], job_id);
+    assert_eq!(backups[0]["metadata"]["team"], "db");
+    assert_eq!(
+        app.sim.snapshot_status(&snapshot_id).as_deref(),
+        Some("backing-up")
+    );
+
+    // Still running while Cinder is `creating`.
+    app.cycle().await;
+    assert_eq!(app.job("tenant-a", &job_id).await["state"], "running");
+
+    // Act: Cinder finishes, the worker notices.
+    app.finish_backups();
+    app.cycle().await;
+
+    // Assert
+    let job = app.job("tenant-a", &job_id).await;
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["done"], true);
+    assert!(job["finished_at"].is_string());
+    assert!(job["error"].is_null());
+    assert_eq!(
+        app.sim.snapshot_status(&snapshot_id).as_deref(),
+        Some("available")
+    );
+}
+
+#[tokio::test]
+async fn a_backup_that_ends_in_error_fails_the_job_with_cinders_reason() {
+    let app = TestApp::spawn().await;
+    app.sim
+        .fail_backups(Some("Backup driver failed: disk full".into()));
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+    let job_id = job["id"].as_str().expect("id");
+
+    app.finish_backups();
+    app.cycle().await;
+
+    let job = app.job("tenant-a", job_id).await;
+    assert_eq!(job["state"], "failed");
+    assert_eq!(job["error"]["type"], "/problems/backup-failed");
+    assert!(
+        job["error"]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("Backup driver failed: disk full"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_availability_zone_fails_later_and_the_stuck_snapshot_is_reported() {
+    // Cinder accepts an unknown zone with 202, fails the backup, and leaves
+    // the snapshot `backing-up` (recorded exchanges 23-25).
+    let app = TestApp::spawn().await;
+    let snapshot_id = snapshot('a', 2);
+    let answer = app
+        .create_backup(
+            "tenant-a",
+            &snapshot_id,
+            json!({"availability_zone": "nowhere"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    let job_id = answer.body["id"].as_str().expect("id").to_owned();
+
+    app.finish_backups();
+    app.cycle().await;
+
+    let job = app.job("tenant-a", &job_id).await;
+    assert_eq!(job["state"], "failed");
+    let detail = job["error"]["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("Service not found for creating backup."),
+        "{detail}"
+    );
+    assert!(detail.contains("backing-up"), "{detail}");
+    let view = app
+        .get("tenant-a", &format!("/snapshots/{snapshot_id}"))
+        .await;
+    assert_eq!(view.body["status"], "backing-up");
+}
+
+#[tokio::test]
+async fn an_empty_body_is_a_backup_with_cinders_defaults() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/snapshots/{}/backups", snapshot('b', 1)),
+            Some("tenant-b"),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_lost_cinder_answer_leaves_the_job_queued_and_the_worker_adopts_the_backup() {
+    // Cinder creates the backup but the connection drops before its 202.
+    let app = TestApp::spawn().await;
+    app.sim.inject(openstack_sim::Fault {
+        op: openstack_sim::Op::BackupCreate,
+        kind: openstack_sim::FaultKind::DropAfterWork,
+        times: 1,
+    });
+
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    assert_eq!(answer.body["state"], "queued");
+    assert_eq!(answer.body["attempts"], 1);
+    assert_eq!(
+        answer.body["error"]["type"],
+        "/problems/upstream-unavailable"
+    );
+    assert!(answer.headers.contains_key("retry-after"));
+    let job_id = answer.body["id"].as_str().expect("id").to_owned();
+
+    // The worker looks for the backup by the job id before posting again.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    app.cycle().await;
+
+    let job = app.job("tenant-a", &job_id).await;
+    assert_eq!(job["state"], "running", "{job}");
+    let backups = app.sim.backups("5f1d4c3b2a1948e7b6c5d4e3f2a1b0c9");
+    assert_eq!(backups.len(), 1, "no second backup");
+    assert_eq!(job["backup_id"], backups[0]["id"]);
+    assert_eq!(app.sim.calls(openstack_sim::Op::BackupCreate), 1);
+}
+
+#[tokio::test]
+async fn a_failing_cinder_is_retried_until_it_accepts() {
+    let app = TestApp::spawn().await;
+    app.sim.inject(openstack_sim::Fault {
+        op: openstack_sim::Op::BackupCreate,
+        kind: openstack_sim::FaultKind::Status(503),
+        times: 2,
+    });
+
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    assert_eq!(answer.body["state"], "queued");
+    assert_eq!(answer.body["error"]["upstream_status"], 503);
+    let job_id = answer.body["id"].as_str().expect("id").to_owned();
+
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        app.cycle().await;
+    }
+
+    let job = app.job("tenant-a", &job_id).await;
+    assert_eq!(job["state"], "running", "{job}");
+    assert_eq!(job["attempts"], 3);
+    assert!(job["error"].is_null());
+}
+
+#[tokio::test]
+async fn retries_end_with_a_failed_job_carrying_the_last_upstream_reason() {
+    let app = TestApp::spawn_with(&["--submit-attempts", "2"]).await;
+    app.sim.inject(openstack_sim::Fault {
+        op: openstack_sim::Op::BackupCreate,
+        kind: openstack_sim::FaultKind::Status(500),
+        times: 10,
+    });
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+    let job_id = answer.body["id"].as_str().expect("id").to_owned();
+
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    app.cycle().await;
+
+    let job = app.job("tenant-a", &job_id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempts"], 2);
+    assert_eq!(job["error"]["upstream_status"], 500);
+    assert!(
+        job["error"]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("gave up after 2 attempts")
+    );
+    // The snapshot is free for a new try.
+    let again = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+    assert_ne!(again.status, StatusCode::CONFLICT, "{}", again.text);
+}
+
+#[tokio::test]
+async fn a_backup_deleted_in_cinder_while_running_fails_the_job() {
+    let app = TestApp::spawn().await;
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+    let backup_id = job["backup_id"].as_str().expect("backup id");
+
+    app.sim.delete_backup(backup_id);
+    app.cycle().await;
+
+    let job = app.job("tenant-a", job["id"].as_str().expect("id")).await;
+    assert_eq!(job["state"], "failed");
+    assert_eq!(job["error"]["type"], "/problems/backup-deleted");
+}
+
+#[tokio::test]
+async fn long_poll_answers_when_the_job_changes() {
+    let app = TestApp::spawn().await;
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+    let job_id = job["id"].as_str().expect("id").to_owned();
+    let waiting = {
+        let request = app.request(
+            reqwest::Method::GET,
+            &format!("/jobs/{job_id}?wait=60"),
+            Some("tenant-a"),
+        );
+        tokio::spawn(async move {
+            request
+                .send()
+                .await
+                .expect("sent")
+                .json::<serde_json::Value>()
+                .await
+        })
+    };
+
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    app.finish_backups();
+    app.cycle().await;
+
+    let seen = waiting.await.expect("task").expect("json");
+    assert_eq!(seen["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn snapshot_backups_lists_the_jobs_and_cinders_backups_of_the_snapshot() {
+    let app = TestApp::spawn().await;
+    let snapshot_id = snapshot('a', 1);
+    let job = app.create_ok("tenant-a", &snapshot_id).await;
+    // A backup of another snapshot is not listed.
+    app.create_ok("tenant-a", &snapshot('a', 2)).await;
+
+    let answer = app
+        .get("tenant-a", &format!("/snapshots/{snapshot_id}/backups"))
+        .await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.body["snapshot"]["id"], snapshot_id);
+    let jobs = answer.body["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["id"], job["id"]);
+    let backups = answer.body["backups"].as_array().expect("backups");
+    assert_eq!(backups.len(), 1);
+    assert_eq!(backups[0]["id"], job["backup_id"]);
+    assert_eq!(backups[0]["job_id"], job["id"]);
+}

@@ -1,0 +1,351 @@
+//! DESIGN.md's error table, row by row: each error a caller can cause is a
+//! clear problem+json answer and changes nothing.
+
+use openstack_sim::{Fault, FaultKind, Op, Quotas};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{TestApp, WRONG_SECRET, snapshot};
+
+const PROJECT_A: &str = "5f1d4c3b2a1948e7b6c5d4e3f2a1b0c9";
+
+/// Asserts that tenant-a has no job and Cinder no new backup.
+async fn assert_nothing_changed(app: &TestApp) {
+    let jobs = app.get("tenant-a", "/jobs").await;
+    assert_eq!(jobs.body["jobs"], json!([]), "no job left behind");
+    assert!(app.sim.backups(PROJECT_A).is_empty(), "no backup made");
+}
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let app = TestApp::spawn().await;
+    let answer = crate::helpers::Answer::read(
+        app.request(
+            Method::POST,
+            &format!("/snapshots/{}/backups", snapshot('a', 1)),
+            Some("tenant-a"),
+        )
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .expect("sent"),
+    )
+    .await;
+    answer.assert_problem(400, "invalid-request");
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn unknown_or_mistyped_fields_are_400() {
+    let app = TestApp::spawn().await;
+    for body in [
+        json!({"nmae": "typo"}),
+        json!({"incremental": "maybe"}),
+        json!({"metadata": {"team": 1}}),
+        json!({"volume_id": "the gateway reads it from the snapshot"}),
+    ] {
+        let answer = app
+            .create_backup("tenant-a", &snapshot('a', 1), body.clone())
+            .await;
+        answer.assert_problem(400, "invalid-request");
+    }
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn the_gateways_metadata_key_and_overlong_fields_are_400() {
+    let app = TestApp::spawn().await;
+    for body in [
+        json!({"metadata": {"gateway_job_id": "mine"}}),
+        json!({"metadata": {"bad*key": "x"}}),
+        json!({"name": "n".repeat(256)}),
+        json!({"availability_zone": ""}),
+    ] {
+        let answer = app.create_backup("tenant-a", &snapshot('a', 1), body).await;
+        answer.assert_problem(400, "invalid-request");
+    }
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = TestApp::spawn().await;
+    let body = json!({"description": "x".repeat(100 * 1024)});
+    let answer = app.create_backup("tenant-a", &snapshot('a', 1), body).await;
+    answer.assert_problem(413, "payload-too-large");
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn missing_or_invalid_tokens_are_401_with_www_authenticate() {
+    let app = TestApp::spawn().await;
+    let path = format!("/snapshots/{}/backups", snapshot('a', 1));
+    let expired = backup_gateway::auth::sign_hs256(
+        &secrecy::SecretString::from("test-jwt-secret".to_owned()),
+        &json!({"tenant": "tenant-a", "exp": chrono::Utc::now().timestamp() - 3600}),
+    )
+    .expect("sign");
+    let forged = backup_gateway::auth::sign_hs256(
+        &secrecy::SecretString::from("not-the-secret".to_owned()),
+        &json!({"tenant": "tenant-a", "exp": chrono::Utc::now().timestamp() + 3600}),
+    )
+    .expect("sign");
+    for auth in [
+        None,
+        Some("Bearer not-a-jwt".to_owned()),
+        Some(format!("Bearer {expired}")),
+        Some(format!("Bearer {forged}")),
+    ] {
+        let mut request = app.client.post(format!("{}{path}", app.address));
+        if let Some(auth) = &auth {
+            request = request.header("authorization", auth);
+        }
+        let answer = crate::helpers::Answer::read(request.send().await.expect("sent")).await;
+        answer.assert_problem(401, "unauthenticated");
+        assert!(
+            answer
+                .header("www-authenticate")
+                .is_some_and(|h| h.starts_with("Bearer")),
+            "{auth:?}"
+        );
+    }
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn a_tenant_without_credentials_is_403() {
+    let app = TestApp::spawn().await;
+    let answer = app
+        .create_backup("tenant-unknown", &snapshot('a', 1), json!({}))
+        .await;
+    answer.assert_problem(403, "tenant-not-configured");
+}
+
+#[tokio::test]
+async fn a_missing_snapshot_is_404_with_cinders_request_id() {
+    let app = TestApp::spawn().await;
+    let answer = app
+        .create_backup(
+            "tenant-a",
+            "00000000-0000-4000-8000-000000000000",
+            json!({}),
+        )
+        .await;
+    answer.assert_problem(404, "snapshot-not-found");
+    assert_eq!(answer.body["upstream_status"], 404);
+    assert!(
+        answer.body["upstream_request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("req-"))
+    );
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn a_snapshot_that_is_not_available_is_409() {
+    let app = TestApp::spawn().await;
+    app.sim.set_snapshot_status(&snapshot('a', 1), "backing-up");
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+    answer.assert_problem(409, "snapshot-not-available");
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("backing-up")
+    );
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn a_second_create_for_a_busy_snapshot_is_409_naming_the_job() {
+    let app = TestApp::spawn().await;
+    let first = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+
+    let second = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+
+    second.assert_problem(409, "snapshot-busy");
+    assert_eq!(second.body["job_id"], first["id"]);
+    assert_eq!(app.sim.backups(PROJECT_A).len(), 1);
+    assert_eq!(
+        app.get("tenant-a", "/jobs").await.body["jobs"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_creates_for_one_snapshot_make_one_job_and_one_backup() {
+    let app = TestApp::spawn().await;
+    let snapshot_id = snapshot('a', 1);
+    let (one, two) = tokio::join!(
+        app.create_backup("tenant-a", &snapshot_id, json!({})),
+        app.create_backup("tenant-a", &snapshot_id, json!({}))
+    );
+    let mut statuses = [one.status.as_u16(), two.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 409], "{} / {}", one.text, two.text);
+    assert_eq!(app.sim.backups(PROJECT_A).len(), 1);
+}
+
+#[tokio::test]
+async fn exceeding_the_backup_quota_is_409_quota_exceeded_with_cinders_message() {
+    let app = TestApp::spawn().await;
+    app.sim.set_quotas(
+        PROJECT_A,
+        Quotas {
+            backups: 0,
+            backup_gigabytes: -1,
+        },
+    );
+
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+
+    answer.assert_problem(409, "quota-exceeded");
+    assert_eq!(answer.body["upstream_status"], 413);
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("BackupLimitExceeded"),
+        "{}",
+        answer.text
+    );
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn incremental_without_a_full_backup_is_422_with_cinders_message() {
+    let app = TestApp::spawn().await;
+
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({"incremental": true}))
+        .await;
+
+    answer.assert_problem(422, "backup-rejected");
+    assert_eq!(answer.body["upstream_status"], 400);
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("No backups available to do an incremental backup")
+    );
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn a_reader_only_credential_is_403_from_the_clouds_policy() {
+    let app = TestApp::spawn().await;
+
+    let answer = app
+        .create_backup("tenant-r", &snapshot('c', 1), json!({}))
+        .await;
+
+    answer.assert_problem(403, "forbidden-by-cloud-policy");
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("backup:create")
+    );
+    let jobs = app.get("tenant-r", "/jobs").await;
+    assert_eq!(jobs.body["jobs"], json!([]));
+}
+
+#[tokio::test]
+async fn refused_tenant_credentials_are_502_and_the_secret_is_nowhere() {
+    let app = TestApp::spawn().await;
+
+    let answer = app
+        .create_backup("tenant-x", &snapshot('a', 1), json!({}))
+        .await;
+
+    answer.assert_problem(502, "tenant-credentials-invalid");
+    assert_eq!(answer.body["upstream_status"], 401);
+    assert!(!answer.text.contains(WRONG_SECRET));
+    let listed = app.get("tenant-x", "/snapshots").await;
+    listed.assert_problem(502, "tenant-credentials-invalid");
+    assert!(!listed.text.contains(WRONG_SECRET));
+}
+
+#[tokio::test]
+async fn an_unreachable_cinder_at_the_snapshot_read_is_503_with_retry_after_and_nothing_recorded() {
+    let app = TestApp::spawn().await;
+    // Warm the token so that the fault hits the snapshot read.
+    app.get("tenant-a", "/jobs").await;
+    app.sim.inject(Fault {
+        op: Op::SnapshotShow,
+        kind: FaultKind::Status(503),
+        times: 1,
+    });
+
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+
+    answer.assert_problem(503, "upstream-unavailable");
+    assert!(answer.header("retry-after").is_some());
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn another_tenants_job_and_snapshot_are_404() {
+    let app = TestApp::spawn().await;
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+    let job_id = job["id"].as_str().expect("id");
+
+    app.get("tenant-b", &format!("/jobs/{job_id}"))
+        .await
+        .assert_problem(404, "job-not-found");
+    app.get("tenant-b", &format!("/snapshots/{}", snapshot('a', 1)))
+        .await
+        .assert_problem(404, "snapshot-not-found");
+    app.create_backup("tenant-b", &snapshot('a', 2), json!({}))
+        .await
+        .assert_problem(404, "snapshot-not-found");
+    let listed = app.get("tenant-b", "/jobs").await;
+    assert_eq!(listed.body["jobs"], json!([]));
+    app.get("tenant-a", "/jobs/not-a-uuid")
+        .await
+        .assert_problem(404, "job-not-found");
+}
+
+#[tokio::test]
+async fn unknown_routes_methods_and_bad_queries_are_problems() {
+    let app = TestApp::spawn().await;
+    app.get("tenant-a", "/nowhere")
+        .await
+        .assert_problem(404, "not-found");
+    let answer = crate::helpers::Answer::read(
+        app.request(Method::DELETE, "/jobs", Some("tenant-a"))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    answer.assert_problem(405, "method-not-allowed");
+    app.get("tenant-a", "/jobs?limit=0")
+        .await
+        .assert_problem(400, "invalid-request");
+    app.get("tenant-a", "/jobs?state=sleeping")
+        .await
+        .assert_problem(400, "invalid-request");
+    app.get("tenant-a", "/jobs?page_token=garbage")
+        .await
+        .assert_problem(400, "invalid-request");
+    app.get("tenant-a", "/jobs?colour=red")
+        .await
+        .assert_problem(400, "invalid-request");
+    app.get("tenant-a", "/snapshots?limit=5000")
+        .await
+        .assert_problem(400, "invalid-request");
+    let answer = app.get("tenant-a", "/healthz").await;
+    assert_eq!(answer.status, StatusCode::OK);
+}

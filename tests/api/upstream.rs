@@ -1,0 +1,138 @@
+//! How the gateway uses Keystone and Cinder: shared tokens, renewal, and a
+//! worker whose upstream calls grow with tenants, not with jobs.
+
+use openstack_sim::{Op, SnapshotSeed, VolumeSeed};
+
+use crate::helpers::{TestApp, snapshot};
+
+#[tokio::test]
+async fn concurrent_first_requests_of_a_tenant_share_one_keystone_call() {
+    let app = TestApp::spawn().await;
+    app.sim.reset_calls();
+
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let request = app.request(reqwest::Method::GET, "/snapshots", Some("tenant-a"));
+        requests.spawn(async move { request.send().await.map(|r| r.status()) });
+    }
+    let statuses = requests.join_all().await;
+
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.as_ref().is_ok_and(|s| *s == reqwest::StatusCode::OK)),
+        "{statuses:?}"
+    );
+    assert_eq!(app.sim.calls(Op::TokenIssue), 1);
+    assert_eq!(app.sim.calls(Op::SnapshotList), 16);
+}
+
+#[tokio::test]
+async fn a_token_cinder_refuses_is_renewed_once_and_the_call_succeeds() {
+    let app = TestApp::spawn().await;
+    app.get("tenant-a", "/snapshots").await;
+    app.sim.reset_calls();
+
+    app.sim.expire_tokens();
+    let answer = app.get("tenant-a", "/snapshots").await;
+
+    assert_eq!(answer.status, reqwest::StatusCode::OK, "{}", answer.text);
+    assert_eq!(app.sim.calls(Op::TokenIssue), 1);
+    assert_eq!(
+        app.sim.calls(Op::SnapshotList),
+        2,
+        "one refused, one retried"
+    );
+}
+
+#[tokio::test]
+async fn jobs_finish_when_the_token_expires_while_they_run() {
+    let app = TestApp::spawn().await;
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+
+    app.sim.expire_tokens();
+    app.finish_backups();
+    app.cycle().await;
+
+    let job = app.job("tenant-a", job["id"].as_str().expect("id")).await;
+    assert_eq!(job["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_worker_cycle_costs_one_listing_per_tenant_whatever_the_number_of_jobs() {
+    // Arrange: 12 running jobs over two tenants.
+    let app = TestApp::spawn().await;
+    let tenants = [
+        ("tenant-a", "5f1d4c3b2a1948e7b6c5d4e3f2a1b0c9"),
+        ("tenant-b", "9e8d7c6b5a4f4e3d8c2b1a0f9e8d7c6b"),
+    ];
+    for (t, (tenant, project)) in tenants.iter().enumerate() {
+        for i in 0..6 {
+            let volume_id = format!("30000000-0000-4000-8000-{t:02}{i:010}");
+            let snapshot_id = format!("40000000-0000-4000-8000-{t:02}{i:010}");
+            app.sim.add_volume(
+                project,
+                VolumeSeed {
+                    id: volume_id.clone(),
+                    name: format!("v{i}"),
+                    size: 1,
+                    status: "in-use".into(),
+                },
+            );
+            app.sim.add_snapshot(
+                project,
+                SnapshotSeed {
+                    id: snapshot_id.clone(),
+                    name: format!("s{i}"),
+                    description: None,
+                    volume_id,
+                    status: "available".into(),
+                    metadata: Default::default(),
+                },
+            );
+            app.create_ok(tenant, &snapshot_id).await;
+        }
+    }
+
+    // Act: a cycle while every backup is still creating.
+    app.sim.reset_calls();
+    app.cycle().await;
+
+    // Assert: one listing per tenant, no per-job read.
+    assert_eq!(app.sim.calls(Op::BackupDetail), 2);
+    assert_eq!(app.sim.calls(Op::BackupShow), 0);
+
+    // Act: every backup finishes.
+    app.finish_backups();
+    app.sim.reset_calls();
+    app.cycle().await;
+
+    // Assert: the listing per tenant, and one read per finished job.
+    assert_eq!(app.sim.calls(Op::BackupDetail), 2);
+    assert_eq!(app.sim.calls(Op::BackupShow), 12);
+    let done = app.get("tenant-a", "/jobs?state=succeeded").await;
+    assert_eq!(done.body["jobs"].as_array().map(Vec::len), Some(6));
+
+    // Nothing left to do: a cycle with no running job calls nothing.
+    app.sim.reset_calls();
+    app.cycle().await;
+    assert!(
+        app.sim.call_counts().is_empty(),
+        "{:?}",
+        app.sim.call_counts()
+    );
+}
+
+#[tokio::test]
+async fn the_caller_request_id_travels_to_cinder_and_back_in_problems() {
+    let app = TestApp::spawn().await;
+    let answer = app
+        .get(
+            "tenant-a",
+            "/snapshots/00000000-0000-4000-8000-00000000ffff",
+        )
+        .await;
+    let instance = answer.body["instance"].as_str().expect("instance");
+    assert!(instance.starts_with("req-"));
+    assert_eq!(answer.header("x-request-id"), Some(instance));
+}
