@@ -148,8 +148,9 @@ impl KeystoneError {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let message = match status.as_u16() {
             401 => UNAUTHORIZED_MESSAGE.to_owned(),
-            500 => "An unexpected error prevented the server from fulfilling your request."
-                .to_owned(),
+            500 => {
+                "An unexpected error prevented the server from fulfilling your request.".to_owned()
+            }
             _ => status.canonical_reason().unwrap_or("Error").to_owned(),
         };
         Self { status, message }

@@ -15,10 +15,18 @@ use openstack_sim::{Seed, Sim, SimConfig};
 #[command(name = "openstack-sim", version)]
 struct Args {
     /// Address Keystone listens on.
-    #[arg(long, env = "OPENSTACK_SIM_KEYSTONE_LISTEN", default_value = "127.0.0.1:5000")]
+    #[arg(
+        long,
+        env = "OPENSTACK_SIM_KEYSTONE_LISTEN",
+        default_value = "127.0.0.1:5000"
+    )]
     keystone_listen: SocketAddr,
     /// Address Cinder listens on.
-    #[arg(long, env = "OPENSTACK_SIM_CINDER_LISTEN", default_value = "127.0.0.1:8776")]
+    #[arg(
+        long,
+        env = "OPENSTACK_SIM_CINDER_LISTEN",
+        default_value = "127.0.0.1:8776"
+    )]
     cinder_listen: SocketAddr,
     /// JSON file with the tenants, volumes and snapshots to start with
     /// (the shape of `Seed`); the two demo tenants when absent.
@@ -51,7 +59,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }

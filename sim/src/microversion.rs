@@ -21,7 +21,10 @@ impl Microversion {
     /// Oldest supported version, also what a request without the header gets.
     pub const MIN: Microversion = Microversion { major: 3, minor: 0 };
     /// Newest version of Cinder 2024.1 onward (still the max in 2026).
-    pub const MAX: Microversion = Microversion { major: 3, minor: 71 };
+    pub const MAX: Microversion = Microversion {
+        major: 3,
+        minor: 71,
+    };
 
     /// Whether this is `3.minor` or later.
     pub fn at_least(self, minor: u32) -> bool {
@@ -112,10 +115,22 @@ mod tests {
     #[test]
     fn parses_what_cinder_parses() {
         assert_eq!(from_headers(&HeaderMap::new()), Ok(Microversion::MIN));
-        assert_eq!(from_headers(&headers("volume 3.43")).map(|v| v.minor), Ok(43));
-        assert_eq!(from_headers(&headers("volume latest")), Ok(Microversion::MAX));
-        assert_eq!(from_headers(&headers("compute 2.1, volume 3.5")).map(|v| v.minor), Ok(5));
-        assert_eq!(from_headers(&headers("block-storage 3.5")), Ok(Microversion::MIN));
+        assert_eq!(
+            from_headers(&headers("volume 3.43")).map(|v| v.minor),
+            Ok(43)
+        );
+        assert_eq!(
+            from_headers(&headers("volume latest")),
+            Ok(Microversion::MAX)
+        );
+        assert_eq!(
+            from_headers(&headers("compute 2.1, volume 3.5")).map(|v| v.minor),
+            Ok(5)
+        );
+        assert_eq!(
+            from_headers(&headers("block-storage 3.5")),
+            Ok(Microversion::MIN)
+        );
         assert_eq!(
             from_headers(&headers("volume abc")),
             Err(VersionError::Malformed("abc".into()))

@@ -206,8 +206,10 @@ mod tests {
 
     #[test]
     fn dict_repr_keeps_request_order_and_python_quoting() {
-        let v = PyValue::parse(br#"{"volume_id": "x", "name": "it's", "n": null, "b": true, "m": {"a": 1.5}}"#)
-            .expect("valid json");
+        let v = PyValue::parse(
+            br#"{"volume_id": "x", "name": "it's", "n": null, "b": true, "m": {"a": 1.5}}"#,
+        )
+        .expect("valid json");
         assert_eq!(
             v.repr(),
             r#"{'volume_id': 'x', 'name': "it's", 'n': None, 'b': True, 'm': {'a': 1.5}}"#

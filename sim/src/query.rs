@@ -76,7 +76,9 @@ mod tests {
 
     #[test]
     fn decodes_pairs_in_order() {
-        let pairs = parse(Some("name=a+b&status=%61vailable&flag&&bad=%zz&x=%E2%9C%93"));
+        let pairs = parse(Some(
+            "name=a+b&status=%61vailable&flag&&bad=%zz&x=%E2%9C%93",
+        ));
         let expected: Vec<(String, String)> = [
             ("name", "a b"),
             ("status", "available"),

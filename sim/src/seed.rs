@@ -252,7 +252,11 @@ mod tests {
         assert_eq!(seed.tenants.len(), 2);
         assert_eq!(seed.tenants[0].name, "tenant-a");
         assert_eq!(seed.tenants[0].app_credentials[0].secret, "demo-secret-a");
-        assert!(seed.tenants.iter().all(|t| t.snapshots.len() == t.volumes.len()));
+        assert!(
+            seed.tenants
+                .iter()
+                .all(|t| t.snapshots.len() == t.volumes.len())
+        );
     }
 
     #[test]

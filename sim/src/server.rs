@@ -46,7 +46,10 @@ pub(crate) struct KillableStream {
 }
 
 fn killed_error() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped by fault injection")
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection dropped by fault injection",
+    )
 }
 
 impl AsyncRead for KillableStream {

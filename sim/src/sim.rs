@@ -71,7 +71,11 @@ impl Sim {
         });
         let (stop, stopped) = watch::channel(false);
         let tasks = vec![
-            server::spawn(keystone_listener, keystone::router(self.clone()), stopped.clone()),
+            server::spawn(
+                keystone_listener,
+                keystone::router(self.clone()),
+                stopped.clone(),
+            ),
             server::spawn(cinder_listener, cinder::router(self.clone()), stopped),
         ];
         tracing::info!(%keystone_url, %cinder_url, "openstack-sim listening");
@@ -185,7 +189,10 @@ impl Sim {
             .filter(|b| b.project_id == project_id)
             .collect();
         backups.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.seq)));
-        let version = Microversion { major: 3, minor: 43 };
+        let version = Microversion {
+            major: 3,
+            minor: 43,
+        };
         backups
             .into_iter()
             .map(|b| cinder::backups::render_detail(b, version, &base, false))
@@ -312,7 +319,10 @@ mod tests {
     #[test]
     fn yaml_scalars_are_quoted_when_needed() {
         assert_eq!(yaml_str("tenant-a"), "tenant-a");
-        assert_eq!(yaml_str("http://127.0.0.1:5000/v3"), "http://127.0.0.1:5000/v3");
+        assert_eq!(
+            yaml_str("http://127.0.0.1:5000/v3"),
+            "http://127.0.0.1:5000/v3"
+        );
         assert_eq!(yaml_str("true"), "\"true\"");
         assert_eq!(yaml_str("12"), "\"12\"");
         assert_eq!(yaml_str("a b"), "\"a b\"");

@@ -349,7 +349,8 @@ impl State {
     /// Applies every transition that is due by now.
     pub(crate) fn advance(&mut self) {
         let now = Utc::now();
-        let took = chrono::Duration::from_std(self.backup_duration).unwrap_or(chrono::Duration::MAX);
+        let took =
+            chrono::Duration::from_std(self.backup_duration).unwrap_or(chrono::Duration::MAX);
         let due = |start: DateTime<Utc>| start.checked_add_signed(took).filter(|end| *end <= now);
 
         let finishing: Vec<(String, DateTime<Utc>)> = self

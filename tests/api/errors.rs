@@ -273,6 +273,9 @@ async fn refused_tenant_credentials_are_502_and_the_secret_is_nowhere() {
     let listed = app.get("tenant-x", "/snapshots").await;
     listed.assert_problem(502, "tenant-credentials-invalid");
     assert!(!listed.text.contains(WRONG_SECRET));
+    let logs = crate::helpers::logs();
+    assert!(logs.contains("tenant-x"), "the refusal is logged: {logs}");
+    assert!(!logs.contains(WRONG_SECRET), "the secret is not logged");
 }
 
 #[tokio::test]

@@ -2,9 +2,12 @@
 //! SQLite file, a clouds.yaml written as a user would write it, and the
 //! gateway itself on port 0. Typed request helpers keep tests short.
 
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    sync::{Arc, LazyLock, Mutex},
+    time::Duration,
+};
 
-use backup_gateway::{Application, auth::sign_hs256, config::Config, jobs::Worker, telemetry};
+use backup_gateway::{Application, auth::sign_hs256, config::Config, jobs::Worker};
 use clap::Parser;
 use openstack_sim::{
     AppCredentialSeed, Quotas, RunningSim, Seed, Sim, SimConfig, SnapshotSeed, TenantSeed,
@@ -14,6 +17,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::{sync::oneshot, task::JoinHandle};
+use tracing_subscriber::EnvFilter;
 
 /// The callers' HS256 secret in tests.
 const JWT_SECRET: &str = "test-jwt-secret";
@@ -22,12 +26,45 @@ const JWT_SECRET: &str = "test-jwt-secret";
 /// must never appear in an answer.
 pub const WRONG_SECRET: &str = "wrong-secret-do-not-leak";
 
-/// Logs only with `TEST_LOG=1`, set up once for the whole binary.
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var_os("TEST_LOG").is_some() {
-        telemetry::init(telemetry::LogFormat::Compact);
-    }
+/// Everything the gateway logged in this test process (nextest runs each
+/// test in its own process), at debug level, so that tests can check what a
+/// log would reveal. Printed too with `TEST_LOG=1`.
+static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = LogWriter(buffer.clone());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new("debug"))
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init();
+    buffer
 });
+
+/// Appends log lines to [`LOGS`] (and to stderr with `TEST_LOG=1`).
+#[derive(Clone)]
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::io::stderr().write_all(bytes)?;
+        }
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the gateway has logged so far in this test.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
 
 /// Parses the gateway's own flags, so tests get exactly the defaults users get.
 #[derive(Parser)]
@@ -36,22 +73,43 @@ struct Flags {
     config: Config,
 }
 
-/// A running gateway with its simulated cloud.
-pub struct TestApp {
+/// A gateway served on real TCP by this process, with request helpers.
+/// Upstream-neutral: the same type fronts the simulator or a real cloud.
+pub struct Gateway {
     /// `http://127.0.0.1:PORT` of the gateway.
     pub address: String,
     /// A plain HTTP client.
     pub client: reqwest::Client,
-    /// The simulator, to steer it and count calls.
-    pub sim: Sim,
-    worker: Option<Worker>,
     /// The configuration the gateway was built with.
     pub config: Config,
+    worker: Option<Worker>,
+    server: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+}
+
+/// A gateway in front of an `openstack-sim` of its own.
+pub struct TestApp {
+    /// The gateway.
+    pub gateway: Gateway,
+    /// The simulator, to steer it and count calls.
+    pub sim: Sim,
     /// Keeps the simulator's listeners open for the test's life.
     _cloud: RunningSim,
-    server: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
     /// Holds the store and clouds.yaml; removed when the test ends.
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Gateway;
+
+    fn deref(&self) -> &Gateway {
+        &self.gateway
+    }
+}
+
+impl std::ops::DerefMut for TestApp {
+    fn deref_mut(&mut self) -> &mut Gateway {
+        &mut self.gateway
+    }
 }
 
 /// Demo-like tenants for the tests: `tenant-a` and `tenant-b` (member),
@@ -101,7 +159,7 @@ pub fn volume(tenant: char, n: usize) -> String {
 
 impl TestApp {
     /// A gateway whose worker only runs when the test calls
-    /// [`TestApp::cycle`], and whose simulated backups finish only when the
+    /// [`Gateway::cycle`], and whose simulated backups finish only when the
     /// test says so ([`TestApp::finish_backups`]).
     pub async fn spawn() -> TestApp {
         Self::spawn_with(&[]).await
@@ -109,10 +167,24 @@ impl TestApp {
 
     /// Same, with extra gateway flags (e.g. `--submit-attempts 2`).
     pub async fn spawn_with(extra_flags: &[&str]) -> TestApp {
-        LazyLock::force(&TRACING);
+        let mut flags = vec!["--poll-interval", "1h"];
+        flags.extend_from_slice(extra_flags);
+        Self::spawn_on(Duration::from_secs(3600), &flags).await
+    }
+
+    /// A gateway whose worker polls on its own, over a simulator whose
+    /// backups take `backup_duration`: the set-up of the scenarios that
+    /// also run against a real cloud.
+    pub async fn spawn_live(backup_duration: Duration, extra_flags: &[&str]) -> TestApp {
+        let mut flags = vec!["--poll-interval", "100ms"];
+        flags.extend_from_slice(extra_flags);
+        Self::spawn_on(backup_duration, &flags).await
+    }
+
+    async fn spawn_on(backup_duration: Duration, extra_flags: &[&str]) -> TestApp {
         let sim = Sim::new(
             SimConfig {
-                backup_duration: Duration::from_secs(3600),
+                backup_duration,
                 ..SimConfig::default()
             },
             test_seed(),
@@ -122,16 +194,12 @@ impl TestApp {
         let clouds_file = dir.path().join("clouds.yaml");
         std::fs::write(&clouds_file, clouds_yaml(&cloud)).expect("write clouds.yaml");
         let database_url = format!("sqlite://{}", dir.path().join("jobs.db").display());
-        let mut args: Vec<String> = [
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
+        let clouds_file = clouds_file.display().to_string();
+        let mut flags = vec![
             "--database-url",
             &database_url,
-            "--jwt-secret",
-            JWT_SECRET,
             "--clouds-file",
-            &clouds_file.display().to_string(),
+            &clouds_file,
             "--tenant",
             "tenant-a=tenant-a",
             "--tenant",
@@ -140,36 +208,54 @@ impl TestApp {
             "tenant-r=tenant-r",
             "--tenant",
             "tenant-x=tenant-x",
-            // The worker's own loop runs once at start; tests drive the rest.
-            "--poll-interval",
-            "1h",
             "--retry-base",
             "10ms",
             "--retry-max",
             "10ms",
             "--upstream-timeout",
             "5s",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra_flags.iter().map(|s| s.to_string()));
-        let config = Flags::try_parse_from(args).expect("valid flags").config;
-        let mut app = TestApp {
-            address: String::new(),
-            client: reqwest::Client::new(),
+        ];
+        flags.extend_from_slice(extra_flags);
+        TestApp {
+            gateway: Gateway::start(&flags).await,
             sim: cloud.sim.clone(),
-            worker: None,
-            config,
             _cloud: cloud,
-            server: None,
             _dir: dir,
-        };
-        app.start().await;
-        app
+        }
     }
 
-    async fn start(&mut self) {
+    /// Ends every simulated backup in `creating` now.
+    pub fn finish_backups(&self) {
+        self.sim.finish_pending();
+    }
+}
+
+impl Gateway {
+    /// Builds and serves a gateway from command-line flags, as a user would
+    /// start it (`--listen 127.0.0.1:0` and the test JWT secret are added).
+    pub async fn start(flags: &[&str]) -> Gateway {
+        LazyLock::force(&LOGS);
+        let mut args = vec![
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            JWT_SECRET,
+        ];
+        args.extend_from_slice(flags);
+        let config = Flags::try_parse_from(args).expect("valid flags").config;
+        let mut gateway = Gateway {
+            address: String::new(),
+            client: reqwest::Client::new(),
+            config,
+            worker: None,
+            server: None,
+        };
+        gateway.serve().await;
+        gateway
+    }
+
+    async fn serve(&mut self) {
         let application = Application::build(self.config.clone())
             .await
             .expect("gateway builds");
@@ -183,13 +269,13 @@ impl TestApp {
     }
 
     /// Stops the gateway (as a restart would) and starts a new one on the
-    /// same store, clouds.yaml and simulator.
+    /// same store and configuration.
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.start().await;
+        self.serve().await;
     }
 
-    /// Stops the gateway; the simulator keeps running.
+    /// Stops the gateway.
     pub async fn stop(&mut self) {
         if let Some((stop, task)) = self.server.take() {
             let _ = stop.send(());
@@ -197,11 +283,6 @@ impl TestApp {
                 .expect("server task")
                 .expect("server stopped cleanly");
         }
-    }
-
-    /// Ends every simulated backup in `creating` now.
-    pub fn finish_backups(&self) {
-        self.sim.finish_pending();
     }
 
     /// Runs one worker cycle.
@@ -275,7 +356,7 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
+impl Drop for Gateway {
     fn drop(&mut self) {
         if let Some((stop, _)) = self.server.take() {
             let _ = stop.send(());

@@ -30,7 +30,12 @@ fn links(base_url: &str, backup: &Backup) -> Value {
 /// A backup as show and detail render it at `version` (exchanges 15, 17,
 /// 19, 22, 24, 29, 30): `metadata` from 3.43; for admins the project from
 /// 3.18 and `user_id` from 3.56.
-pub(crate) fn render_detail(b: &Backup, version: Microversion, base_url: &str, admin: bool) -> Value {
+pub(crate) fn render_detail(
+    b: &Backup,
+    version: Microversion,
+    base_url: &str,
+    admin: bool,
+) -> Value {
     let mut out = Map::new();
     let mut put = |key: &str, value: Value| {
         out.insert(key.to_owned(), value);
@@ -368,8 +373,12 @@ mod schema {
 
     /// `parameter_types.boolean`'s enum, as Python prints it.
     const BOOLEAN_ENUM: &str = "[True, 'True', 'TRUE', 'true', '1', 'ON', 'On', 'on', 'YES', 'Yes', 'yes', 'y', 't', False, 'False', 'FALSE', 'false', '0', 'OFF', 'Off', 'off', 'NO', 'No', 'no', 'n', 'f']";
-    const TRUE_STRINGS: &[&str] = &["True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes", "y", "t"];
-    const FALSE_STRINGS: &[&str] = &["False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no", "n", "f"];
+    const TRUE_STRINGS: &[&str] = &[
+        "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes", "y", "t",
+    ];
+    const FALSE_STRINGS: &[&str] = &[
+        "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no", "n", "f",
+    ];
     /// The metadata key pattern (`parameter_types.extra_specs`).
     const METADATA_KEY_PATTERN: &str = "^[a-zA-Z0-9-_:. /]{1,255}$";
     const MAX_LENGTH: usize = 255;
@@ -463,9 +472,9 @@ mod schema {
     fn is_metadata_key(key: &str) -> bool {
         let len = key.chars().count();
         (1..=MAX_LENGTH).contains(&len)
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.' | ' ' | '/'))
+            && key.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.' | ' ' | '/')
+            })
     }
 
     fn check_property(name: &str, kind: Kind, value: &PyValue) -> Result<(), Violation> {
@@ -487,10 +496,16 @@ mod schema {
             Kind::NullableString => string_ok(value).map_err(fail),
             Kind::Boolean => match value {
                 PyValue::Bool(_) => Ok(()),
-                PyValue::Str(s) if TRUE_STRINGS.contains(&s.as_str()) || FALSE_STRINGS.contains(&s.as_str()) => {
+                PyValue::Str(s)
+                    if TRUE_STRINGS.contains(&s.as_str())
+                        || FALSE_STRINGS.contains(&s.as_str()) =>
+                {
                     Ok(())
                 }
-                PyValue::Str(_) => Err(fail(format!("{} is not one of {BOOLEAN_ENUM}", value.repr()))),
+                PyValue::Str(_) => Err(fail(format!(
+                    "{} is not one of {BOOLEAN_ENUM}",
+                    value.repr()
+                ))),
                 other => Err(fail(not_of_type(other, &["boolean", "string"]))),
             },
             Kind::Metadata => match value {
@@ -500,11 +515,19 @@ mod schema {
                     for (key, item) in items.iter().filter(|(k, _)| is_metadata_key(k)) {
                         match item {
                             PyValue::Str(s) if s.chars().count() > MAX_LENGTH => {
-                                return Err(Violation::at(key, item, format!("{} is too long", item.repr())));
+                                return Err(Violation::at(
+                                    key,
+                                    item,
+                                    format!("{} is too long", item.repr()),
+                                ));
                             }
                             PyValue::Str(_) => {}
                             other => {
-                                return Err(Violation::at(key, item, not_of_type(other, &["string"])));
+                                return Err(Violation::at(
+                                    key,
+                                    item,
+                                    not_of_type(other, &["string"]),
+                                ));
                             }
                         }
                     }
@@ -543,7 +566,11 @@ mod schema {
 
     fn check_backup(backup: &PyValue, version: Microversion) -> Result<(), Violation> {
         let PyValue::Dict(items) = backup else {
-            return Err(Violation::at("backup", backup, not_of_type(backup, &["object"])));
+            return Err(Violation::at(
+                "backup",
+                backup,
+                not_of_type(backup, &["object"]),
+            ));
         };
         let props = properties(version);
         for (name, kind) in &props {
@@ -661,7 +688,10 @@ mod schema {
             );
             // Exchange 57.
             assert_eq!(
-                message(&format!(r#"{{"backup": {{"snapshot_id": "{SNAPSHOT}"}}}}"#), 0),
+                message(
+                    &format!(r#"{{"backup": {{"snapshot_id": "{SNAPSHOT}"}}}}"#),
+                    0
+                ),
                 format!(
                     "Invalid input for field/attribute backup. Value: {{'snapshot_id': '{SNAPSHOT}'}}. 'volume_id' is a required property"
                 )
@@ -669,7 +699,9 @@ mod schema {
             // Exchange 58.
             assert_eq!(
                 message(
-                    &format!(r#"{{"backup": {{"volume_id": "{VOLUME}", "snapshot_id": "not-a-uuid", "name": "rec-err"}}}}"#),
+                    &format!(
+                        r#"{{"backup": {{"volume_id": "{VOLUME}", "snapshot_id": "not-a-uuid", "name": "rec-err"}}}}"#
+                    ),
                     0
                 ),
                 "Invalid input for field/attribute snapshot_id. Value: not-a-uuid. 'not-a-uuid' is not valid under any of the given schemas"
@@ -677,7 +709,9 @@ mod schema {
             // Exchange 59.
             assert_eq!(
                 message(
-                    &format!(r#"{{"backup": {{"volume_id": "{VOLUME}", "snapshot_id": "{SNAPSHOT}", "name": "rec-err", "bogus": "x"}}}}"#),
+                    &format!(
+                        r#"{{"backup": {{"volume_id": "{VOLUME}", "snapshot_id": "{SNAPSHOT}", "name": "rec-err", "bogus": "x"}}}}"#
+                    ),
                     0
                 ),
                 format!(
@@ -695,22 +729,39 @@ mod schema {
             // Exchange 45.
             let long = "n".repeat(256);
             assert_eq!(
-                message(&format!(r#"{{"backup": {{"volume_id": "{VOLUME}", "name": "{long}"}}}}"#), 0),
-                format!("Invalid input for field/attribute name. Value: {long}. '{long}' is too long")
+                message(
+                    &format!(r#"{{"backup": {{"volume_id": "{VOLUME}", "name": "{long}"}}}}"#),
+                    0
+                ),
+                format!(
+                    "Invalid input for field/attribute name. Value: {long}. '{long}' is too long"
+                )
             );
         }
 
         #[test]
         fn other_schema_rules() {
-            let az = format!(r#"{{"backup": {{"volume_id": "{VOLUME}", "availability_zone": "nova"}}}}"#);
+            let az = format!(
+                r#"{{"backup": {{"volume_id": "{VOLUME}", "availability_zone": "nova"}}}}"#
+            );
             assert!(message(&az, 50).contains("('availability_zone' was unexpected)"));
             assert_eq!(message(&az, 51), "ok");
             assert_eq!(
-                message(&format!(r#"{{"backup": {{"volume_id": "{VOLUME}", "incremental": "maybe"}}}}"#), 0),
-                format!("Invalid input for field/attribute incremental. Value: maybe. 'maybe' is not one of {BOOLEAN_ENUM}")
+                message(
+                    &format!(
+                        r#"{{"backup": {{"volume_id": "{VOLUME}", "incremental": "maybe"}}}}"#
+                    ),
+                    0
+                ),
+                format!(
+                    "Invalid input for field/attribute incremental. Value: maybe. 'maybe' is not one of {BOOLEAN_ENUM}"
+                )
             );
             assert_eq!(
-                message(&format!(r#"{{"backup": {{"volume_id": "{VOLUME}", "force": 1}}}}"#), 0),
+                message(
+                    &format!(r#"{{"backup": {{"volume_id": "{VOLUME}", "force": 1}}}}"#),
+                    0
+                ),
                 "Invalid input for field/attribute force. Value: 1. 1 is not of type 'boolean', 'string'"
             );
             assert_eq!(
@@ -718,16 +769,29 @@ mod schema {
                 "Invalid input for field/attribute volume_id. Value: x. 'x' is not a 'uuid'"
             );
             assert_eq!(
-                message(&format!(r#"{{"backup": {{"volume_id": "{VOLUME}", "metadata": {{"k": 1}}}}}}"#), 43),
+                message(
+                    &format!(
+                        r#"{{"backup": {{"volume_id": "{VOLUME}", "metadata": {{"k": 1}}}}}}"#
+                    ),
+                    43
+                ),
                 "Invalid input for field/attribute k. Value: 1. 1 is not of type 'string'"
             );
             assert_eq!(
-                message(&format!(r#"{{"backup": {{"volume_id": "{VOLUME}", "metadata": {{"a!": "b"}}}}}}"#), 43),
+                message(
+                    &format!(
+                        r#"{{"backup": {{"volume_id": "{VOLUME}", "metadata": {{"a!": "b"}}}}}}"#
+                    ),
+                    43
+                ),
                 "Invalid input for field/attribute metadata. Value: {'a!': 'b'}. 'a!' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{1,255}$'"
             );
             assert_eq!(message("[]", 0), "[] is not of type 'object'");
             assert_eq!(
-                message(&format!(r#"{{"backup": {{"volume_id": "{VOLUME}"}}, "x": 1}}"#), 0),
+                message(
+                    &format!(r#"{{"backup": {{"volume_id": "{VOLUME}"}}, "x": 1}}"#),
+                    0
+                ),
                 "Additional properties are not allowed ('x' was unexpected)"
             );
             let ok = check(

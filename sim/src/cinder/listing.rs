@@ -153,8 +153,9 @@ fn sort_params(
             "Invalid input received: Unknown sort direction, must be 'desc' or 'asc'. Direction: {dir}"
         ))
     };
-    let invalid_key =
-        |key: &str| CinderError::bad_request(format!("Invalid input received: Invalid sort key {key}"));
+    let invalid_key = |key: &str| {
+        CinderError::bad_request(format!("Invalid input received: Invalid sort key {key}"))
+    };
     let descending = |dir: &str| match dir.trim().to_ascii_lowercase().as_str() {
         "desc" => Ok(true),
         "asc" => Ok(false),
@@ -215,9 +216,12 @@ pub(super) fn page<'a>(
     let count = rows.len();
     let start = match &query.marker {
         Some(marker) => {
-            let at = rows.iter().position(|r| r.id == marker.as_str()).ok_or_else(|| {
-                CinderError::not_found(format!("Marker {marker} could not be found."))
-            })?;
+            let at = rows
+                .iter()
+                .position(|r| r.id == marker.as_str())
+                .ok_or_else(|| {
+                    CinderError::not_found(format!("Marker {marker} could not be found."))
+                })?;
             at + 1
         }
         None => 0,

@@ -37,16 +37,29 @@ const BODY_LIMIT: usize = 1024 * 1024;
 pub(crate) fn router(sim: Sim) -> Router {
     let project = "/v3/{project_id}";
     Router::new()
-        .route("/", get(endpoint(Op::Versions, Access::Public, versions::root)))
-        .route("/v3", get(endpoint(Op::Versions, Access::Token, versions::v3)))
-        .route("/v3/", get(endpoint(Op::Versions, Access::Token, versions::v3)))
+        .route(
+            "/",
+            get(endpoint(Op::Versions, Access::Public, versions::root)),
+        )
+        .route(
+            "/v3",
+            get(endpoint(Op::Versions, Access::Token, versions::v3)),
+        )
+        .route(
+            "/v3/",
+            get(endpoint(Op::Versions, Access::Token, versions::v3)),
+        )
         .route(
             &format!("{project}/snapshots"),
             get(endpoint(Op::SnapshotList, Access::Project, snapshots::list)),
         )
         .route(
             &format!("{project}/snapshots/detail"),
-            get(endpoint(Op::SnapshotDetail, Access::Project, snapshots::detail)),
+            get(endpoint(
+                Op::SnapshotDetail,
+                Access::Project,
+                snapshots::detail,
+            )),
         )
         .route(
             &format!("{project}/snapshots/{{id}}"),
@@ -54,7 +67,11 @@ pub(crate) fn router(sim: Sim) -> Router {
         )
         .route(
             &format!("{project}/snapshots/{{id}}/action"),
-            post(endpoint(Op::SnapshotAction, Access::Project, snapshots::action)),
+            post(endpoint(
+                Op::SnapshotAction,
+                Access::Project,
+                snapshots::action,
+            )),
         )
         .route(
             &format!("{project}/volumes/{{id}}"),
@@ -62,8 +79,11 @@ pub(crate) fn router(sim: Sim) -> Router {
         )
         .route(
             &format!("{project}/backups"),
-            get(endpoint(Op::BackupList, Access::Project, backups::list))
-                .post(endpoint(Op::BackupCreate, Access::Project, backups::create)),
+            get(endpoint(Op::BackupList, Access::Project, backups::list)).post(endpoint(
+                Op::BackupCreate,
+                Access::Project,
+                backups::create,
+            )),
         )
         .route(
             &format!("{project}/backups/detail"),
@@ -71,13 +91,19 @@ pub(crate) fn router(sim: Sim) -> Router {
         )
         .route(
             &format!("{project}/backups/{{id}}"),
-            get(endpoint(Op::BackupShow, Access::Project, backups::show))
-                .delete(endpoint(Op::BackupDelete, Access::Project, backups::delete)),
+            get(endpoint(Op::BackupShow, Access::Project, backups::show)).delete(endpoint(
+                Op::BackupDelete,
+                Access::Project,
+                backups::delete,
+            )),
         )
         .route(
             &format!("{project}/os-quota-sets/{{id}}"),
-            get(endpoint(Op::QuotaShow, Access::Project, quotas::show))
-                .put(endpoint(Op::QuotaUpdate, Access::Project, quotas::update)),
+            get(endpoint(Op::QuotaShow, Access::Project, quotas::show)).put(endpoint(
+                Op::QuotaUpdate,
+                Access::Project,
+                quotas::update,
+            )),
         )
         .method_not_allowed_fallback(bad_method)
         .fallback(not_found)
@@ -97,7 +123,9 @@ enum Access {
 
 /// What a Cinder operation answers when it succeeds.
 pub(crate) struct Reply {
+    /// The success status (200, 202, 300).
     pub(crate) status: StatusCode,
+    /// The JSON body; `None` for Cinder's empty 202s.
     pub(crate) body: Option<Value>,
 }
 
@@ -121,6 +149,7 @@ impl Reply {
 
 /// One request as the operations see it, checked by the pipeline.
 pub(crate) struct Call<'a> {
+    /// The simulator whose state the operation reads and changes.
     pub(crate) sim: &'a Sim,
     /// The caller's token; `None` only on public routes.
     pub(crate) token: Option<&'a Token>,
@@ -128,8 +157,11 @@ pub(crate) struct Call<'a> {
     pub(crate) project_id: &'a str,
     /// The resource id of the path (the quota target for quota routes).
     pub(crate) id: &'a str,
+    /// The microversion served.
     pub(crate) version: Microversion,
+    /// The decoded query, in request order.
     pub(crate) query: &'a [(String, String)],
+    /// The raw request body.
     pub(crate) body: &'a Bytes,
     /// `http://127.0.0.1:P`, the base of every link Cinder writes.
     pub(crate) base_url: &'a str,
@@ -308,7 +340,9 @@ async fn serve(
         return error_response(&CinderError::bad_request("Malformed request url"), &answer);
     }
 
-    let body = axum::body::to_bytes(body, BODY_LIMIT).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .unwrap_or_default();
     let query = crate::query::parse(parts.uri.query());
     let base_url = cinder_url(sim);
     let call = Call {
@@ -398,7 +432,10 @@ fn cinder_headers(response: &mut Response, answer: &Answer<'_>) {
         && let Ok(value) = HeaderValue::from_str(&format!("volume {version}"))
     {
         headers.insert("openstack-api-version", value);
-        headers.insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+        headers.insert(
+            header::VARY,
+            HeaderValue::from_static("OpenStack-API-Version"),
+        );
     }
 }
 

@@ -126,7 +126,9 @@ pub(super) fn update(call: &Call<'_>) -> Result<Reply, CinderError> {
     let body: Value = serde_json::from_slice(call.body)
         .map_err(|_| CinderError::bad_request("Malformed request body"))?;
     let Some(set) = body.get("quota_set").and_then(Value::as_object) else {
-        return Err(CinderError::bad_request("'quota_set' is a required property"));
+        return Err(CinderError::bad_request(
+            "'quota_set' is a required property",
+        ));
     };
     let bad: Vec<&str> = set
         .keys()

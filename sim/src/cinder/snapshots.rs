@@ -14,7 +14,13 @@ use crate::state::{Snapshot, State};
 use crate::timefmt;
 
 /// Filters Cinder's `resource_filters.json` allows on snapshots.
-const FILTERS: &[&str] = &["name", "status", "volume_id", "metadata", "availability_zone"];
+const FILTERS: &[&str] = &[
+    "name",
+    "status",
+    "volume_id",
+    "metadata",
+    "availability_zone",
+];
 
 /// Whether the caller may see a snapshot of `project_id`.
 fn visible(call: &Call<'_>, project_id: &str) -> bool {
@@ -157,7 +163,9 @@ pub(super) fn show(call: &Call<'_>) -> Result<Reply, CinderError> {
         .filter(|s| visible(call, &s.project_id))
         .ok_or_else(|| CinderError::missing("Snapshot", call.id))?;
     call.check_read("volume:get_snapshot")?;
-    Ok(Reply::ok(json!({"snapshot": detailed(call, &state, snapshot)})))
+    Ok(Reply::ok(
+        json!({"snapshot": detailed(call, &state, snapshot)}),
+    ))
 }
 
 /// Statuses `os-reset_status` accepts (Cinder's snapshot status enum).

@@ -25,7 +25,12 @@ pub(super) fn show(call: &Call<'_>) -> Result<Reply, CinderError> {
 }
 
 fn render(call: &Call<'_>, v: &Volume, zone: &str) -> Value {
-    let link = |prefix: &str| format!("{}{prefix}/{}/volumes/{}", call.base_url, v.project_id, v.id);
+    let link = |prefix: &str| {
+        format!(
+            "{}{prefix}/{}/volumes/{}",
+            call.base_url, v.project_id, v.id
+        )
+    };
     let mut out = Map::new();
     let mut put = |key: &str, value: Value| {
         out.insert(key.to_owned(), value);

@@ -56,7 +56,9 @@ pub(crate) fn authenticate(
     let now = Utc::now();
     let ttl = chrono::Duration::from_std(state.token_ttl).unwrap_or(chrono::Duration::MAX);
     token.issued_at = now;
-    token.expires_at = now.checked_add_signed(ttl).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+    token.expires_at = now
+        .checked_add_signed(ttl)
+        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
     for role in &token.roles {
         state.role_id(role);
     }
@@ -75,7 +77,9 @@ fn object<'a>(
 }
 
 fn string<'a>(map: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
-    map.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    map.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// A token without times; [`authenticate`] sets them.
@@ -146,7 +150,10 @@ fn by_app_credential(state: &State, payload: Option<&Value>) -> Result<Token, Ke
         })?
     } else {
         let Some(name) = string(payload, "name") else {
-            return Err(KeystoneError::expecting("id or name", "application credential"));
+            return Err(KeystoneError::expecting(
+                "id or name",
+                "application credential",
+            ));
         };
         let user = object(payload.get("user"), "user", "application credential")?;
         let user = user_ref(user)?;
@@ -202,7 +209,12 @@ fn by_password(
         UserRef::Name(name) => u.name == name,
     };
     // Users are seeded per project; the same user may appear in several.
-    let Some(known) = state.tenants.iter().flat_map(|t| &t.users).find(|u| matches(u)) else {
+    let Some(known) = state
+        .tenants
+        .iter()
+        .flat_map(|t| &t.users)
+        .find(|u| matches(u))
+    else {
         return Err(KeystoneError::unauthorized());
     };
     if known.password != password {
@@ -289,18 +301,33 @@ mod tests {
     fn refusals() {
         let mut state = state();
         let cases = [
-            (json!({"auth": {"identity": {"methods": ["application_credential"],
-                "application_credential": {"id": "demo-appcred-a", "secret": "x"}}}}), 401),
-            (json!({"auth": {"identity": {"methods": ["application_credential"],
-                "application_credential": {"id": "nope", "secret": "x"}}}}), 404),
-            (json!({"auth": {"identity": {"methods": ["application_credential"]}}}), 400),
-            (json!({"auth": {"identity": {"methods": ["application_credential"],
+            (
+                json!({"auth": {"identity": {"methods": ["application_credential"],
+                "application_credential": {"id": "demo-appcred-a", "secret": "x"}}}}),
+                401,
+            ),
+            (
+                json!({"auth": {"identity": {"methods": ["application_credential"],
+                "application_credential": {"id": "nope", "secret": "x"}}}}),
+                404,
+            ),
+            (
+                json!({"auth": {"identity": {"methods": ["application_credential"]}}}),
+                400,
+            ),
+            (
+                json!({"auth": {"identity": {"methods": ["application_credential"],
                 "application_credential": {"id": "demo-appcred-a", "secret": "demo-secret-a"}},
-                "scope": {"project": {"id": "x"}}}}), 401),
-            (json!({"auth": {"identity": {"methods": ["password"],
+                "scope": {"project": {"id": "x"}}}}),
+                401,
+            ),
+            (
+                json!({"auth": {"identity": {"methods": ["password"],
                 "password": {"user": {"name": "user-a", "domain": {"name": "Default"},
                 "password": "demo-password-a"}}},
-                "scope": {"project": {"name": "tenant-b", "domain": {"id": "default"}}}}}), 401),
+                "scope": {"project": {"name": "tenant-b", "domain": {"id": "default"}}}}}),
+                401,
+            ),
             (json!([]), 400),
         ];
         for (body, status) in cases {

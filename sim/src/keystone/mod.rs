@@ -92,7 +92,9 @@ async fn run(sim: Sim, op: Op, work: Work, request: Request) -> Response {
         None => {}
     }
 
-    let body = axum::body::to_bytes(body, BODY_LIMIT).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .unwrap_or_default();
     let query = crate::query::parse(parts.uri.query());
     let call = Call {
         sim: &sim,
@@ -153,7 +155,9 @@ fn error_response(error: &KeystoneError, request_id: &str, keystone_url: &str) -
         && let Ok(value) = HeaderValue::from_str(&format!("Keystone uri=\"{keystone_url}\""))
     {
         // Recorded: Keystone names its own v3 URL (exchange 02).
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
     }
     common_headers(&mut response, request_id);
     response

@@ -12,9 +12,17 @@ async fn app_credential_token_comes_in_header_with_catalog_pointing_at_cinder() 
 
     // Exchange 01: 201, the token in X-Subject-Token, Vary and a request id.
     assert_eq!(answer.status, StatusCode::CREATED);
-    assert!(answer.header("x-subject-token").is_some_and(|t| t.len() > 32));
+    assert!(
+        answer
+            .header("x-subject-token")
+            .is_some_and(|t| t.len() > 32)
+    );
     assert_eq!(answer.header("vary"), Some("X-Auth-Token"));
-    assert!(answer.header("x-openstack-request-id").is_some_and(is_request_id));
+    assert!(
+        answer
+            .header("x-openstack-request-id")
+            .is_some_and(is_request_id)
+    );
 
     let token = &answer.body["token"];
     assert_eq!(
@@ -34,7 +42,10 @@ async fn app_credential_token_comes_in_header_with_catalog_pointing_at_cinder() 
     );
     assert_eq!(token["methods"], json!(["application_credential"]));
     assert_eq!(token["project"]["id"], h.project(0));
-    assert_eq!(token["project"]["domain"], json!({"id": "default", "name": "Default"}));
+    assert_eq!(
+        token["project"]["domain"],
+        json!({"id": "default", "name": "Default"})
+    );
     assert_eq!(token["user"]["domain"]["id"], "default");
     assert!(token["user"]["password_expires_at"].is_null());
     assert_eq!(token["is_domain"], false);
@@ -198,7 +209,10 @@ async fn token_validates_until_revoked() {
     let h = Harness::start().await;
     let token = h.token(0).await;
     let url = format!("{}/auth/tokens", h.running.keystone_url);
-    let headers = [("x-auth-token", token.as_str()), ("x-subject-token", token.as_str())];
+    let headers = [
+        ("x-auth-token", token.as_str()),
+        ("x-subject-token", token.as_str()),
+    ];
 
     // Exchange 05: the same body as the issue.
     let answer = h.send(Method::GET, &url, &headers, None).await;
@@ -210,7 +224,10 @@ async fn token_validates_until_revoked() {
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
 
     let other = h.token(1).await;
-    let headers = [("x-auth-token", other.as_str()), ("x-subject-token", token.as_str())];
+    let headers = [
+        ("x-auth-token", other.as_str()),
+        ("x-subject-token", token.as_str()),
+    ];
     let answer = h.send(Method::GET, &url, &headers, None).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
 }
