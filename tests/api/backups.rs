@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, snapshot, volume};
+use crate::helpers::{PROJECT_A, TestApp, snapshot, volume};
 
 #[tokio::test]
 async fn create_backup_returns_202_with_location_and_the_job_runs_to_succeeded() {
@@ -42,7 +42,7 @@ async fn create_backup_returns_202_with_location_and_the_job_runs_to_succeeded()
     let backup_id = job["backup_id"].as_str().expect("backup id").to_owned();
 
     // The backup in Cinder carries the request's fields and the job id.
-    let backups = app.sim.backups("5f1d4c3b2a1948e7b6c5d4e3f2a1b0c9");
+    let backups = app.sim.backups(PROJECT_A);
     assert_eq!(backups.len(), 1);
     assert_eq!(backups[0]["id"], backup_id);
     assert_eq!(backups[0]["name"], "nightly");
@@ -176,7 +176,7 @@ async fn a_lost_cinder_answer_leaves_the_job_queued_and_the_worker_adopts_the_ba
 
     let job = app.job("tenant-a", &job_id).await;
     assert_eq!(job["state"], "running", "{job}");
-    let backups = app.sim.backups("5f1d4c3b2a1948e7b6c5d4e3f2a1b0c9");
+    let backups = app.sim.backups(PROJECT_A);
     assert_eq!(backups.len(), 1, "no second backup");
     assert_eq!(job["backup_id"], backups[0]["id"]);
     assert_eq!(app.sim.calls(openstack_sim::Op::BackupCreate), 1);

@@ -5,9 +5,7 @@ use openstack_sim::{Fault, FaultKind, Op, Quotas};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, WRONG_SECRET, snapshot};
-
-const PROJECT_A: &str = "5f1d4c3b2a1948e7b6c5d4e3f2a1b0c9";
+use crate::helpers::{PROJECT_A, TestApp, WRONG_SECRET, snapshot};
 
 /// Asserts that tenant-a has no job and Cinder no new backup.
 async fn assert_nothing_changed(app: &TestApp) {

@@ -19,6 +19,13 @@ use serde_json::{Value, json};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tracing_subscriber::EnvFilter;
 
+/// Keystone project of the seeded `tenant-a`.
+pub const PROJECT_A: &str = "5f1d4c3b2a1948e7b6c5d4e3f2a1b0c9";
+/// Keystone project of the seeded `tenant-b`.
+pub const PROJECT_B: &str = "9e8d7c6b5a4f4e3d8c2b1a0f9e8d7c6b";
+/// Keystone project of the seeded `tenant-r` (reader-only credential).
+pub const PROJECT_R: &str = "7c7c7c7c7c7c4c7c8c7c7c7c7c7c7c7c";
+
 /// The callers' HS256 secret in tests.
 const JWT_SECRET: &str = "test-jwt-secret";
 
@@ -118,7 +125,7 @@ pub fn test_seed() -> Seed {
     let mut seed = Seed::demo();
     seed.tenants.push(TenantSeed {
         name: "tenant-r".into(),
-        project_id: "7c7c7c7c7c7c4c7c8c7c7c7c7c7c7c7c".into(),
+        project_id: PROJECT_R.into(),
         app_credentials: vec![AppCredentialSeed {
             id: "reader-appcred-r".into(),
             name: "reader-r".into(),

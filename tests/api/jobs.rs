@@ -6,9 +6,7 @@ use openstack_sim::{SnapshotSeed, VolumeSeed};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, snapshot, volume};
-
-const PROJECT_A: &str = "5f1d4c3b2a1948e7b6c5d4e3f2a1b0c9";
+use crate::helpers::{PROJECT_A, TestApp, snapshot, volume};
 
 /// Adds `n` volumes with one available snapshot each to tenant-a; returns the snapshot ids.
 fn add_snapshots(app: &TestApp, n: usize) -> Vec<String> {

@@ -8,4 +8,5 @@ mod helpers;
 mod jobs;
 mod openapi;
 mod restart;
+mod scenarios;
 mod upstream;

@@ -3,7 +3,7 @@
 
 use openstack_sim::{Op, SnapshotSeed, VolumeSeed};
 
-use crate::helpers::{TestApp, snapshot};
+use crate::helpers::{PROJECT_A, PROJECT_B, TestApp, snapshot};
 
 #[tokio::test]
 async fn concurrent_first_requests_of_a_tenant_share_one_keystone_call() {
@@ -62,10 +62,7 @@ async fn jobs_finish_when_the_token_expires_while_they_run() {
 async fn a_worker_cycle_costs_one_listing_per_tenant_whatever_the_number_of_jobs() {
     // Arrange: 12 running jobs over two tenants.
     let app = TestApp::spawn().await;
-    let tenants = [
-        ("tenant-a", "5f1d4c3b2a1948e7b6c5d4e3f2a1b0c9"),
-        ("tenant-b", "9e8d7c6b5a4f4e3d8c2b1a0f9e8d7c6b"),
-    ];
+    let tenants = [("tenant-a", PROJECT_A), ("tenant-b", PROJECT_B)];
     for (t, (tenant, project)) in tenants.iter().enumerate() {
         for i in 0..6 {
             let volume_id = format!("30000000-0000-4000-8000-{t:02}{i:010}");
