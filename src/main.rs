@@ -17,6 +17,10 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; its size does not matter"
+)]
 enum Command {
     /// Serve the API and run the worker.
     Serve {

@@ -35,9 +35,10 @@ pub enum ApiError {
     /// The request itself is malformed (body, query, path).
     #[error("{0}")]
     BadRequest(String),
-    /// A problem decided by a lower layer or a rejection, as is.
+    /// A problem decided by a lower layer or a rejection, as is (boxed:
+    /// a problem is large and errors travel in every handler's `Result`).
     #[error("{}", .0.detail)]
-    Problem(Problem),
+    Problem(Box<Problem>),
     /// A job operation failed.
     #[error(transparent)]
     Jobs(#[from] jobs::Error),
@@ -52,9 +53,15 @@ impl ApiError {
             ApiError::BadRequest(message) => {
                 Problem::new(ProblemKind::InvalidRequest, message.clone())
             }
-            ApiError::Problem(problem) => problem.clone(),
+            ApiError::Problem(problem) => problem.as_ref().clone(),
             ApiError::Jobs(e) => e.problem(),
         }
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> Self {
+        ApiError::Problem(Box::new(problem))
     }
 }
 

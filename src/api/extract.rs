@@ -37,7 +37,7 @@ where
             .map(str::to_owned);
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::Problem(Problem::new(
+                ApiError::from(Problem::new(
                     ProblemKind::PayloadTooLarge,
                     "the request body is larger than the gateway accepts",
                 ))

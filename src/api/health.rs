@@ -39,13 +39,13 @@ pub async fn healthz() -> Json<HealthStatus> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
     if let Err(e) = state.jobs.store().ping().await {
         tracing::warn!(error = %e, "readiness: store unavailable");
-        return Err(ApiError::Problem(Problem::new(
+        return Err(ApiError::from(Problem::new(
             ProblemKind::StoreUnavailable,
             "the job store does not answer",
         )));
     }
     if !state.worker_alive.load(Ordering::Relaxed) {
-        return Err(ApiError::Problem(
+        return Err(ApiError::from(
             Problem::new(ProblemKind::Internal, "the worker is not running").with_status(503),
         ));
     }

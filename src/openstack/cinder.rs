@@ -253,13 +253,16 @@ impl OpenStackClient {
     async fn call<T: DeserializeOwned>(
         &self,
         session: &Session,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-        version: Option<Microversion>,
+        call: CinderCall<'_>,
         ctx: &CallContext,
     ) -> Result<(T, Option<String>), Error> {
+        let CinderCall {
+            method,
+            path,
+            query,
+            body,
+            version,
+        } = call;
         let mut retried = false;
         loop {
             let token = session.token().await?;
@@ -340,6 +343,48 @@ impl OpenStackClient {
     }
 }
 
+/// One Cinder request before the token and common headers are added.
+struct CinderCall<'a> {
+    method: Method,
+    /// Path under the project endpoint, e.g. `/backups/detail`.
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a Value>,
+    /// Sent as `OpenStack-API-Version`; none means Cinder's 3.0.
+    version: Option<Microversion>,
+}
+
+impl<'a> CinderCall<'a> {
+    fn get(path: &'a str) -> Self {
+        CinderCall {
+            method: Method::GET,
+            path,
+            query: &[],
+            body: None,
+            version: None,
+        }
+    }
+
+    fn post(path: &'a str, body: &'a Value) -> Self {
+        CinderCall {
+            method: Method::POST,
+            body: Some(body),
+            ..CinderCall::get(path)
+        }
+    }
+
+    fn query(self, query: &'a [(&'a str, String)]) -> Self {
+        CinderCall { query, ..self }
+    }
+
+    fn version(self, version: Microversion) -> Self {
+        CinderCall {
+            version: Some(version),
+            ..self
+        }
+    }
+}
+
 /// Cinder only takes a global request id of the form `req-<uuid>`.
 fn is_openstack_request_id(id: &str) -> bool {
     id.strip_prefix("req-")
@@ -398,9 +443,7 @@ impl Cinder for OpenStackClient {
     ) -> Result<Snapshot, Error> {
         let session = self.session(cloud)?;
         let path = format!("/snapshots/{}", encode_segment(id));
-        let (body, _): (SnapshotBody, _) = self
-            .call(session, Method::GET, &path, &[], None, None, ctx)
-            .await?;
+        let (body, _): (SnapshotBody, _) = self.call(session, CinderCall::get(&path), ctx).await?;
         Ok(body.snapshot)
     }
 
@@ -417,7 +460,7 @@ impl Cinder for OpenStackClient {
             query.push(("marker", marker.to_owned()));
         }
         let (body, _): (SnapshotsBody, _) = self
-            .call(session, Method::GET, "/snapshots", &query, None, None, ctx)
+            .call(session, CinderCall::get("/snapshots").query(&query), ctx)
             .await?;
         let next_marker = has_next(&body.snapshots_links)
             .then(|| body.snapshots.last().map(|s| s.id.clone()))
@@ -456,11 +499,7 @@ impl Cinder for OpenStackClient {
         let (created, request_id): (CreatedBody, _) = self
             .call(
                 session,
-                Method::POST,
-                "/backups",
-                &[],
-                Some(&body),
-                Some(version),
+                CinderCall::post("/backups", &body).version(version),
                 ctx,
             )
             .await?;
@@ -482,11 +521,7 @@ impl Cinder for OpenStackClient {
         let (body, _): (BackupBody, _) = self
             .call(
                 session,
-                Method::GET,
-                &path,
-                &[],
-                None,
-                Some(Microversion::BACKUP_METADATA),
+                CinderCall::get(&path).version(Microversion::BACKUP_METADATA),
                 ctx,
             )
             .await?;
@@ -522,11 +557,9 @@ impl Cinder for OpenStackClient {
             let (body, _): (BackupsBody, _) = self
                 .call(
                     session,
-                    Method::GET,
-                    "/backups/detail",
-                    &query,
-                    None,
-                    Some(Microversion::BACKUP_METADATA),
+                    CinderCall::get("/backups/detail")
+                        .query(&query)
+                        .version(Microversion::BACKUP_METADATA),
                     ctx,
                 )
                 .await?;

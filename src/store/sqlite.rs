@@ -2,7 +2,7 @@
 //!
 //! WAL with `synchronous=NORMAL` keeps committed jobs across a killed
 //! process. Every write is a single statement, so no read-then-write
-//! transaction can hit SQLITE_BUSY on upgrade; the busy timeout covers
+//! transaction can hit `SQLITE_BUSY` on upgrade; the busy timeout covers
 //! writers queueing for the lock.
 
 use std::{str::FromStr, time::Duration};

@@ -19,6 +19,10 @@ use crate::helpers::{Answer, Gateway, WRONG_SECRET, logs};
 const JOB_DEADLINE: Duration = Duration::from_secs(180);
 
 /// A cloud the scenarios run against, with a gateway in front of it.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per test; never moved in a loop"
+)]
 pub enum Upstream {
     /// The simulator.
     Sim(sim::SimCloud),
