@@ -507,8 +507,13 @@ impl CatalogIds {
         let mut endpoints = BTreeMap::new();
         for service in ["identity", "block-storage", "volumev3"] {
             services.insert(service, ids::hex_id());
-            for interface in ["public", "internal", "admin"] {
-                endpoints.insert((service, interface), ids::hex_id());
+            let interfaces: &[&'static str] = if service == "identity" {
+                &["public", "internal", "admin"]
+            } else {
+                &["public"]
+            };
+            for interface in interfaces {
+                endpoints.insert((service, *interface), ids::hex_id());
             }
         }
         CatalogIds {

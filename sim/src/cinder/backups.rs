@@ -329,12 +329,20 @@ fn check_quota(state: &State, project_id: &str, size: u64) -> Result<(), CinderE
 /// for a snapshot backup only backups of older data count as newer than
 /// any other (so, as recorded in exchange 43, any available backup of the
 /// volume will do, even one of the same snapshot).
+///
+/// Among equals Cinder's `max` keeps the first in the order the database
+/// returns the volume's backups, which is not creation order: in the
+/// recording the incremental of exchange 43 (five backups of the same
+/// snapshot, all equal) did not take the volume's first backup, since
+/// exchange 71 deleted that one (a parent cannot be deleted). The
+/// simulator takes the newest of equals, a deterministic choice that
+/// agrees with the recording.
 fn incremental_parent(
     state: &State,
     volume_id: &str,
     snapshot_created: Option<chrono::DateTime<Utc>>,
 ) -> Result<String, CinderError> {
-    let mut of_volume: Vec<&Backup> = state
+    let of_volume: Vec<&Backup> = state
         .backups
         .iter()
         .filter(|b| b.volume_id == volume_id)
@@ -344,17 +352,15 @@ fn incremental_parent(
             "Invalid backup: No backups available to do an incremental backup.",
         ));
     }
-    of_volume.sort_by_key(|b| b.seq);
     let key = |b: &Backup| match snapshot_created {
         Some(at) if b.data_timestamp >= at => chrono::DateTime::<Utc>::MIN_UTC,
         _ => b.data_timestamp,
     };
-    // `max_by_key` keeps the last of equals; Cinder's `max` keeps the first.
+    // Equal keys: the newest (highest `seq`) wins.
     let parent = of_volume
         .iter()
         .filter(|b| b.status == BackupStatus::Available)
-        .rev()
-        .max_by_key(|b| key(b))
+        .max_by_key(|b| (key(b), b.seq))
         .ok_or_else(|| {
             CinderError::bad_request(
                 "Invalid backup: The parent backup must be available for incremental backup.",

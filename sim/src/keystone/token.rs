@@ -55,8 +55,9 @@ pub(crate) fn render(token: &Token, state: &State) -> Value {
 }
 
 /// The service catalog as the recorded Keystone lists it (exchange 01):
-/// identity first, then `block-storage` (`cinder`) and `volumev3`
-/// (`cinderv3`), both pointing at `{cinder}/v3/{project_id}`.
+/// identity first, with its internal, admin and public endpoints, then
+/// `block-storage` (`cinder`) and `volumev3` (`cinderv3`), each with one
+/// public endpoint at `{cinder}/v3/{project_id}`.
 fn catalog(state: &State, project_id: &str) -> Value {
     let (keystone_url, cinder_url) = state
         .urls
@@ -73,8 +74,14 @@ fn catalog(state: &State, project_id: &str) -> Value {
         .iter()
         .map(|(kind, name, url)| {
             // Keystone lists identity's interfaces internal, admin, public
-            // (exchange 01); the order carries no meaning.
-            let endpoints: Vec<Value> = ["internal", "admin", "public"]
+            // (exchange 01); the order carries no meaning. The volume
+            // services have only a public endpoint there.
+            let interfaces: &[&str] = if *kind == "identity" {
+                &["internal", "admin", "public"]
+            } else {
+                &["public"]
+            };
+            let endpoints: Vec<Value> = interfaces
                 .iter()
                 .map(|interface| {
                     let id = state

@@ -7,5 +7,6 @@ mod backups;
 mod faults;
 mod keystone;
 mod pipeline;
+mod replay;
 mod snapshots;
 mod support;
