@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::Microversion;
+
 /// Settings of one simulator instance.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -17,6 +19,9 @@ pub struct SimConfig {
     /// Zones with a `cinder-backup` service. A backup asked for another zone
     /// is accepted and then fails, as recorded (exchanges 23-25).
     pub availability_zones: Vec<String>,
+    /// The newest Cinder microversion served (3.71 today); an older value
+    /// stands in for an older cloud.
+    pub max_microversion: Microversion,
 }
 
 impl Default for SimConfig {
@@ -26,6 +31,7 @@ impl Default for SimConfig {
             token_ttl: Duration::from_secs(3600),
             max_page_limit: 1000,
             availability_zones: vec!["nova".to_owned()],
+            max_microversion: Microversion::MAX,
         }
     }
 }

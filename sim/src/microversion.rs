@@ -44,18 +44,26 @@ pub(crate) enum VersionError {
     /// Not `Major.Minor`: 400, and Cinder adds no version headers (exchange 53).
     #[error("API Version String {0} is of invalid format. Must be of format MajorNum.MinorNum.")]
     Malformed(String),
-    /// Outside `[MIN, MAX]`: 406 `computeFault`; the answer echoes the version (exchange 52).
+    /// Outside `[MIN, max]`: 406 `computeFault`; the answer echoes the version (exchange 52).
     #[error(
-        "Version {0} is not supported by the API. Minimum is {min} and maximum is {max}.",
-        min = Microversion::MIN,
-        max = Microversion::MAX
+        "Version {requested} is not supported by the API. Minimum is {min} and maximum is {max}.",
+        min = Microversion::MIN
     )]
-    Unsupported(String),
+    Unsupported {
+        /// The version as asked for.
+        requested: String,
+        /// The newest version this cloud serves.
+        max: Microversion,
+    },
 }
 
 /// The version a request asks for. No header, or a header without a
 /// `volume` entry (e.g. `block-storage 3.5`), means 3.0 as Cinder does.
-pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Microversion, VersionError> {
+/// `max` is the newest version the simulated cloud serves.
+pub(crate) fn from_headers(
+    headers: &HeaderMap,
+    max: Microversion,
+) -> Result<Microversion, VersionError> {
     let mut requested = None;
     for value in headers.get_all(HEADER) {
         // A non-UTF-8 header cannot name the volume service.
@@ -72,15 +80,15 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Microversion, VersionE
     }
     match requested {
         None => Ok(Microversion::MIN),
-        Some(text) => parse(&text),
+        Some(text) => parse(&text, max),
     }
 }
 
 /// Parses `latest` or `Major.Minor` (no leading zeros, as Cinder's regex
 /// `^([1-9]\d*)\.([1-9]\d*|0)$`) and checks the range.
-fn parse(text: &str) -> Result<Microversion, VersionError> {
+fn parse(text: &str, max: Microversion) -> Result<Microversion, VersionError> {
     if text.eq_ignore_ascii_case("latest") {
-        return Ok(Microversion::MAX);
+        return Ok(max);
     }
     let malformed = || VersionError::Malformed(text.to_owned());
     let (major, minor) = text.split_once('.').ok_or_else(malformed)?;
@@ -95,8 +103,11 @@ fn parse(text: &str) -> Result<Microversion, VersionError> {
     let major = number(major, false).ok_or_else(malformed)?;
     let minor = number(minor, true).ok_or_else(malformed)?;
     let version = Microversion { major, minor };
-    if version < Microversion::MIN || version > Microversion::MAX {
-        return Err(VersionError::Unsupported(text.to_owned()));
+    if version < Microversion::MIN || version > max {
+        return Err(VersionError::Unsupported {
+            requested: text.to_owned(),
+            max,
+        });
     }
     Ok(version)
 }
@@ -114,39 +125,58 @@ mod tests {
 
     #[test]
     fn parses_what_cinder_parses() {
-        assert_eq!(from_headers(&HeaderMap::new()), Ok(Microversion::MIN));
         assert_eq!(
-            from_headers(&headers("volume 3.43")).map(|v| v.minor),
-            Ok(43)
-        );
-        assert_eq!(
-            from_headers(&headers("volume latest")),
-            Ok(Microversion::MAX)
-        );
-        assert_eq!(
-            from_headers(&headers("compute 2.1, volume 3.5")).map(|v| v.minor),
-            Ok(5)
-        );
-        assert_eq!(
-            from_headers(&headers("block-storage 3.5")),
+            from_headers(&HeaderMap::new(), Microversion::MAX),
             Ok(Microversion::MIN)
         );
         assert_eq!(
-            from_headers(&headers("volume abc")),
+            from_headers(&headers("volume 3.43"), Microversion::MAX).map(|v| v.minor),
+            Ok(43)
+        );
+        assert_eq!(
+            from_headers(&headers("volume latest"), Microversion::MAX),
+            Ok(Microversion::MAX)
+        );
+        assert_eq!(
+            from_headers(&headers("compute 2.1, volume 3.5"), Microversion::MAX).map(|v| v.minor),
+            Ok(5)
+        );
+        assert_eq!(
+            from_headers(&headers("block-storage 3.5"), Microversion::MAX),
+            Ok(Microversion::MIN)
+        );
+        assert_eq!(
+            from_headers(&headers("volume abc"), Microversion::MAX),
             Err(VersionError::Malformed("abc".into()))
         );
         assert_eq!(
-            from_headers(&headers("volume 3.05")),
+            from_headers(&headers("volume 3.05"), Microversion::MAX),
             Err(VersionError::Malformed("3.05".into()))
         );
-        let err = from_headers(&headers("volume 3.99")).expect_err("out of range");
+        let err =
+            from_headers(&headers("volume 3.99"), Microversion::MAX).expect_err("out of range");
         assert_eq!(
             err.to_string(),
             "Version 3.99 is not supported by the API. Minimum is 3.0 and maximum is 3.71."
         );
         assert!(matches!(
-            from_headers(&headers("volume 2.0")),
-            Err(VersionError::Unsupported(_))
+            from_headers(&headers("volume 2.0"), Microversion::MAX),
+            Err(VersionError::Unsupported { .. })
         ));
+    }
+
+    #[test]
+    fn an_older_cloud_refuses_what_it_does_not_serve() {
+        let older = Microversion {
+            major: 3,
+            minor: 40,
+        };
+        let err = from_headers(&headers("volume 3.43"), older).expect_err("too new");
+        assert_eq!(
+            err.to_string(),
+            "Version 3.43 is not supported by the API. Minimum is 3.0 and maximum is 3.40."
+        );
+        assert_eq!(from_headers(&headers("volume latest"), older), Ok(older));
+        assert_eq!(from_headers(&headers("volume 3.40"), older), Ok(older));
     }
 }

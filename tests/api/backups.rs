@@ -308,3 +308,61 @@ async fn snapshot_backups_lists_the_jobs_and_cinders_backups_of_the_snapshot() {
     assert_eq!(backups[0]["id"], job["backup_id"]);
     assert_eq!(backups[0]["job_id"], job["id"]);
 }
+
+#[tokio::test]
+async fn a_cloud_older_than_3_43_refuses_creates_with_502_and_records_nothing() {
+    let mut cloud = TestApp::sim_config(std::time::Duration::from_secs(3600));
+    cloud.max_microversion = openstack_sim::Microversion {
+        major: 3,
+        minor: 40,
+    };
+    let app = TestApp::spawn_on(cloud, &[]).await;
+
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+
+    answer.assert_problem(502, "microversion-unsupported");
+    let detail = answer.body["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("3.40") && detail.contains("3.43"),
+        "{detail}"
+    );
+    assert_eq!(app.get("tenant-a", "/jobs").await.body["jobs"], json!([]));
+    assert!(app.sim.backups(PROJECT_A).is_empty());
+    // Reading snapshots needs no microversion and still works.
+    assert_eq!(
+        app.get("tenant-a", "/snapshots").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_availability_zone_needs_3_51_and_the_rest_works_without_it() {
+    let mut cloud = TestApp::sim_config(std::time::Duration::from_secs(3600));
+    cloud.max_microversion = openstack_sim::Microversion {
+        major: 3,
+        minor: 50,
+    };
+    let app = TestApp::spawn_on(cloud, &[]).await;
+
+    let with_zone = app
+        .create_backup(
+            "tenant-a",
+            &snapshot('a', 1),
+            json!({"availability_zone": "nova"}),
+        )
+        .await;
+    with_zone.assert_problem(502, "microversion-unsupported");
+    assert!(
+        with_zone.body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("3.51")
+    );
+
+    let without = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+    assert_eq!(without.status, StatusCode::ACCEPTED, "{}", without.text);
+}

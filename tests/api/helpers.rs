@@ -174,9 +174,7 @@ impl TestApp {
 
     /// Same, with extra gateway flags (e.g. `--submit-attempts 2`).
     pub async fn spawn_with(extra_flags: &[&str]) -> TestApp {
-        let mut flags = vec!["--poll-interval", "1h"];
-        flags.extend_from_slice(extra_flags);
-        Self::spawn_on(Duration::from_secs(3600), &flags).await
+        Self::spawn_on(Self::sim_config(Duration::from_secs(3600)), extra_flags).await
     }
 
     /// A gateway whose worker polls on its own, over a simulator whose
@@ -185,17 +183,27 @@ impl TestApp {
     pub async fn spawn_live(backup_duration: Duration, extra_flags: &[&str]) -> TestApp {
         let mut flags = vec!["--poll-interval", "100ms"];
         flags.extend_from_slice(extra_flags);
-        Self::spawn_on(backup_duration, &flags).await
+        Self::spawn_configured(Self::sim_config(backup_duration), &flags).await
     }
 
-    async fn spawn_on(backup_duration: Duration, extra_flags: &[&str]) -> TestApp {
-        let sim = Sim::new(
-            SimConfig {
-                backup_duration,
-                ..SimConfig::default()
-            },
-            test_seed(),
-        );
+    /// The simulator's settings for backups taking `backup_duration`.
+    pub fn sim_config(backup_duration: Duration) -> SimConfig {
+        SimConfig {
+            backup_duration,
+            ..SimConfig::default()
+        }
+    }
+
+    /// A gateway (worker driven by the test) over a simulator set up as
+    /// `sim_config` says, e.g. an older cloud.
+    pub async fn spawn_on(sim_config: SimConfig, extra_flags: &[&str]) -> TestApp {
+        let mut flags = vec!["--poll-interval", "1h"];
+        flags.extend_from_slice(extra_flags);
+        Self::spawn_configured(sim_config, &flags).await
+    }
+
+    async fn spawn_configured(sim_config: SimConfig, extra_flags: &[&str]) -> TestApp {
+        let sim = Sim::new(sim_config, test_seed());
         let cloud = sim.start().await.expect("simulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let clouds_file = dir.path().join("clouds.yaml");

@@ -310,17 +310,18 @@ async fn serve(
         }
     };
 
-    let version = match microversion::from_headers(&parts.headers) {
+    let max = sim.state().max_microversion;
+    let version = match microversion::from_headers(&parts.headers, max) {
         Ok(version) => version,
         Err(error) => {
             let version = match &error {
                 // 406 echoes the version asked for (exchange 52) ...
-                VersionError::Unsupported(text) => Some(text.clone()),
+                VersionError::Unsupported { requested, .. } => Some(requested.clone()),
                 // ... a malformed one gets no version headers (exchange 53).
                 VersionError::Malformed(_) => None,
             };
             let cinder_error = match &error {
-                VersionError::Unsupported(_) => CinderError::not_acceptable(error.to_string()),
+                VersionError::Unsupported { .. } => CinderError::not_acceptable(error.to_string()),
                 VersionError::Malformed(_) => CinderError::bad_request(error.to_string()),
             };
             let answer = Answer {

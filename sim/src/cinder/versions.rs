@@ -9,11 +9,11 @@ use crate::Microversion;
 use crate::errors::CinderError;
 
 /// The version list, with links to this listener.
-fn document(base_url: &str) -> Value {
+fn document(base_url: &str, max: Microversion) -> Value {
     json!({"versions": [{
         "id": "v3.0",
         "status": "CURRENT",
-        "version": Microversion::MAX.to_string(),
+        "version": max.to_string(),
         "min_version": Microversion::MIN.to_string(),
         "updated": "2023-08-31T00:00:00Z",
         "links": [
@@ -31,11 +31,14 @@ fn document(base_url: &str) -> Value {
 pub(super) fn root(call: &Call<'_>) -> Result<Reply, CinderError> {
     Ok(Reply {
         status: StatusCode::MULTIPLE_CHOICES,
-        body: Some(document(call.base_url)),
+        body: Some(document(call.base_url, call.sim.state().max_microversion)),
     })
 }
 
 /// `GET /v3/`: 200 with the same body (exchange 34).
 pub(super) fn v3(call: &Call<'_>) -> Result<Reply, CinderError> {
-    Ok(Reply::ok(document(call.base_url)))
+    Ok(Reply::ok(document(
+        call.base_url,
+        call.sim.state().max_microversion,
+    )))
 }

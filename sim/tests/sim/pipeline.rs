@@ -221,3 +221,29 @@ async fn every_routed_call_is_counted_until_reset() {
     assert_eq!(h.sim().calls(Op::SnapshotShow), 0);
     assert!(h.sim().call_counts().is_empty());
 }
+
+#[tokio::test]
+async fn version_discovery_names_the_configured_maximum() {
+    let older = openstack_sim::Microversion {
+        major: 3,
+        minor: 40,
+    };
+    let sim = openstack_sim::Sim::new(
+        openstack_sim::SimConfig {
+            max_microversion: older,
+            ..Default::default()
+        },
+        openstack_sim::Seed::demo(),
+    );
+    let running = sim.start().await.expect("starts");
+
+    let body: serde_json::Value = reqwest::get(format!("{}/", running.cinder_url))
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+
+    assert_eq!(body["versions"][0]["version"], "3.40");
+    assert_eq!(body["versions"][0]["min_version"], "3.0");
+}
