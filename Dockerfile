@@ -10,7 +10,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /var/lib/backup-gateway --create-home gateway
+    && useradd --system --uid 10001 --home-dir /var/lib/backup-gateway --create-home gateway \
+    && install -d -o gateway -g gateway /var/lib/backup-gateway/data
 COPY --from=build /src/target/release/backup-gateway /usr/local/bin/backup-gateway
 USER gateway
 WORKDIR /var/lib/backup-gateway

@@ -124,6 +124,14 @@ impl Config {
         self.max_wait + self.upstream_timeout * 2
     }
 
+    /// How long a create waits for Cinder before answering the recorded job
+    /// `queued`: the request time limit less a margin for the answer itself.
+    pub fn submit_budget(&self) -> Duration {
+        self.request_timeout()
+            .saturating_sub(Duration::from_secs(2))
+            .max(Duration::from_secs(1))
+    }
+
     /// Checks what flags cannot check one by one. The message names the flag.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.jwt_secret.is_none() {
@@ -174,19 +182,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("`{s}` is not a duration such as 500ms, 30s, 5m, 2h"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86_400),
+    let seconds_per_unit = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => {
             return Err(format!(
                 "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
             ));
         }
     };
-    Ok(d)
+    n.checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{s}` is too long"))
 }
 
 #[cfg(test)]
@@ -202,6 +212,7 @@ mod tests {
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("99999999999999999d").is_err());
     }
 
     #[test]

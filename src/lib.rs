@@ -57,23 +57,12 @@ impl Application {
             .clouds_file
             .as_deref()
             .context("--clouds-file is required")?;
-        let clouds = openstack::clouds::load(clouds_file)?;
         let tenant_map = config.tenant_map();
-        for (tenant, cloud) in &tenant_map {
-            if !clouds.contains_key(cloud) {
-                anyhow::bail!(
-                    "--tenant {tenant}={cloud}: {} has no cloud named `{cloud}` (it has: {})",
-                    clouds_file.display(),
-                    clouds.keys().cloned().collect::<Vec<_>>().join(", ")
-                );
-            }
-        }
-        // Only the mapped entries are used: an admin entry in the same file
-        // never acts for a caller.
-        let clouds = clouds
-            .into_iter()
-            .filter(|(name, _)| tenant_map.values().any(|c| c == name))
-            .collect();
+        // Only the mapped entries are read: an admin entry in the same file
+        // never acts for a caller, and other entries may be of any kind.
+        let clouds =
+            openstack::clouds::load_entries(clouds_file, tenant_map.values().map(String::as_str))
+                .context("--tenant TENANT=CLOUD names a clouds.yaml entry the gateway cannot use")?;
         let cinder = OpenStackClient::new(
             clouds,
             UpstreamSettings {
@@ -93,6 +82,7 @@ impl Application {
                 retry_max: config.retry_max,
                 stuck_after: config.stuck_after,
                 max_wait: config.max_wait,
+                submit_budget: config.submit_budget(),
             },
         ));
         let secret = config

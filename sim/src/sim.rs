@@ -170,6 +170,11 @@ impl Sim {
         self.state().insert_snapshot(project_id, s, Utc::now());
     }
 
+    /// Removes a snapshot at once, as if deleted by its owner.
+    pub fn delete_snapshot(&self, snapshot_id: &str) {
+        self.state().snapshots.retain(|s| s.id != snapshot_id);
+    }
+
     /// Removes a backup at once, as if deleted outside the gateway.
     pub fn delete_backup(&self, backup_id: &str) {
         self.state().remove_backup(backup_id);

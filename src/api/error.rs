@@ -73,14 +73,23 @@ impl IntoResponse for ApiError {
             // The full error (with its sources) goes to the log only.
             tracing::error!(error = %e, "request failed");
         }
+        let logged = matches!(&self, ApiError::Jobs(e) if e.is_server_side());
         let problem = self.problem();
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = status.into_response();
         response.extensions_mut().insert(problem);
+        if logged {
+            response.extensions_mut().insert(AlreadyLogged);
+        }
         response
     }
 }
+
+/// Marks an answer whose error was logged where it happened, with more
+/// detail than the problem carries: the middleware does not log it again.
+#[derive(Debug, Clone, Copy)]
+struct AlreadyLogged;
 
 /// The problem for an error answer that did not come from an [`ApiError`]:
 /// axum's rejections and tower-http's 408 and 413 are plain text or empty.
@@ -129,7 +138,9 @@ pub async fn problem_details(request: Request, next: Next) -> Response {
         None => problem_for_status(status),
     };
     problem.instance = request_id;
-    if status.is_server_error() {
+    if response.extensions().get::<AlreadyLogged>().is_some() {
+        // Logged once already, with its sources.
+    } else if status.is_server_error() {
         tracing::warn!(status = status.as_u16(), problem = problem.slug(), detail = %problem.detail, "request failed");
     } else {
         tracing::info!(

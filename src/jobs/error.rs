@@ -131,3 +131,88 @@ pub fn upstream_problem(e: &openstack::Error) -> Problem {
     };
     Problem::new(kind, detail).with_upstream(e.upstream_status(), e.upstream_request_id())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cinder(status: u16, message: &str) -> openstack::Error {
+        openstack::Error::Cinder {
+            status,
+            fault: "fault".into(),
+            message: message.into(),
+            request_id: Some("req-1".into()),
+        }
+    }
+
+    #[test]
+    fn upstream_answers_map_to_the_design_table() {
+        let cases = [
+            (
+                cinder(
+                    400,
+                    "Invalid snapshot: Snapshot to be backed up must be available, but the current status is \"backing-up\".",
+                ),
+                409,
+                "snapshot-not-available",
+            ),
+            (
+                cinder(400, "Malformed request url"),
+                502,
+                "upstream-unexpected",
+            ),
+            (
+                cinder(
+                    400,
+                    "Invalid backup: No backups available to do an incremental backup.",
+                ),
+                422,
+                "backup-rejected",
+            ),
+            (
+                cinder(401, "The request you have made requires authentication."),
+                502,
+                "upstream-auth-failed",
+            ),
+            (
+                cinder(403, "Policy doesn't allow backup:create to be performed."),
+                403,
+                "forbidden-by-cloud-policy",
+            ),
+            (
+                cinder(406, "Version 3.43 is not supported by the API."),
+                502,
+                "microversion-unsupported",
+            ),
+            (
+                cinder(
+                    413,
+                    "BackupLimitExceeded: Maximum number of backups allowed (1) exceeded",
+                ),
+                409,
+                "quota-exceeded",
+            ),
+        ];
+        for (error, status, slug) in cases {
+            let problem = upstream_problem(&error);
+            assert_eq!((problem.status, problem.slug()), (status, slug), "{error}");
+            assert_eq!(problem.upstream_request_id.as_deref(), Some("req-1"));
+        }
+        let refused = openstack::Error::CredentialsRejected {
+            cloud: "c".into(),
+            status: 404,
+            request_id: None,
+        };
+        assert_eq!(
+            upstream_problem(&refused).slug(),
+            "tenant-credentials-invalid"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_store_is_503_and_says_nothing_was_recorded() {
+        let problem = Error::Store(store::Error::Database(sqlx::Error::PoolTimedOut)).problem();
+        assert_eq!((problem.status, problem.slug()), (503, "store-unavailable"));
+        assert!(problem.detail.contains("nothing was recorded"));
+    }
+}

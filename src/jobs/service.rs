@@ -39,6 +39,10 @@ pub struct JobsSettings {
     pub stuck_after: Duration,
     /// Longest long-poll.
     pub max_wait: Duration,
+    /// How long a create may wait for Cinder's verdict, counted from its
+    /// start; past it the job is answered `queued`. Shorter than the request
+    /// time limit, so that a recorded job is never answered with a timeout.
+    pub submit_budget: Duration,
 }
 
 /// The tenant map: a caller's tenant claim -> the clouds.yaml entry acting
@@ -156,6 +160,8 @@ impl Jobs {
         options: BackupOptions,
         ctx: CallContext,
     ) -> Result<Job, Error> {
+        let deadline = tokio::time::Instant::now() + self.settings.submit_budget;
+        check_snapshot_id(snapshot_id)?;
         validate_options(&options)?;
         let (cloud, project_id) = self.tenant(tenant).await?;
         let snapshot = self
@@ -175,6 +181,16 @@ impl Jobs {
                 id: snapshot.id,
                 status: snapshot.status,
             });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            // Too late to record a job and still answer it in time.
+            return Err(Error::Upstream(openstack::Error::Unavailable {
+                service: openstack::error::Service::Cinder,
+                message: "reading the snapshot took the whole request time; nothing was recorded"
+                    .into(),
+                status: None,
+                request_id: None,
+            }));
         }
         let job = Job::new(project_id, cloud, snapshot.id, snapshot.volume_id, options);
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
@@ -202,10 +218,20 @@ impl Jobs {
         // The submission runs in a task of its own: axum drops a handler's
         // future when the client goes away, and that must never cut between
         // Cinder's 202 and the store write that records it.
+        let recorded = job.clone();
         let this = self.clone();
-        tokio::spawn(async move { this.first_submission(job, ctx, guard).await })
-            .await
-            .map_err(|e| Error::Internal(format!("submission task: {e}")))?
+        let submission = tokio::spawn(async move { this.first_submission(job, ctx, guard).await });
+        // The caller waits for Cinder's verdict only while the request's
+        // budget lasts: past it, the job is answered as recorded (`queued`)
+        // and the submission carries on, rather than a timeout answering an
+        // error for a job that exists.
+        match tokio::time::timeout_at(deadline, submission).await {
+            Ok(joined) => joined.map_err(|e| Error::Internal(format!("submission task: {e}")))?,
+            Err(_) => {
+                tracing::warn!(job_id = %recorded.id, "Cinder is slow to answer; the job is answered queued");
+                Ok(recorded)
+            }
+        }
     }
 
     async fn first_submission(
@@ -223,7 +249,11 @@ impl Jobs {
                 // Refused at once: the caller gets Cinder's answer and no job
                 // is left behind.
                 if let Err(store_error) = self.store.delete(job.id, JobState::Queued).await {
-                    tracing::error!(job_id = %job.id, error = %store_error, "could not remove a refused job");
+                    // It must not stay `queued`: the worker would submit what
+                    // the caller was told was refused.
+                    tracing::error!(job_id = %job.id, error = %store_error, "could not remove a refused job; marking it failed");
+                    job.fail(upstream_problem(&e));
+                    self.save(&job, JobState::Queued).await;
                 }
                 self.changed.notify_waiters();
                 Err(match e {
@@ -256,6 +286,8 @@ impl Jobs {
                 Submitted::Accepted
             }
             Ok(None) => self.post_backup(&mut job, &ctx).await,
+            // Without a complete listing, a backup made by an earlier lost
+            // answer may exist: never post blind, look again later.
             Err(e) => {
                 job.attempts += 1;
                 Submitted::Unclear(e)
@@ -266,24 +298,42 @@ impl Jobs {
             // A snapshot still `backing-up` may be the work of our own lost
             // earlier request that Cinder has not listed yet: look again
             // later rather than failing a backup that may be running.
-            Submitted::Unclear(e)
-            | Submitted::Refused(e @ openstack::Error::Cinder { status: 400, .. })
-                if e.is_transient() || e.is_snapshot_not_available() =>
-            {
-                if job.attempts >= self.settings.submit_attempts {
-                    let mut problem = upstream_problem(&e);
-                    problem.detail = format!(
-                        "gave up after {} attempts: {}",
-                        job.attempts, problem.detail
-                    );
-                    job.fail(problem);
-                } else {
+            Submitted::Refused(e) if !e.is_snapshot_not_available() => {
+                job.fail(upstream_problem(&e))
+            }
+            Submitted::Unclear(e) | Submitted::Refused(e) => {
+                if job.attempts < self.settings.submit_attempts {
                     self.schedule_retry(&mut job, &e);
+                } else {
+                    self.give_up(&mut job, &e, &ctx).await;
                 }
             }
-            Submitted::Unclear(e) | Submitted::Refused(e) => job.fail(upstream_problem(&e)),
         }
         self.save(&job, JobState::Queued).await;
+    }
+
+    /// Out of attempts: one last look for the job's backup (a POST whose
+    /// answer was lost may have made it since the previous look), then fail
+    /// with the last upstream reason.
+    async fn give_up(&self, job: &mut Job, last: &openstack::Error, ctx: &CallContext) {
+        let mut problem = upstream_problem(last);
+        problem.detail = format!(
+            "gave up after {} attempts: {}",
+            job.attempts, problem.detail
+        );
+        match self.find_backup(job, ctx).await {
+            Ok(Some(backup_id)) => {
+                tracing::info!(job_id = %job.id, backup_id, "adopted the backup made by an earlier attempt");
+                job.start(backup_id, None);
+            }
+            Ok(None) => job.fail(problem),
+            Err(e) => {
+                problem.detail.push_str(&format!(
+                    "; the volume's backups could not be listed to look for one made by an earlier attempt ({e})"
+                ));
+                job.fail(problem);
+            }
+        }
     }
 
     /// Posts the backup with the job id in its metadata.
@@ -463,6 +513,15 @@ fn busy(active: &Job) -> Error {
         snapshot_id: active.snapshot_id.clone(),
         job_id: active.id.to_string(),
     }
+}
+
+/// Refuses path ids that a URL would turn into dot segments: `.` and `..`
+/// would name another resource of Cinder's, not a snapshot.
+pub(super) fn check_snapshot_id(id: &str) -> Result<(), Error> {
+    if id.is_empty() || id.chars().all(|c| c == '.') {
+        return Err(Error::Invalid(format!("`{id}` is not a snapshot id")));
+    }
+    Ok(())
 }
 
 /// A snapshot read's 404 is "no such snapshot in your tenant".

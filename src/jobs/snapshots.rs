@@ -1,7 +1,11 @@
 //! Snapshot reads for a tenant: as Cinder lists them, plus the jobs and
 //! backups made from one snapshot.
 
-use super::{Error, Jobs, model::Job, service::snapshot_error};
+use super::{
+    Error, Jobs,
+    model::Job,
+    service::{check_snapshot_id, snapshot_error},
+};
 use crate::{
     openstack::{Backup, BackupFilter, CallContext, Page, Snapshot},
     store::JobFilter,
@@ -44,6 +48,7 @@ impl Jobs {
         id: &str,
         ctx: &CallContext,
     ) -> Result<Snapshot, Error> {
+        check_snapshot_id(id)?;
         let cloud = self.tenants.cloud(tenant)?;
         self.cinder
             .show_snapshot(cloud, id, ctx)
@@ -60,6 +65,7 @@ impl Jobs {
         id: &str,
         ctx: &CallContext,
     ) -> Result<SnapshotBackups, Error> {
+        check_snapshot_id(id)?;
         let (cloud, project_id) = self.tenant(tenant).await?;
         let snapshot = self
             .cinder

@@ -432,7 +432,7 @@ fn has_next(links: &[Value]) -> bool {
 #[async_trait]
 impl Cinder for OpenStackClient {
     async fn project_id(&self, cloud: &str) -> Result<String, Error> {
-        Ok(self.session(cloud)?.token().await?.project_id.clone())
+        self.session(cloud)?.project_id().await
     }
 
     async fn show_snapshot(
@@ -502,7 +502,8 @@ impl Cinder for OpenStackClient {
                 CinderCall::post("/backups", &body).version(version),
                 ctx,
             )
-            .await?;
+            .await
+            .map_err(outcome_unknown_if_accepted)?;
         Ok(Accepted {
             backup_id: created.backup.id,
             request_id,
@@ -568,8 +569,18 @@ impl Cinder for OpenStackClient {
                 .flatten();
             all.extend(body.backups);
             match next {
-                Some(next) if Some(&next) != marker.as_ref() => marker = Some(next),
-                _ => return Ok(all),
+                None => return Ok(all),
+                Some(next) if Some(&next) == marker.as_ref() => {
+                    // A listing that does not move on cannot be read
+                    // completely, and the worker's conclusions need that.
+                    return Err(Error::Unexpected {
+                        service: Service::Cinder,
+                        status: None,
+                        message: format!("backup listing repeated the page after marker {next}"),
+                        request_id: None,
+                    });
+                }
+                Some(next) => marker = Some(next),
             }
         }
         Err(Error::Unexpected {
@@ -578,6 +589,26 @@ impl Cinder for OpenStackClient {
             message: format!("backup listing did not end after {MAX_PAGES} pages"),
             request_id: None,
         })
+    }
+}
+
+/// A create that Cinder answered with a 2xx whose body cannot be read has
+/// made a backup all the same: its outcome is unknown (the worker finds the
+/// backup by its job id), not a refusal.
+fn outcome_unknown_if_accepted(e: Error) -> Error {
+    match e {
+        Error::Unexpected {
+            service,
+            status: Some(status),
+            message,
+            request_id,
+        } if (200..300).contains(&status) => Error::Unavailable {
+            service,
+            message: format!("accepted, but the answer is unreadable: {message}"),
+            status: Some(status),
+            request_id,
+        },
+        other => other,
     }
 }
 

@@ -167,9 +167,64 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Cloud>, CloudsError> {
     })
 }
 
+/// Reads the named entries of a clouds.yaml file and only those: other
+/// entries (an admin's, or kinds of authentication the gateway does not
+/// use) may be anything openstacksdk accepts. A missing name is an error
+/// that lists the entries there are.
+pub fn load_entries<'a>(
+    path: &Path,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<String, Cloud>, CloudsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CloudsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut raw = parse_raw(&text).map_err(|e| match e {
+        CloudsError::Parse { message, .. } => CloudsError::Parse {
+            path: path.display().to_string(),
+            message,
+        },
+        other => other,
+    })?;
+    let mut clouds = BTreeMap::new();
+    for name in names {
+        let Some(entry) = raw.clouds.remove(name) else {
+            if clouds.contains_key(name) {
+                continue;
+            }
+            return Err(CloudsError::Entry {
+                cloud: name.to_owned(),
+                message: format!(
+                    "not in {} (it has: {})",
+                    path.display(),
+                    raw.clouds
+                        .keys()
+                        .chain(clouds.keys())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        };
+        clouds.insert(name.to_owned(), convert(name, entry)?);
+    }
+    Ok(clouds)
+}
+
 /// Parses clouds.yaml text (see [`load`]).
 pub fn parse(text: &str) -> Result<BTreeMap<String, Cloud>, CloudsError> {
-    let raw: RawFile = yaml_serde::from_str(text).map_err(|e| CloudsError::Parse {
+    parse_raw(text)?
+        .clouds
+        .into_iter()
+        .map(|(name, raw)| {
+            let cloud = convert(&name, raw)?;
+            Ok((name, cloud))
+        })
+        .collect()
+}
+
+fn parse_raw(text: &str) -> Result<RawFile, CloudsError> {
+    yaml_serde::from_str(text).map_err(|e| CloudsError::Parse {
         path: "clouds.yaml".into(),
         // The parser's message can quote the offending line, which may hold
         // a secret: keep only where it is.
@@ -177,14 +232,7 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, Cloud>, CloudsError> {
             .location()
             .map(|l| format!("syntax error at line {}, column {}", l.line(), l.column()))
             .unwrap_or_else(|| "not a mapping with a `clouds:` key".into()),
-    })?;
-    raw.clouds
-        .into_iter()
-        .map(|(name, raw)| {
-            let cloud = convert(&name, raw)?;
-            Ok((name, cloud))
-        })
-        .collect()
+    })
 }
 
 fn convert(name: &str, raw: RawCloud) -> Result<Cloud, CloudsError> {
@@ -370,5 +418,17 @@ clouds:
         assert!(e.to_string().contains("`x`"));
         let e = parse("clouds: [\"hunter2\"").expect_err("bad yaml");
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn only_the_named_entries_are_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("clouds.yaml");
+        let text = format!("{FILE}  sso:\n    auth_type: v3oidcpassword\n    profile: somewhere\n");
+        std::fs::write(&path, text).expect("write");
+        let clouds = load_entries(&path, ["tenant-a"]).expect("the unusable entry is not read");
+        assert_eq!(clouds.keys().collect::<Vec<_>>(), vec!["tenant-a"]);
+        let e = load_entries(&path, ["nope"]).expect_err("missing");
+        assert!(e.to_string().contains("tenant-a"), "{e}");
     }
 }

@@ -27,6 +27,10 @@ pub struct Session {
     pub http: reqwest::Client,
     settings: Arc<UpstreamSettings>,
     token: Mutex<Option<Arc<Token>>>,
+    /// The project of the first token: jobs are keyed by it, so reading
+    /// them needs no Keystone call once it is known, and a later token for
+    /// another project is refused.
+    project_id: std::sync::OnceLock<String>,
     max_version: OnceCell<Microversion>,
 }
 
@@ -65,6 +69,7 @@ impl Session {
             http,
             settings,
             token: Mutex::new(None),
+            project_id: std::sync::OnceLock::new(),
             max_version: OnceCell::new(),
         })
     }
@@ -87,8 +92,29 @@ impl Session {
             .await?,
         );
         tracing::info!(cloud = %self.cloud.name, project_id = %token.project_id, "issued Keystone token");
+        let known = self.project_id.get_or_init(|| token.project_id.clone());
+        if *known != token.project_id {
+            return Err(Error::Unexpected {
+                service: Service::Keystone,
+                status: None,
+                message: format!(
+                    "the credentials of cloud `{}` now act for project {}, not {known}; restart the gateway after moving a tenant to another project",
+                    self.cloud.name, token.project_id
+                ),
+                request_id: None,
+            });
+        }
         *slot = Some(token.clone());
         Ok(token)
+    }
+
+    /// The Keystone project the cloud entry acts for: known after the first
+    /// token, asked for with one before.
+    pub async fn project_id(&self) -> Result<String, Error> {
+        match self.project_id.get() {
+            Some(id) => Ok(id.clone()),
+            None => Ok(self.token().await?.project_id.clone()),
+        }
     }
 
     /// Forgets `token` after Cinder refused it, unless another request has

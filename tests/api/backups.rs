@@ -240,7 +240,7 @@ async fn retries_end_with_a_failed_job_carrying_the_last_upstream_reason() {
     let again = app
         .create_backup("tenant-a", &snapshot('a', 1), json!({}))
         .await;
-    assert_ne!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
 }
 
 #[tokio::test]
@@ -263,11 +263,15 @@ async fn long_poll_answers_when_the_job_changes() {
     let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
     let job_id = job["id"].as_str().expect("id").to_owned();
     let waiting = {
-        let request = app.request(
-            reqwest::Method::GET,
-            &format!("/jobs/{job_id}?wait=60"),
-            Some("tenant-a"),
-        );
+        // Far shorter than the wait: an answer only comes in time if the
+        // change wakes the long poll.
+        let request = app
+            .request(
+                reqwest::Method::GET,
+                &format!("/jobs/{job_id}?wait=60"),
+                Some("tenant-a"),
+            )
+            .timeout(std::time::Duration::from_secs(20));
         tokio::spawn(async move {
             request
                 .send()
@@ -365,4 +369,79 @@ async fn an_availability_zone_needs_3_51_and_the_rest_works_without_it() {
         .create_backup("tenant-a", &snapshot('a', 1), json!({}))
         .await;
     assert_eq!(without.status, StatusCode::ACCEPTED, "{}", without.text);
+}
+
+#[tokio::test]
+async fn a_snapshot_deleted_while_its_job_is_queued_fails_the_job_with_cinders_404() {
+    let app = TestApp::spawn().await;
+    app.sim.inject(openstack_sim::Fault {
+        op: openstack_sim::Op::BackupCreate,
+        kind: openstack_sim::FaultKind::Status(503),
+        times: 1,
+    });
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+    assert_eq!(answer.body["state"], "queued", "{}", answer.text);
+
+    app.sim.delete_snapshot(&snapshot('a', 1));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    app.cycle().await;
+
+    let job = app
+        .job("tenant-a", answer.body["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["type"], "/problems/snapshot-not-found");
+    assert_eq!(job["error"]["upstream_status"], 404);
+}
+
+#[tokio::test]
+async fn a_backup_creating_past_the_limit_fails_as_stuck_and_keeps_its_id() {
+    let app = TestApp::spawn_with(&["--stuck-after", "1ms"]).await;
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    app.cycle().await;
+
+    let seen = app.job("tenant-a", job["id"].as_str().expect("id")).await;
+    assert_eq!(seen["state"], "failed", "{seen}");
+    assert_eq!(seen["error"]["type"], "/problems/backup-stuck");
+    assert_eq!(seen["backup_id"], job["backup_id"]);
+    assert_eq!(
+        app.sim.backups(PROJECT_A)[0]["status"],
+        "creating",
+        "left for the operator"
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_that_turns_busy_between_read_and_post_is_409_and_leaves_no_job() {
+    // Cinder's own status check answers 400 "must be available" when another
+    // client takes the snapshot after the gateway read it.
+    let app = TestApp::spawn().await;
+    app.sim.inject(openstack_sim::Fault {
+        op: openstack_sim::Op::BackupCreate,
+        kind: openstack_sim::FaultKind::Delay(std::time::Duration::from_millis(500)),
+        times: 1,
+    });
+    let request = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/snapshots/{}/backups", snapshot('a', 1)),
+            Some("tenant-a"),
+        )
+        .json(&json!({}));
+    let pending = tokio::spawn(async move { request.send().await.expect("sent") });
+    while app.sim.calls(openstack_sim::Op::BackupCreate) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    app.sim.set_snapshot_status(&snapshot('a', 1), "backing-up");
+
+    let answer = crate::helpers::Answer::read(pending.await.expect("task")).await;
+
+    answer.assert_problem(409, "snapshot-not-available");
+    assert_eq!(answer.body["upstream_status"], 400);
+    assert_eq!(app.get("tenant-a", "/jobs").await.body["jobs"], json!([]));
+    assert!(app.sim.backups(PROJECT_A).is_empty());
 }

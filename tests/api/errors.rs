@@ -350,3 +350,76 @@ async fn unknown_routes_methods_and_bad_queries_are_problems() {
     let answer = app.get("tenant-a", "/healthz").await;
     assert_eq!(answer.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn cinder_refusing_a_fresh_token_is_502_upstream_auth_failed() {
+    let app = TestApp::spawn().await;
+    app.get("tenant-a", "/jobs").await;
+    app.sim.inject(Fault {
+        op: Op::SnapshotShow,
+        kind: FaultKind::Status(401),
+        times: 2,
+    });
+
+    let answer = app
+        .get("tenant-a", &format!("/snapshots/{}", snapshot('a', 1)))
+        .await;
+
+    answer.assert_problem(502, "upstream-auth-failed");
+    assert_eq!(
+        app.sim.calls(Op::SnapshotShow),
+        2,
+        "retried once with a new token"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_cinder_should_not_give_is_502_upstream_unexpected() {
+    let app = TestApp::spawn().await;
+    app.get("tenant-a", "/jobs").await;
+    app.sim.inject(Fault {
+        op: Op::SnapshotShow,
+        kind: FaultKind::Status(409),
+        times: 1,
+    });
+
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+
+    answer.assert_problem(502, "upstream-unexpected");
+    assert_eq!(answer.body["upstream_status"], 409);
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn dot_segments_are_not_snapshot_ids() {
+    // HTTP clients normalise `%2E%2E` away; curl --path-as-is and raw
+    // sockets do not, so the gateway must not pass it on to Cinder.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    for (method, path) in [
+        ("GET", "/snapshots/%2E%2E"),
+        ("GET", "/snapshots/%2E/backups"),
+        ("POST", "/snapshots/%2E%2E/backups"),
+    ] {
+        let mut socket = tokio::net::TcpStream::connect(&host)
+            .await
+            .expect("connect");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            app.token("tenant-a")
+        );
+        socket.write_all(request.as_bytes()).await.expect("send");
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).await.expect("read");
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{method} {path}: {answer}"
+        );
+        assert!(answer.contains("/problems/invalid-request"), "{answer}");
+    }
+    assert_eq!(app.sim.calls(Op::SnapshotShow), 0);
+    assert_nothing_changed(&app).await;
+}

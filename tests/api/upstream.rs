@@ -121,7 +121,7 @@ async fn a_worker_cycle_costs_one_listing_per_tenant_whatever_the_number_of_jobs
 }
 
 #[tokio::test]
-async fn the_caller_request_id_travels_to_cinder_and_back_in_problems() {
+async fn a_problems_instance_is_the_request_id_header() {
     let app = TestApp::spawn().await;
     let answer = app
         .get(
@@ -132,4 +132,51 @@ async fn the_caller_request_id_travels_to_cinder_and_back_in_problems() {
     let instance = answer.body["instance"].as_str().expect("instance");
     assert!(instance.starts_with("req-"));
     assert_eq!(answer.header("x-request-id"), Some(instance));
+}
+
+#[tokio::test]
+async fn the_worker_reads_every_page_of_a_tenants_creating_backups() {
+    // Five running jobs, listed two per page: three listings a cycle, and
+    // none of the jobs on later pages is taken for finished.
+    let app = TestApp::spawn_with(&["--upstream-page-size", "2"]).await;
+    let mut jobs = Vec::new();
+    for i in 0..5 {
+        let volume_id = format!("50000000-0000-4000-8000-{i:012}");
+        let snapshot_id = format!("60000000-0000-4000-8000-{i:012}");
+        app.sim.add_volume(
+            PROJECT_A,
+            VolumeSeed {
+                id: volume_id.clone(),
+                name: format!("v{i}"),
+                size: 1,
+                status: "in-use".into(),
+            },
+        );
+        app.sim.add_snapshot(
+            PROJECT_A,
+            SnapshotSeed {
+                id: snapshot_id.clone(),
+                name: format!("s{i}"),
+                description: None,
+                volume_id,
+                status: "available".into(),
+                metadata: Default::default(),
+            },
+        );
+        jobs.push(
+            app.create_ok("tenant-a", &snapshot_id).await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+
+    app.sim.reset_calls();
+    app.cycle().await;
+
+    assert_eq!(app.sim.calls(Op::BackupDetail), 3);
+    assert_eq!(app.sim.calls(Op::BackupShow), 0);
+    for job_id in &jobs {
+        assert_eq!(app.job("tenant-a", job_id).await["state"], "running");
+    }
 }

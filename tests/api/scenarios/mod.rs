@@ -74,8 +74,18 @@ impl Upstream {
         }
     }
 
-    /// Makes tokens issued from now on short-lived; returns their lifetime.
-    /// The usual lifetime comes back when the guard drops.
+    /// An administrator's reset of a snapshot Cinder left `backing-up`, done
+    /// when the guard drops, so that the scenario leaves the cloud as it was.
+    pub fn reset_snapshot_later(&self, snapshot_id: &str) -> CloudGuard {
+        match self {
+            Upstream::Sim(cloud) => cloud.reset_snapshot_later(snapshot_id),
+            Upstream::Real(cloud) => cloud.reset_snapshot_later(snapshot_id),
+        }
+    }
+
+    /// Makes tokens issued from now on short-lived, and (where the cloud can
+    /// be told) backups slower than a token's life; returns the lifetime.
+    /// The usual settings come back when the guard drops.
     pub async fn shorten_tokens(&self) -> (Duration, CloudGuard) {
         match self {
             Upstream::Sim(cloud) => cloud.shorten_tokens(),
@@ -331,6 +341,7 @@ pub async fn unknown_zone_fails_the_job_with_cinders_reason(cloud: &mut Upstream
         )
         .await;
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
+    let _reset = cloud.reset_snapshot_later(&snapshot_id);
 
     let job = gateway.wait_done("tenant-a", &id_of(&created.body)).await;
     assert_eq!(job["state"], "failed", "{job}");
@@ -408,10 +419,12 @@ pub async fn jobs_finish_across_token_expiry(cloud: &mut Upstream) {
     // A new gateway process, so that its first token is a short-lived one.
     cloud.restart_gateway().await;
     let gateway = cloud.gateway();
+    let issued = || logs().matches("issued Keystone token").count();
+    let issued_before = issued();
 
     let one = gateway.create_backup("tenant-a", &first, json!({})).await;
     assert_eq!(one.status, StatusCode::ACCEPTED, "{}", one.text);
-    // Outlive the token the first create was made with.
+    // Outlive the token the first create was made with, while its job runs.
     tokio::time::sleep(lifetime + Duration::from_secs(1)).await;
     let two = gateway.create_backup("tenant-a", &second, json!({})).await;
     assert_eq!(two.status, StatusCode::ACCEPTED, "{}", two.text);
@@ -420,4 +433,8 @@ pub async fn jobs_finish_across_token_expiry(cloud: &mut Upstream) {
         let job = gateway.wait_done("tenant-a", &job_id).await;
         assert_eq!(job["state"], "succeeded", "{job}");
     }
+    assert!(
+        issued() - issued_before >= 2,
+        "the gateway authenticated again"
+    );
 }

@@ -21,8 +21,10 @@ use serde_json::Value;
 use super::{CloudGuard, Upstream};
 use crate::helpers::{Gateway, WRONG_SECRET};
 
-/// Token lifetime set for the expiry scenario (Keystone restarts with it).
-const SHORT_TOKEN_LIFETIME: Duration = Duration::from_secs(30);
+/// Token lifetime set for the expiry scenario (Keystone restarts with it):
+/// shorter than most backups of the harness (3-15 s), so that the gateway
+/// renews its token while a job runs.
+const SHORT_TOKEN_LIFETIME: Duration = Duration::from_secs(10);
 
 /// What `harness.env` exports, read once per test.
 #[derive(Clone)]
@@ -235,6 +237,25 @@ impl RealCloud {
         );
         CloudGuard::new(move || {
             harness.openstack("admin", &["quota", "set", "--backups", "-1", &project]);
+        })
+    }
+
+    /// `openstack volume snapshot set --state available`, as an admin, on drop.
+    pub(super) fn reset_snapshot_later(&self, snapshot_id: &str) -> CloudGuard {
+        let harness = self.harness.clone();
+        let snapshot_id = snapshot_id.to_owned();
+        CloudGuard::new(move || {
+            harness.openstack(
+                "admin",
+                &[
+                    "volume",
+                    "snapshot",
+                    "set",
+                    "--state",
+                    "available",
+                    &snapshot_id,
+                ],
+            );
         })
     }
 

@@ -9,6 +9,9 @@ use openstack_sim::{Quotas, SnapshotSeed, VolumeSeed};
 use super::{CloudGuard, Upstream};
 use crate::helpers::{PROJECT_A, PROJECT_B, PROJECT_R, TestApp};
 
+/// How long a simulated backup takes in the scenarios.
+const BACKUP_DURATION: Duration = Duration::from_millis(300);
+
 /// The simulator with a gateway in front of it.
 pub struct SimCloud {
     /// The gateway and its simulator; its tenants include the special ones.
@@ -28,7 +31,7 @@ impl SimCloud {
     /// Starts a simulator and a gateway with its worker running.
     pub async fn start() -> Upstream {
         Upstream::Sim(SimCloud {
-            app: TestApp::spawn_live(Duration::from_millis(300), &[]).await,
+            app: TestApp::spawn_live(BACKUP_DURATION, &[]).await,
         })
     }
 
@@ -73,14 +76,23 @@ impl SimCloud {
         CloudGuard::new(move || sim.set_quotas(project, Quotas::UNLIMITED))
     }
 
+    pub(super) fn reset_snapshot_later(&self, snapshot_id: &str) -> CloudGuard {
+        let sim = self.app.sim.clone();
+        let snapshot_id = snapshot_id.to_owned();
+        CloudGuard::new(move || sim.set_snapshot_status(&snapshot_id, "available"))
+    }
+
+    /// Tokens of 2 s, and backups of 5 s so that a job outlives a token.
     pub(super) fn shorten_tokens(&self) -> (Duration, CloudGuard) {
         let lifetime = Duration::from_secs(2);
         self.app.sim.set_token_ttl(lifetime);
+        self.app.sim.set_backup_duration(Duration::from_secs(5));
         let sim = self.app.sim.clone();
-        (
-            lifetime,
-            CloudGuard::new(move || sim.set_token_ttl(Duration::from_secs(3600))),
-        )
+        let guard = CloudGuard::new(move || {
+            sim.set_token_ttl(Duration::from_secs(3600));
+            sim.set_backup_duration(BACKUP_DURATION);
+        });
+        (lifetime, guard)
     }
 }
 
