@@ -136,7 +136,8 @@ impl Worker {
                         .show_snapshot(cloud, &job.snapshot_id, ctx)
                         .await
                         .ok();
-                    let problem = backup_failed(backup.fail_reason.as_deref());
+                    let problem = backup_failed(backup.fail_reason.as_deref())
+                        .with_upstream(None, backup.request_id.clone());
                     job.fail(with_stuck_snapshot_note(
                         problem,
                         snapshot.as_ref().map(|s| s.status.as_str()),

@@ -107,6 +107,10 @@ pub struct Backup {
     /// Metadata; the gateway's `gateway_job_id` lives here.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// `x-openstack-request-id` of the answer that showed this backup alone
+    /// (not of listings), so that a job's error can name it.
+    #[serde(skip)]
+    pub request_id: Option<String>,
 }
 
 /// What to back up, as Cinder's create call takes it.
@@ -519,14 +523,17 @@ impl Cinder for OpenStackClient {
         )
         .await?;
         let path = format!("/backups/{}", encode_segment(id));
-        let (body, _): (BackupBody, _) = self
+        let (body, request_id): (BackupBody, _) = self
             .call(
                 session,
                 CinderCall::get(&path).version(Microversion::BACKUP_METADATA),
                 ctx,
             )
             .await?;
-        Ok(body.backup)
+        Ok(Backup {
+            request_id,
+            ..body.backup
+        })
     }
 
     async fn list_backups(

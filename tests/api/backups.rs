@@ -90,6 +90,12 @@ async fn a_backup_that_ends_in_error_fails_the_job_with_cinders_reason() {
     assert_eq!(job["state"], "failed");
     assert_eq!(job["error"]["type"], "/problems/backup-failed");
     assert!(
+        job["error"]["upstream_request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("req-")),
+        "{job}"
+    );
+    assert!(
         job["error"]["detail"]
             .as_str()
             .expect("detail")
