@@ -239,6 +239,30 @@ impl TestApp {
         }
     }
 
+    /// Adds a volume of 1 GiB with one available snapshot to `project`.
+    pub fn add_snapshot(&self, project: &str, volume_id: &str, snapshot_id: &str) {
+        self.sim.add_volume(
+            project,
+            VolumeSeed {
+                id: volume_id.to_owned(),
+                name: format!("volume-{volume_id}"),
+                size: 1,
+                status: "in-use".into(),
+            },
+        );
+        self.sim.add_snapshot(
+            project,
+            SnapshotSeed {
+                id: snapshot_id.to_owned(),
+                name: format!("snapshot-{snapshot_id}"),
+                description: None,
+                volume_id: volume_id.to_owned(),
+                status: "available".into(),
+                metadata: Default::default(),
+            },
+        );
+    }
+
     /// Ends every simulated backup in `creating` now.
     pub fn finish_backups(&self) {
         self.sim.finish_pending();

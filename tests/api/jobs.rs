@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 
-use openstack_sim::{SnapshotSeed, VolumeSeed};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -14,26 +13,7 @@ fn add_snapshots(app: &TestApp, n: usize) -> Vec<String> {
         .map(|i| {
             let volume_id = format!("10000000-0000-4000-8000-{i:012}");
             let snapshot_id = format!("20000000-0000-4000-8000-{i:012}");
-            app.sim.add_volume(
-                PROJECT_A,
-                VolumeSeed {
-                    id: volume_id.clone(),
-                    name: format!("extra-{i}"),
-                    size: 1,
-                    status: "in-use".into(),
-                },
-            );
-            app.sim.add_snapshot(
-                PROJECT_A,
-                SnapshotSeed {
-                    id: snapshot_id.clone(),
-                    name: format!("extra-{i}-snap"),
-                    description: None,
-                    volume_id,
-                    status: "available".into(),
-                    metadata: Default::default(),
-                },
-            );
+            app.add_snapshot(PROJECT_A, &volume_id, &snapshot_id);
             snapshot_id
         })
         .collect()

@@ -1,7 +1,7 @@
 //! How the gateway uses Keystone and Cinder: shared tokens, renewal, and a
 //! worker whose upstream calls grow with tenants, not with jobs.
 
-use openstack_sim::{Op, SnapshotSeed, VolumeSeed};
+use openstack_sim::Op;
 
 use crate::helpers::{PROJECT_A, PROJECT_B, TestApp, snapshot};
 
@@ -67,26 +67,7 @@ async fn a_worker_cycle_costs_one_listing_per_tenant_whatever_the_number_of_jobs
         for i in 0..6 {
             let volume_id = format!("30000000-0000-4000-8000-{t:02}{i:010}");
             let snapshot_id = format!("40000000-0000-4000-8000-{t:02}{i:010}");
-            app.sim.add_volume(
-                project,
-                VolumeSeed {
-                    id: volume_id.clone(),
-                    name: format!("v{i}"),
-                    size: 1,
-                    status: "in-use".into(),
-                },
-            );
-            app.sim.add_snapshot(
-                project,
-                SnapshotSeed {
-                    id: snapshot_id.clone(),
-                    name: format!("s{i}"),
-                    description: None,
-                    volume_id,
-                    status: "available".into(),
-                    metadata: Default::default(),
-                },
-            );
+            app.add_snapshot(project, &volume_id, &snapshot_id);
             app.create_ok(tenant, &snapshot_id).await;
         }
     }
@@ -143,26 +124,7 @@ async fn the_worker_reads_every_page_of_a_tenants_creating_backups() {
     for i in 0..5 {
         let volume_id = format!("50000000-0000-4000-8000-{i:012}");
         let snapshot_id = format!("60000000-0000-4000-8000-{i:012}");
-        app.sim.add_volume(
-            PROJECT_A,
-            VolumeSeed {
-                id: volume_id.clone(),
-                name: format!("v{i}"),
-                size: 1,
-                status: "in-use".into(),
-            },
-        );
-        app.sim.add_snapshot(
-            PROJECT_A,
-            SnapshotSeed {
-                id: snapshot_id.clone(),
-                name: format!("s{i}"),
-                description: None,
-                volume_id,
-                status: "available".into(),
-                metadata: Default::default(),
-            },
-        );
+        app.add_snapshot(PROJECT_A, &volume_id, &snapshot_id);
         jobs.push(
             app.create_ok("tenant-a", &snapshot_id).await["id"]
                 .as_str()

@@ -4,6 +4,35 @@
 //! the gateway's HTTP API and the few cloud operations of [`Upstream`]; it
 //! never asks which upstream it runs on.
 
+/// One `#[tokio::test]` per scenario, each starting its cloud with
+/// `$start` (an `async` constructor of an [`Upstream`]). The list is kept
+/// here, once, so that both upstreams always run the same scenarios.
+macro_rules! every_scenario {
+    ($start:expr) => {
+        super::every_scenario!(@tests $start;
+            backup_runs_to_succeeded,
+            concurrent_creates_make_one_job,
+            missing_and_foreign_resources_are_404,
+            quota_exceeded_is_409_and_leaves_no_job,
+            incremental_without_full_backup_is_422,
+            unknown_zone_fails_the_job_with_cinders_reason,
+            reader_only_credential_is_403,
+            wrong_secret_is_502_and_never_shown,
+            jobs_finish_across_token_expiry,
+        );
+    };
+    (@tests $start:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                let mut cloud = $start.await;
+                super::$scenario(&mut cloud).await;
+            }
+        )*
+    };
+}
+use every_scenario;
+
 pub mod real;
 pub mod sim;
 

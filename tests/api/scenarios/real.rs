@@ -284,27 +284,5 @@ fn tenant_a_credential_id(harness: &Harness) -> String {
     }
 }
 
-/// One test per scenario, each on a gateway of its own.
-macro_rules! on_the_real_cloud {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                let mut cloud = RealCloud::start().await;
-                super::$scenario(&mut cloud).await;
-            }
-        )*
-    };
-}
-
-on_the_real_cloud!(
-    backup_runs_to_succeeded,
-    concurrent_creates_make_one_job,
-    missing_and_foreign_resources_are_404,
-    quota_exceeded_is_409_and_leaves_no_job,
-    incremental_without_full_backup_is_422,
-    unknown_zone_fails_the_job_with_cinders_reason,
-    reader_only_credential_is_403,
-    wrong_secret_is_502_and_never_shown,
-    jobs_finish_across_token_expiry,
-);
+// Every scenario of `super`, on a cloud of its own.
+super::every_scenario!(RealCloud::start());

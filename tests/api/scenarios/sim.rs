@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use openstack_sim::{Quotas, SnapshotSeed, VolumeSeed};
+use openstack_sim::Quotas;
 
 use super::{CloudGuard, Upstream};
 use crate::helpers::{PROJECT_A, PROJECT_B, PROJECT_R, TestApp};
@@ -39,26 +39,7 @@ impl SimCloud {
         let project = project_of(tenant);
         let volume_id = uuid::Uuid::new_v4().to_string();
         let snapshot_id = uuid::Uuid::new_v4().to_string();
-        self.app.sim.add_volume(
-            project,
-            VolumeSeed {
-                id: volume_id.clone(),
-                name: "scenario".into(),
-                size: 1,
-                status: "available".into(),
-            },
-        );
-        self.app.sim.add_snapshot(
-            project,
-            SnapshotSeed {
-                id: snapshot_id.clone(),
-                name: "scenario-snap".into(),
-                description: None,
-                volume_id,
-                status: "available".into(),
-                metadata: Default::default(),
-            },
-        );
+        self.app.add_snapshot(project, &volume_id, &snapshot_id);
         snapshot_id
     }
 
@@ -96,27 +77,5 @@ impl SimCloud {
     }
 }
 
-/// One `#[tokio::test]` per scenario, on a simulator of its own.
-macro_rules! on_the_simulator {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $scenario() {
-                let mut cloud = SimCloud::start().await;
-                super::$scenario(&mut cloud).await;
-            }
-        )*
-    };
-}
-
-on_the_simulator!(
-    backup_runs_to_succeeded,
-    concurrent_creates_make_one_job,
-    missing_and_foreign_resources_are_404,
-    quota_exceeded_is_409_and_leaves_no_job,
-    incremental_without_full_backup_is_422,
-    unknown_zone_fails_the_job_with_cinders_reason,
-    reader_only_credential_is_403,
-    wrong_secret_is_502_and_never_shown,
-    jobs_finish_across_token_expiry,
-);
+// Every scenario of `super`, on a cloud of its own.
+super::every_scenario!(SimCloud::start());
