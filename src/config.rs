@@ -27,7 +27,7 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Shared secret that callers' HS256 JWTs are signed with.
+    /// Shared secret that callers' HS256 JWTs are signed with. Required.
     #[arg(long, env = "BACKUP_GATEWAY_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub jwt_secret: Option<SecretString>,
 
@@ -49,12 +49,12 @@ pub struct Config {
 
     /// Tenant map, `TENANT=CLOUD`: a caller whose tenant claim is TENANT acts
     /// with the credentials of the clouds.yaml entry CLOUD. Repeat the flag,
-    /// or separate entries with commas in the environment variable.
+    /// or separate entries with commas in the environment variable. Required.
     #[arg(long = "tenant", env = "BACKUP_GATEWAY_TENANTS", value_delimiter = ',', value_parser = parse_tenant_mapping)]
     pub tenants: Vec<(String, String)>,
 
     /// The clouds.yaml holding each tenant's Keystone credentials
-    /// (openstacksdk's format).
+    /// (openstacksdk's format). Required.
     #[arg(long, env = "OS_CLIENT_CONFIG_FILE")]
     pub clouds_file: Option<PathBuf>,
 

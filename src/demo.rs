@@ -134,6 +134,7 @@ impl Demo {
         banner.push_str(&format!(
             "Gateway: {gateway}   (API spec: {gateway}/openapi.json)\n\n"
         ));
+        banner.push_str(&format!("  export GATEWAY={gateway}\n"));
         for tenant in &self.tenants {
             let var = format!(
                 "TOKEN_{}",

@@ -43,6 +43,8 @@ pub struct Application {
     worker: Worker,
     worker_alive: Arc<AtomicBool>,
     poll_interval: std::time::Duration,
+    /// False when whoever built the application runs the worker's cycles.
+    worker_loop: bool,
     address: SocketAddr,
 }
 
@@ -119,6 +121,7 @@ impl Application {
             worker: Worker::new(jobs),
             worker_alive,
             poll_interval: config.poll_interval,
+            worker_loop: true,
             address,
         })
     }
@@ -138,6 +141,13 @@ impl Application {
         self.worker.clone()
     }
 
+    /// Serves without the worker's own loop: the caller runs its cycles with
+    /// [`Worker::cycle`] (tests that decide when Cinder is looked at).
+    pub fn without_worker_loop(mut self) -> Self {
+        self.worker_loop = false;
+        self
+    }
+
     /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(shutdown_signal()).await
@@ -150,7 +160,13 @@ impl Application {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let worker = spawn_worker(self.worker, self.poll_interval, self.worker_alive.clone());
+        let worker = if self.worker_loop {
+            spawn_worker(self.worker, self.poll_interval, self.worker_alive.clone())
+        } else {
+            // Driven from outside: as ready as a running loop.
+            self.worker_alive.store(true, Ordering::Relaxed);
+            tokio::spawn(async {})
+        };
         tracing::info!(address = %self.address, "backup-gateway listening");
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(stop)

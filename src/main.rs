@@ -36,6 +36,9 @@ enum Command {
         /// Job store: `sqlite://PATH`.
         #[arg(long, env = "BACKUP_GATEWAY_DATABASE_URL", default_value = backup_gateway::config::DEFAULT_DATABASE_URL)]
         database_url: String,
+        /// Log format: `compact` or `json`.
+        #[arg(long, env = "BACKUP_GATEWAY_LOG_FORMAT", default_value = "compact")]
+        log_format: telemetry::LogFormat,
     },
     /// Print the OpenAPI document (JSON) generated from the code.
     Openapi {
@@ -60,10 +63,13 @@ async fn main() -> anyhow::Result<()> {
                 Application::build(config).await?.run_until_stopped().await
             }
         }
-        Command::Migrate { database_url } => {
-            telemetry::init(telemetry::LogFormat::Compact);
+        Command::Migrate {
+            database_url,
+            log_format,
+        } => {
+            telemetry::init(log_format);
             store::connect(&database_url).await?;
-            tracing::info!("job store schema is up to date");
+            tracing::info!("the job store is ready: its schema is at the latest migration");
             Ok(())
         }
         Command::Openapi { output } => {

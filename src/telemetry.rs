@@ -2,6 +2,8 @@
 //! for people or JSON for log pipelines, filtered by `RUST_LOG` (INFO when
 //! unset).
 
+use std::io::IsTerminal;
+
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -22,8 +24,13 @@ pub fn init(format: LogFormat) {
         .from_env_lossy();
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
+        // Colours only for a person at a terminal, not in files or pipes.
         LogFormat::Compact => registry
-            .with(tracing_subscriber::fmt::layer().compact())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().flatten_event(true))

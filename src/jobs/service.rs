@@ -274,9 +274,20 @@ impl Jobs {
     /// The worker's submission of a `queued` job: first look for a backup
     /// that already carries the job id (a lost answer or a crash may have
     /// left one), then post a new one.
-    pub(super) async fn resubmit(self: &Arc<Self>, mut job: Job) {
+    pub(super) async fn resubmit(self: &Arc<Self>, job: Job) {
         let Some(_guard) = self.try_enter(job.id) else {
             return;
+        };
+        // Read again now that no one else in this process works on it: the
+        // copy the cycle listed may be stale (another submission may have
+        // ended in between), and posting from it would make a second backup.
+        let mut job = match self.store.get(job.id).await {
+            Ok(Some(current)) if is_due(&current, now()) => current,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, error = %e, "could not read the job again; will retry");
+                return;
+            }
         };
         let ctx = CallContext::default();
         let outcome = match self.find_backup(&job, &ctx).await {

@@ -90,6 +90,8 @@ pub struct Gateway {
     /// The configuration the gateway was built with.
     pub config: Config,
     worker: Option<Worker>,
+    /// Whether the worker runs on its own, or only by [`Gateway::cycle`].
+    worker_loop: bool,
     server: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -183,7 +185,7 @@ impl TestApp {
     pub async fn spawn_live(backup_duration: Duration, extra_flags: &[&str]) -> TestApp {
         let mut flags = vec!["--poll-interval", "100ms"];
         flags.extend_from_slice(extra_flags);
-        Self::spawn_configured(Self::sim_config(backup_duration), &flags).await
+        Self::spawn_configured(Self::sim_config(backup_duration), &flags, true).await
     }
 
     /// The simulator's settings for backups taking `backup_duration`.
@@ -197,12 +199,14 @@ impl TestApp {
     /// A gateway (worker driven by the test) over a simulator set up as
     /// `sim_config` says, e.g. an older cloud.
     pub async fn spawn_on(sim_config: SimConfig, extra_flags: &[&str]) -> TestApp {
-        let mut flags = vec!["--poll-interval", "1h"];
-        flags.extend_from_slice(extra_flags);
-        Self::spawn_configured(sim_config, &flags).await
+        Self::spawn_configured(sim_config, extra_flags, false).await
     }
 
-    async fn spawn_configured(sim_config: SimConfig, extra_flags: &[&str]) -> TestApp {
+    async fn spawn_configured(
+        sim_config: SimConfig,
+        extra_flags: &[&str],
+        worker_loop: bool,
+    ) -> TestApp {
         let sim = Sim::new(sim_config, test_seed());
         let cloud = sim.start().await.expect("simulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -232,7 +236,7 @@ impl TestApp {
         ];
         flags.extend_from_slice(extra_flags);
         TestApp {
-            gateway: Gateway::start(&flags).await,
+            gateway: Gateway::start_with(&flags, worker_loop).await,
             sim: cloud.sim.clone(),
             _cloud: cloud,
             _dir: dir,
@@ -273,6 +277,12 @@ impl Gateway {
     /// Builds and serves a gateway from command-line flags, as a user would
     /// start it (`--listen 127.0.0.1:0` and the test JWT secret are added).
     pub async fn start(flags: &[&str]) -> Gateway {
+        Self::start_with(flags, true).await
+    }
+
+    /// Same; without `worker_loop`, the worker only runs when the test
+    /// calls [`Gateway::cycle`].
+    pub async fn start_with(flags: &[&str], worker_loop: bool) -> Gateway {
         LazyLock::force(&LOGS);
         let mut args = vec![
             "gateway",
@@ -288,6 +298,7 @@ impl Gateway {
             client: reqwest::Client::new(),
             config,
             worker: None,
+            worker_loop,
             server: None,
         };
         gateway.serve().await;
@@ -295,9 +306,12 @@ impl Gateway {
     }
 
     async fn serve(&mut self) {
-        let application = Application::build(self.config.clone())
+        let mut application = Application::build(self.config.clone())
             .await
             .expect("gateway builds");
+        if !self.worker_loop {
+            application = application.without_worker_loop();
+        }
         self.address = format!("http://127.0.0.1:{}", application.port());
         self.worker = Some(application.worker());
         let (stop, stopped) = oneshot::channel::<()>();
