@@ -432,6 +432,7 @@ pub async fn wrong_secret_is_502_and_never_shown(cloud: &mut Upstream) {
 
     for answer in answers {
         answer.assert_problem(502, "tenant-credentials-invalid");
+        assert_eq!(answer.body["upstream_status"], 401, "Keystone's refusal");
         assert!(!answer.text.contains(WRONG_SECRET), "{}", answer.text);
     }
     let logs = logs();
