@@ -99,6 +99,41 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_STUCK_AFTER", default_value = "24h", value_parser = parse_duration)]
     pub stuck_after: Duration,
 
+    /// First delay before Keystone is asked again for a tenant whose token
+    /// request failed; it doubles with each failure in a row up to
+    /// `--keystone-retry-max`. Meanwhile that tenant's requests get the
+    /// remembered failure at once.
+    #[arg(long, env = "BACKUP_GATEWAY_KEYSTONE_RETRY_BASE", default_value = "1s", value_parser = parse_duration)]
+    pub keystone_retry_base: Duration,
+
+    /// Longest delay before Keystone is asked again after failures.
+    #[arg(long, env = "BACKUP_GATEWAY_KEYSTONE_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub keystone_retry_max: Duration,
+
+    /// Most upstream operations the worker runs at once, all tenants
+    /// together.
+    #[arg(long, env = "BACKUP_GATEWAY_WORKER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub worker_concurrency: u32,
+
+    /// Most submissions of one tenant the worker runs at once.
+    #[arg(long, env = "BACKUP_GATEWAY_TENANT_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub tenant_concurrency: u32,
+
+    /// Finished jobs (succeeded, failed, cancelled) are purged this long
+    /// after they finished.
+    #[arg(long, env = "BACKUP_GATEWAY_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// An `Idempotency-Key` is kept this long after its first use; at least
+    /// 24 hours is advised (the draft standard's expectation).
+    #[arg(long, env = "BACKUP_GATEWAY_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub idempotency_ttl: Duration,
+
+    /// Most long polls (`?wait=`) waiting at once; past it a long poll
+    /// answers the job at once.
+    #[arg(long, env = "BACKUP_GATEWAY_MAX_WAITERS", default_value_t = 1024)]
+    pub max_waiters: usize,
+
     /// Longest `?wait=` a caller may long-poll a job for.
     #[arg(long, env = "BACKUP_GATEWAY_MAX_WAIT", default_value = "60s", value_parser = parse_duration)]
     pub max_wait: Duration,
@@ -151,6 +186,14 @@ impl Config {
         }
         if self.retry_base > self.retry_max {
             anyhow::bail!("--retry-base must not exceed --retry-max");
+        }
+        if self.keystone_retry_base > self.keystone_retry_max {
+            anyhow::bail!("--keystone-retry-base must not exceed --keystone-retry-max");
+        }
+        if self.retention < self.idempotency_ttl {
+            anyhow::bail!(
+                "--retention must be at least --idempotency-ttl: a key must not outlive the job it answers"
+            );
         }
         Ok(())
     }

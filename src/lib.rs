@@ -32,14 +32,18 @@ use crate::{
     api::{AppState, HttpSettings},
     auth::JwtVerifier,
     config::Config,
-    jobs::{Jobs, JobsSettings, Tenants, Worker},
-    openstack::{OpenStackClient, UpstreamSettings},
+    jobs::{Jobs, JobsSettings, Tenants, Worker, WorkerLimits},
+    openstack::{Backoff, OpenStackClient, UpstreamSettings},
 };
+
+/// How often finished jobs and expired idempotency keys are purged.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A built gateway: bound to its port, with its worker ready to start.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    jobs: Arc<Jobs>,
     worker: Worker,
     worker_alive: Arc<AtomicBool>,
     poll_interval: std::time::Duration,
@@ -72,6 +76,10 @@ impl Application {
                 region: config.region.clone(),
                 timeout: config.upstream_timeout,
                 page_size: config.upstream_page_size,
+                auth_backoff: Backoff {
+                    base: config.keystone_retry_base,
+                    max: config.keystone_retry_max,
+                },
             },
         )?;
         let jobs = Arc::new(Jobs::new(
@@ -84,7 +92,12 @@ impl Application {
                 retry_max: config.retry_max,
                 stuck_after: config.stuck_after,
                 max_wait: config.max_wait,
+                max_waiters: config.max_waiters,
                 submit_budget: config.submit_budget(),
+                request_timeout: config.request_timeout(),
+                upstream_timeout: config.upstream_timeout,
+                retention: config.retention,
+                idempotency_ttl: config.idempotency_ttl,
             },
         ));
         let secret = config
@@ -99,10 +112,18 @@ impl Application {
             config.jwt_leeway,
         ));
         let worker_alive = Arc::new(AtomicBool::new(false));
+        let worker = Worker::new(
+            jobs.clone(),
+            WorkerLimits {
+                concurrency: config.worker_concurrency as usize,
+                per_tenant: config.tenant_concurrency as usize,
+            },
+        );
         let state = AppState {
             jobs: jobs.clone(),
             auth,
             worker_alive: worker_alive.clone(),
+            worker: worker.clone(),
         };
         let router = api::router(
             state,
@@ -118,7 +139,8 @@ impl Application {
         Ok(Application {
             listener,
             router,
-            worker: Worker::new(jobs),
+            worker,
+            jobs,
             worker_alive,
             poll_interval: config.poll_interval,
             worker_loop: true,
@@ -141,6 +163,11 @@ impl Application {
         self.worker.clone()
     }
 
+    /// The job service, for running a purge by hand (tests).
+    pub fn jobs(&self) -> Arc<Jobs> {
+        self.jobs.clone()
+    }
+
     /// Serves without the worker's own loop: the caller runs its cycles with
     /// [`Worker::cycle`] (tests that decide when Cinder is looked at).
     pub fn without_worker_loop(mut self) -> Self {
@@ -160,18 +187,23 @@ impl Application {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let worker = if self.worker_loop {
-            spawn_worker(self.worker, self.poll_interval, self.worker_alive.clone())
+        let (worker, purger) = if self.worker_loop {
+            let jobs = self.jobs.clone();
+            (
+                spawn_worker(self.worker, self.poll_interval, self.worker_alive.clone()),
+                tokio::spawn(async move { jobs.purge_every(PURGE_INTERVAL).await }),
+            )
         } else {
             // Driven from outside: as ready as a running loop.
             self.worker_alive.store(true, Ordering::Relaxed);
-            tokio::spawn(async {})
+            (tokio::spawn(async {}), tokio::spawn(async {}))
         };
         tracing::info!(address = %self.address, "backup-gateway listening");
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(stop)
             .await;
         worker.abort();
+        purger.abort();
         self.worker_alive.store(false, Ordering::Relaxed);
         served.context("serving the API")?;
         tracing::info!("backup-gateway stopped");

@@ -56,6 +56,17 @@ pub enum ProblemKind {
     BackupDeleted,
     /// The backup stayed `creating` past the configured limit.
     BackupStuck,
+    /// A POST of the job may have reached Cinder, and its backups could not
+    /// be listed to find out for the configured limit.
+    OutcomeUnknown,
+    /// The cloud entry of the tenant now acts for another Keystone project.
+    TenantProjectChanged,
+    /// The job cannot be cancelled: Cinder may have its backup, or it ended.
+    JobNotCancellable,
+    /// Another request with this `Idempotency-Key` is still being answered.
+    IdempotencyKeyInUse,
+    /// The `Idempotency-Key` was first used with another request.
+    IdempotencyKeyReused,
     /// The request body is larger than the limit.
     PayloadTooLarge,
     /// The request took longer than the gateway allows.
@@ -119,6 +130,27 @@ impl ProblemKind {
                 502,
             ),
             BackupStuck => ("backup-stuck", "The backup is stuck in Cinder", 504),
+            OutcomeUnknown => (
+                "backup-outcome-unknown",
+                "Whether Cinder made the backup is unknown",
+                502,
+            ),
+            TenantProjectChanged => (
+                "tenant-project-changed",
+                "The tenant's credentials now act for another project",
+                502,
+            ),
+            JobNotCancellable => ("job-not-cancellable", "The job cannot be cancelled", 409),
+            IdempotencyKeyInUse => (
+                "idempotency-key-in-use",
+                "A request with this Idempotency-Key is still being answered",
+                409,
+            ),
+            IdempotencyKeyReused => (
+                "idempotency-key-reused",
+                "The Idempotency-Key was used for another request",
+                422,
+            ),
             PayloadTooLarge => ("payload-too-large", "The request body is too large", 413),
             RequestTimeout => ("request-timeout", "The request took too long", 408),
             StoreUnavailable => ("store-unavailable", "The job store is unavailable", 503),

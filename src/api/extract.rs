@@ -104,3 +104,26 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
         Ok(RequestContext(CallContext { request_id }))
     }
 }
+
+/// The `Idempotency-Key` header of a request, if any: at most one, a
+/// structured-field string or a bare key (see `jobs::idempotency`).
+#[derive(Debug)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let mut values = parts.headers.get_all("idempotency-key").iter();
+        let Some(value) = values.next() else {
+            return Ok(IdempotencyKey(None));
+        };
+        if values.next().is_some() {
+            return Err(ApiError::BadRequest(
+                "send at most one `Idempotency-Key` header".into(),
+            ));
+        }
+        let key = crate::jobs::idempotency::parse_key(value.as_bytes())?;
+        Ok(IdempotencyKey(Some(key)))
+    }
+}

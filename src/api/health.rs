@@ -21,13 +21,21 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 pub struct HealthStatus {
     /// `ok` (alive) or `ready`.
     pub status: &'static str,
+    /// Readiness only: ids of unfinished jobs whose stored rows cannot be
+    /// read. They are skipped (every other job carries on) and need an
+    /// operator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable_jobs: Option<Vec<String>>,
 }
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = HEALTH_TAG, operation_id = "healthz",
     responses((status = 200, description = "Alive", body = HealthStatus)))]
 pub async fn healthz() -> Json<HealthStatus> {
-    Json(HealthStatus { status: "ok" })
+    Json(HealthStatus {
+        status: "ok",
+        unreadable_jobs: None,
+    })
 }
 
 /// Readiness: the job store answers and the worker runs.
@@ -49,5 +57,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>,
             Problem::new(ProblemKind::Internal, "the worker is not running").with_status(503),
         ));
     }
-    Ok(Json(HealthStatus { status: "ready" }))
+    Ok(Json(HealthStatus {
+        status: "ready",
+        unreadable_jobs: Some(state.worker.unreadable_jobs()),
+    }))
 }

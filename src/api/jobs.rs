@@ -30,6 +30,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_jobs))
         .routes(routes!(get_job))
+        .routes(routes!(cancel_job))
 }
 
 /// A job as callers see it.
@@ -173,6 +174,39 @@ pub async fn get_job(
         }
         _ => state.jobs.get(&caller.tenant, &job_id).await?,
     };
+    Ok(job_response(&state, StatusCode::OK, job, false))
+}
+
+/// Cancel a job.
+///
+/// A job that Cinder cannot have yet (`queued`, and no request for its
+/// backup has reached Cinder) becomes `cancelled` and stays readable. Once
+/// Cinder may have the backup (`running`, or `queued` after a request whose
+/// answer was lost), or the job has ended, the answer is `409` naming the
+/// job. Cancelling a cancelled job answers it again.
+#[utoipa::path(
+    post,
+    path = "/jobs/{job_id}/cancel",
+    tag = JOBS_TAG,
+    operation_id = "cancel_job",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job, now cancelled", body = JobView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job in the caller's tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Cinder may already have the backup, or the job has ended (`job_id` names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(job_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let job = state.jobs.cancel(&caller.tenant, &job_id).await?;
     Ok(job_response(&state, StatusCode::OK, job, false))
 }
 

@@ -33,7 +33,10 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{auth::JwtVerifier, jobs::Jobs};
+use crate::{
+    auth::JwtVerifier,
+    jobs::{Jobs, Worker},
+};
 
 /// Tag of the job operations.
 pub const JOBS_TAG: &str = "jobs";
@@ -51,6 +54,8 @@ pub struct AppState {
     pub auth: Arc<JwtVerifier>,
     /// True while the worker runs (readiness).
     pub worker_alive: Arc<AtomicBool>,
+    /// The worker, for what readiness reports of it.
+    pub worker: Worker,
 }
 
 impl FromRef<AppState> for Arc<JwtVerifier> {

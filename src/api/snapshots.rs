@@ -11,7 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     AppState, SNAPSHOTS_TAG,
     error::ApiError,
-    extract::{ApiJson, ApiPath, ApiQuery, RequestContext},
+    extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey, RequestContext},
     jobs::{JobView, job_response},
     pagination,
 };
@@ -217,12 +217,21 @@ impl From<CreateBackupRequest> for BackupOptions {
 /// answer is lost or it is unavailable, the job is answered `queued` and the
 /// gateway retries it; when Cinder refuses, its reason is answered and no
 /// job is kept.
+///
+/// With an `Idempotency-Key`, a retry of the same request (same snapshot
+/// and body) is answered the job the first one recorded, and never makes a
+/// second backup; the same key with another request is `422`, and while the
+/// first request is still being answered, `409`. Keys are per tenant and
+/// kept at least 24 hours; a request that recorded nothing frees its key.
 #[utoipa::path(
     post,
     path = "/snapshots/{snapshot_id}/backups",
     tag = SNAPSHOTS_TAG,
     operation_id = "create_backup",
-    params(("snapshot_id" = String, Path, description = "Cinder snapshot id")),
+    params(
+        ("snapshot_id" = String, Path, description = "Cinder snapshot id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe: 1 to 255 visible ASCII characters, optionally as a quoted string (`\"key\"`)"),
+    ),
     request_body(content = Option<CreateBackupRequest>, content_type = "application/json"),
     responses(
         (status = 202, description = "Job recorded; follow it at the Location", body = JobView,
@@ -231,9 +240,9 @@ impl From<CreateBackupRequest> for BackupOptions {
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Tenant not configured, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such snapshot in the caller's tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Snapshot not available, already being backed up, or backup quota exceeded", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Snapshot not available, already being backed up, backup quota exceeded, or a request with this Idempotency-Key still being answered", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Cinder refused the backup (its message is kept)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Cinder refused the backup (its message is kept), or the Idempotency-Key was used for another request", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone, Cinder or the store is unavailable and nothing was recorded", body = Problem, content_type = "application/problem+json"),
     ),
@@ -244,11 +253,18 @@ pub async fn create_backup(
     caller: Caller,
     RequestContext(ctx): RequestContext,
     ApiPath(snapshot_id): ApiPath<String>,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateBackupRequest>,
 ) -> Result<Response, ApiError> {
     let job = state
         .jobs
-        .submit(&caller.tenant, &snapshot_id, body.into(), ctx)
+        .submit(
+            &caller.tenant,
+            &snapshot_id,
+            body.into(),
+            key.as_deref(),
+            ctx,
+        )
         .await?;
     Ok(job_response(&state, StatusCode::ACCEPTED, job, true))
 }

@@ -23,9 +23,28 @@ pub enum Error {
     SnapshotNotFound {
         /// The snapshot asked for.
         id: String,
-        /// Cinder's answer.
-        source: openstack::Error,
+        /// Cinder's answer; none when the id cannot name a snapshot and
+        /// Cinder was not asked.
+        source: Option<openstack::Error>,
     },
+    /// The job cannot be cancelled any more.
+    #[error("job {job_id} is {state} and {reason}; it cannot be cancelled")]
+    NotCancellable {
+        /// The job.
+        job_id: String,
+        /// Its state.
+        state: &'static str,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// Another request with the same idempotency key is being answered.
+    #[error("a request with this Idempotency-Key is still being answered; retry once it has been")]
+    IdempotencyKeyInUse,
+    /// The idempotency key was first used with another request.
+    #[error(
+        "this Idempotency-Key was first used with another request (path or body); use a new key for a new request"
+    )]
+    IdempotencyKeyReused,
     /// The snapshot is not `available`.
     #[error("snapshot {id} is {status}; only an available snapshot can be backed up")]
     SnapshotNotAvailable {
@@ -63,8 +82,21 @@ impl Error {
             Error::Invalid(message) => Problem::new(ProblemKind::InvalidRequest, message.clone()),
             Error::JobNotFound(_) => Problem::new(ProblemKind::JobNotFound, self.to_string()),
             Error::SnapshotNotFound { source, .. } => {
-                Problem::new(ProblemKind::SnapshotNotFound, self.to_string())
-                    .with_upstream(source.upstream_status(), source.upstream_request_id())
+                let problem = Problem::new(ProblemKind::SnapshotNotFound, self.to_string());
+                match source {
+                    Some(source) => problem
+                        .with_upstream(source.upstream_status(), source.upstream_request_id()),
+                    None => problem,
+                }
+            }
+            Error::NotCancellable { job_id, .. } => {
+                Problem::new(ProblemKind::JobNotCancellable, self.to_string()).with_job(job_id)
+            }
+            Error::IdempotencyKeyInUse | Error::Store(store::Error::KeyLost) => {
+                Problem::new(ProblemKind::IdempotencyKeyInUse, self.to_string())
+            }
+            Error::IdempotencyKeyReused => {
+                Problem::new(ProblemKind::IdempotencyKeyReused, self.to_string())
             }
             Error::SnapshotNotAvailable { .. } => {
                 Problem::new(ProblemKind::SnapshotNotAvailable, self.to_string())
@@ -99,10 +131,12 @@ impl Error {
 pub fn upstream_problem(e: &openstack::Error) -> Problem {
     use openstack::Error as E;
     let kind = match e {
-        E::UnknownCloud(_) => ProblemKind::Internal,
+        // Jobs name their cloud entry; one removed from the tenant map (or
+        // renamed) since is no longer configured.
+        E::UnknownCloud(_) => ProblemKind::TenantNotConfigured,
         E::CredentialsRejected { .. } => ProblemKind::TenantCredentialsInvalid,
         E::NoEndpoint { .. } | E::Unexpected { .. } => ProblemKind::UpstreamUnexpected,
-        E::Unavailable { .. } => ProblemKind::UpstreamUnavailable,
+        E::Unavailable { .. } | E::NoAnswer { .. } => ProblemKind::UpstreamUnavailable,
         E::MicroversionUnsupported { .. } => ProblemKind::MicroversionUnsupported,
         E::Cinder { status, .. } => match status {
             401 => ProblemKind::UpstreamAuthFailed,
@@ -117,9 +151,9 @@ pub fn upstream_problem(e: &openstack::Error) -> Problem {
         },
     };
     let detail = match (kind, e) {
-        (ProblemKind::Internal, _) => {
-            "internal error; the operator's logs have the details".to_owned()
-        }
+        (_, E::UnknownCloud(cloud)) => format!(
+            "the clouds.yaml entry `{cloud}` is no longer in this gateway's tenant map; an operator must configure it again"
+        ),
         (ProblemKind::TenantCredentialsInvalid, E::CredentialsRejected { cloud, status, .. }) => {
             format!(
                 "Keystone refused the credentials configured for this tenant (clouds.yaml entry `{cloud}`, HTTP {status}); an operator must renew them"

@@ -1,6 +1,7 @@
 //! Jobs: the business rules of the gateway. Submitting a backup (store
-//! first, then Cinder, then the store again), reading jobs and snapshots
-//! for a tenant, and the worker that follows running backups to their end.
+//! first, then Cinder, then the store again), reading and cancelling jobs
+//! and snapshots for a tenant, idempotency keys, retention, and the worker
+//! that follows running backups to their end.
 //!
 //! This module holds no HTTP types: handlers in `api` call it and map its
 //! [`Error`] to problem+json. It talks to OpenStack only through the
@@ -8,12 +9,21 @@
 //! [`JobStore`](crate::store::JobStore).
 
 mod error;
+pub mod idempotency;
 pub mod model;
+mod retention;
+mod retry;
 pub(crate) mod service;
 mod snapshots;
+mod submission;
+mod validation;
+mod waiters;
 mod worker;
 
 pub use error::{Error, upstream_problem};
-pub use service::{JOB_ID_METADATA_KEY, JobPage, Jobs, JobsSettings, Tenants};
+pub use retention::Purged;
+pub use retry::backoff;
+pub use service::{JobPage, Jobs, JobsSettings, Tenants};
 pub use snapshots::SnapshotBackups;
-pub use worker::Worker;
+pub use submission::JOB_ID_METADATA_KEY;
+pub use worker::{Worker, WorkerLimits};

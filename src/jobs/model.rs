@@ -170,6 +170,13 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     /// Reached a terminal state.
     pub finished_at: Option<DateTime<Utc>>,
+    /// When a POST of this job may have reached Cinder, until Cinder refused
+    /// it or a complete listing of the volume's backups showed it made
+    /// nothing. While set, the job is never posted again, failed or
+    /// cancelled without such a listing.
+    pub posted_at: Option<DateTime<Utc>>,
+    /// Row version: every store write is compare-and-set on it.
+    pub version: i64,
 }
 
 impl Job {
@@ -199,7 +206,20 @@ impl Job {
             updated_at: now,
             started_at: None,
             finished_at: None,
+            posted_at: None,
+            version: 0,
         }
+    }
+
+    /// True when Cinder may have a backup of this job: accepted, or a POST
+    /// whose outcome is not settled yet.
+    pub fn may_be_in_cinder(&self) -> bool {
+        self.backup_id.is_some() || self.posted_at.is_some()
+    }
+
+    /// Cancelled before Cinder had it.
+    pub fn cancel(&mut self) {
+        self.finish(JobState::Cancelled, None);
     }
 
     /// Cinder accepted the backup.
@@ -246,6 +266,22 @@ impl Job {
 pub fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+/// `d` from now; the far future when that is past what a time can hold.
+pub fn after(d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now().checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `d` before now; the distant past when that is before what a time can hold.
+pub fn ago(d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now().checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// A duration in the largest whole unit: `24h`, `90s`.

@@ -1,11 +1,7 @@
 //! Snapshot reads for a tenant: as Cinder lists them, plus the jobs and
 //! backups made from one snapshot.
 
-use super::{
-    Error, Jobs,
-    model::Job,
-    service::{check_snapshot_id, snapshot_error},
-};
+use super::{Error, Jobs, model::Job, submission::snapshot_error, validation::check_snapshot_id};
 use crate::{
     openstack::{Backup, BackupFilter, CallContext, Page, Snapshot},
     store::JobFilter,
@@ -35,10 +31,17 @@ impl Jobs {
         ctx: &CallContext,
     ) -> Result<Page<Snapshot>, Error> {
         let cloud = self.tenants.cloud(tenant)?;
-        Ok(self
-            .cinder
-            .list_snapshots(cloud, limit, marker, ctx)
-            .await?)
+        match self.cinder.list_snapshots(cloud, limit, marker, ctx).await {
+            Ok(page) => Ok(page),
+            // Cinder's 404 names the marker (the snapshot a page token
+            // continues after, deleted since), not a missing snapshot.
+            Err(crate::openstack::Error::Cinder { status: 404, .. }) if marker.is_some() => {
+                Err(Error::Invalid(
+                    "`page_token` no longer leads anywhere (the snapshot it continues after is gone); list again from the first page".into(),
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// One snapshot of the tenant.

@@ -4,81 +4,210 @@
 //! result pages), not with jobs: per tenant one listing of its `creating`
 //! backups; a running job whose backup is absent from a complete listing has
 //! finished, and is read once to learn how.
+//!
+//! Tenants are worked independently: each tick starts a pass for every
+//! tenant whose previous pass has ended, without waiting for the others, so
+//! a slow or failing tenant never delays another's conclusions. The
+//! worker's upstream calls are capped (`--worker-concurrency`), and a
+//! tenant's due jobs are submitted a few at a time (`--tenant-concurrency`).
 
 use std::{
     collections::{BTreeMap, HashSet},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::task::JoinSet;
+use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::{
-    model::{Job, JobState, now},
-    service::{Jobs, backup_failed, is_due, with_stuck_snapshot_note},
+    error::upstream_problem,
+    model::{Job, JobState, ago, human, now},
+    service::Jobs,
+    submission::is_due,
 };
 use crate::{
-    openstack::{BackupFilter, CallContext},
+    openstack::{self, BackupFilter, CallContext},
     problem::{Problem, ProblemKind},
 };
+
+/// Limits of the worker's parallelism.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerLimits {
+    /// Most upstream operations the worker runs at once, all tenants
+    /// together (a listing, a submission or a backup read each count one).
+    pub concurrency: usize,
+    /// Most submissions of one tenant at once.
+    pub per_tenant: usize,
+}
+
+/// A tenant as the worker sees it: its cloud entry and its project.
+type TenantKey = (String, String);
 
 /// Runs cycles of job reconciliation.
 #[derive(Clone)]
 pub struct Worker {
     jobs: Arc<Jobs>,
+    limits: WorkerLimits,
+    permits: Arc<Semaphore>,
+    /// Tenants whose pass is running.
+    busy: Arc<Mutex<HashSet<TenantKey>>>,
+    /// Ids of unfinished rows that cannot be read, for readiness; each is
+    /// logged once.
+    unreadable: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+/// Leaves the busy set when a tenant's pass ends, however.
+struct Busy {
+    set: Arc<Mutex<HashSet<TenantKey>>>,
+    key: TenantKey,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.key);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain sets and maps: nothing a panic elsewhere could leave half-done.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Worker {
     /// A worker over the job service.
-    pub fn new(jobs: Arc<Jobs>) -> Self {
-        Worker { jobs }
+    pub fn new(jobs: Arc<Jobs>, limits: WorkerLimits) -> Self {
+        Worker {
+            jobs,
+            permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            limits,
+            busy: Arc::default(),
+            unreadable: Arc::default(),
+        }
     }
 
-    /// Runs a cycle every `interval` until the task is dropped. Jobs left in
-    /// the store by an earlier process are picked up at the first cycle.
+    /// Ids of unfinished jobs whose rows cannot be read (they are skipped).
+    pub fn unreadable_jobs(&self) -> Vec<String> {
+        lock(&self.unreadable).keys().cloned().collect()
+    }
+
+    /// Starts a pass for every idle tenant every `interval`, until the task
+    /// is dropped. Jobs left in the store by an earlier process are picked
+    /// up at the first tick.
     pub async fn run(self, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut passes = JoinSet::new();
         loop {
             ticker.tick().await;
-            if let Err(e) = self.cycle().await {
+            // Reap finished passes (their panics are logged).
+            while let Some(done) = passes.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "a tenant's pass died");
+                }
+            }
+            if let Err(e) = self.start_passes(&mut passes).await {
                 tracing::error!(error = %e, "worker cycle failed");
             }
         }
     }
 
-    /// One pass over every unfinished job, tenants in parallel.
+    /// One pass over every tenant with unfinished jobs, waiting for all of
+    /// them (tests drive the worker with it).
     pub async fn cycle(&self) -> anyhow::Result<()> {
-        let active = self.jobs.store.active().await?;
-        let mut by_tenant: BTreeMap<(String, String), Vec<Job>> = BTreeMap::new();
-        for job in active {
-            by_tenant
-                .entry((job.cloud.clone(), job.project_id.clone()))
-                .or_default()
-                .push(job);
-        }
-        let mut tasks = JoinSet::new();
-        for ((cloud, _), jobs) in by_tenant {
-            let this = self.clone();
-            tasks.spawn(async move { this.tenant_cycle(&cloud, jobs).await });
-        }
-        while let Some(done) = tasks.join_next().await {
+        let mut passes = JoinSet::new();
+        self.start_passes(&mut passes).await?;
+        while let Some(done) = passes.join_next().await {
             if let Err(e) = done {
-                tracing::error!(error = %e, "worker task died");
+                tracing::error!(error = %e, "a tenant's pass died");
             }
         }
         Ok(())
     }
 
-    async fn tenant_cycle(&self, cloud: &str, jobs: Vec<Job>) {
+    /// Reads the unfinished jobs and starts a pass for each tenant that has
+    /// none running.
+    async fn start_passes(&self, passes: &mut JoinSet<()>) -> anyhow::Result<()> {
+        let scan = self.jobs.store.active().await?;
+        self.note_unreadable(scan.unreadable);
+        let mut by_tenant: BTreeMap<TenantKey, Vec<Job>> = BTreeMap::new();
+        for job in scan.jobs {
+            by_tenant
+                .entry((job.cloud.clone(), job.project_id.clone()))
+                .or_default()
+                .push(job);
+        }
+        for (key, jobs) in by_tenant {
+            if !lock(&self.busy).insert(key.clone()) {
+                continue;
+            }
+            let busy = Busy {
+                set: self.busy.clone(),
+                key: key.clone(),
+            };
+            let this = self.clone();
+            passes.spawn(async move {
+                let _busy = busy;
+                this.tenant_pass(&key.0, &key.1, jobs).await;
+            });
+        }
+        Ok(())
+    }
+
+    /// Logs each unreadable row once and keeps the set for readiness.
+    fn note_unreadable(&self, rows: Vec<(String, String)>) {
+        let mut known = lock(&self.unreadable);
+        let now_unreadable: BTreeMap<String, String> = rows.into_iter().collect();
+        for (id, reason) in &now_unreadable {
+            if !known.contains_key(id) {
+                tracing::error!(job_id = %id, %reason, "skipping an unreadable job row; the other jobs carry on");
+            }
+        }
+        *known = now_unreadable;
+    }
+
+    async fn tenant_pass(&self, cloud: &str, project_id: &str, jobs: Vec<Job>) {
+        // Jobs are worked in their own project: an entry that now acts for
+        // another one cannot see their backups (they would look deleted).
+        match self.jobs.cinder.project_id(cloud).await {
+            Ok(current) if current != project_id => {
+                self.project_changed(cloud, &current, jobs).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // Without the tenant's token nothing can be learnt; running
+                // jobs still end once they have waited too long.
+                let (running, _): (Vec<Job>, Vec<Job>) =
+                    jobs.into_iter().partition(|j| j.state == JobState::Running);
+                self.fail_if_stuck(running, &e).await;
+                return;
+            }
+        }
         let at = now();
         let (running, queued): (Vec<Job>, Vec<Job>) =
             jobs.into_iter().partition(|j| j.state == JobState::Running);
         if !running.is_empty() {
             self.follow_running(cloud, running).await;
         }
+        let tenant_permits = Arc::new(Semaphore::new(self.limits.per_tenant.max(1)));
+        let mut submissions = JoinSet::new();
         for job in queued.into_iter().filter(|j| is_due(j, at)) {
-            self.jobs.resubmit(job).await;
+            let jobs = self.jobs.clone();
+            let global = self.permits.clone();
+            let local = tenant_permits.clone();
+            submissions.spawn(async move {
+                let (Ok(_local), Ok(_global)) =
+                    (local.acquire_owned().await, global.acquire_owned().await)
+                else {
+                    return;
+                };
+                jobs.resubmit(job).await;
+            });
+        }
+        while let Some(done) = submissions.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a submission task died");
+            }
         }
     }
 
@@ -88,39 +217,92 @@ impl Worker {
             status: Some("creating".into()),
             ..Default::default()
         };
-        let creating: HashSet<String> = match self
-            .jobs
-            .cinder
-            .list_backups(cloud, &filter, &ctx)
-            .await
-        {
+        let listed = {
+            let Ok(_permit) = self.permits.acquire().await else {
+                return;
+            };
+            self.jobs.cinder.list_backups(cloud, &filter, &ctx).await
+        };
+        let creating: HashSet<String> = match listed {
             Ok(backups) => backups.into_iter().map(|b| b.id).collect(),
             Err(e) => {
-                // Without a complete listing nothing can be concluded.
+                // Without a complete listing nothing can be concluded, but
+                // the stuck limit still holds.
                 tracing::warn!(cloud, error = %e, "could not list creating backups; will retry");
+                self.fail_if_stuck(running, &e).await;
                 return;
             }
         };
-        let stuck_after = chrono::Duration::from_std(self.jobs.settings.stuck_after)
-            .unwrap_or(chrono::Duration::MAX);
         for mut job in running {
             let Some(backup_id) = job.backup_id.clone() else {
                 continue;
             };
             if creating.contains(&backup_id) {
-                if job.started_at.is_some_and(|s| now() - s > stuck_after) {
-                    job.fail(Problem::new(
-                        ProblemKind::BackupStuck,
-                        format!(
-                            "backup {backup_id} is still `creating` after {}; it is left in Cinder for an operator to inspect",
-                            crate::jobs::model::human(self.jobs.settings.stuck_after)
-                        ),
-                    ));
-                    self.jobs.save(&job, JobState::Running).await;
+                if self.is_stuck(&job) {
+                    job.fail(self.stuck(&backup_id, "creating"));
+                    self.jobs.save(&mut job).await;
                 }
                 continue;
             }
+            let Ok(_permit) = self.permits.acquire().await else {
+                return;
+            };
             self.conclude(cloud, job, &backup_id, &ctx).await;
+        }
+    }
+
+    fn is_stuck(&self, job: &Job) -> bool {
+        job.started_at
+            .is_some_and(|started| started < ago(self.jobs.settings.stuck_after))
+    }
+
+    fn stuck(&self, backup_id: &str, status: &str) -> Problem {
+        Problem::new(
+            ProblemKind::BackupStuck,
+            format!(
+                "backup {backup_id} is still `{status}` after {}; it is left in Cinder for an operator to inspect",
+                human(self.jobs.settings.stuck_after)
+            ),
+        )
+    }
+
+    /// The tenant's backups cannot be read (`cause`): running jobs past the
+    /// stuck limit end with that cause, saying the backup may still finish.
+    async fn fail_if_stuck(&self, running: Vec<Job>, cause: &openstack::Error) {
+        for mut job in running.into_iter().filter(|j| self.is_stuck(j)) {
+            let mut problem = upstream_problem(cause);
+            problem.detail = format!(
+                "the backup's status could not be read for {}: {}; backup {} may still complete in Cinder",
+                human(self.jobs.settings.stuck_after),
+                problem.detail,
+                job.backup_id.as_deref().unwrap_or("(unknown)")
+            );
+            tracing::warn!(job_id = %job.id, error = %cause, "failing a job whose backup could not be followed");
+            job.fail(problem);
+            self.jobs.save(&mut job).await;
+        }
+    }
+
+    /// The cloud entry now acts for another project: the tenant's jobs in
+    /// the old project end, saying so (their backups are not deleted).
+    async fn project_changed(&self, cloud: &str, current: &str, jobs: Vec<Job>) {
+        for mut job in jobs {
+            let backup = match (&job.backup_id, job.posted_at) {
+                (Some(id), _) => format!("; its backup {id} stays in project {}", job.project_id),
+                (None, Some(_)) => {
+                    format!("; a backup of it may exist in project {}", job.project_id)
+                }
+                (None, None) => String::new(),
+            };
+            job.fail(Problem::new(
+                ProblemKind::TenantProjectChanged,
+                format!(
+                    "the clouds.yaml entry `{cloud}` now acts for project {current}, not this job's project {}, so the job cannot be followed{backup}",
+                    job.project_id
+                ),
+            ));
+            tracing::warn!(job_id = %job.id, cloud, project_id = %current, "the job's cloud entry acts for another project; failing the job");
+            self.jobs.save(&mut job).await;
         }
     }
 
@@ -144,20 +326,27 @@ impl Worker {
                     ));
                 }
                 "deleting" | "error_deleting" | "deleted" => job.fail(deleted(backup_id)),
-                // `creating` again (listed a moment too early) or `restoring`:
-                // not finished, look next cycle.
-                _ => return,
+                // `creating` again (listed a moment too early), `restoring`
+                // or a status this version does not know: not finished, but
+                // bound by the stuck limit like `creating`.
+                other => {
+                    if !self.is_stuck(&job) {
+                        return;
+                    }
+                    job.fail(self.stuck(backup_id, other));
+                }
             },
-            Err(crate::openstack::Error::Cinder { status: 404, .. }) => {
-                job.fail(deleted(backup_id))
-            }
+            Err(openstack::Error::Cinder { status: 404, .. }) => job.fail(deleted(backup_id)),
             Err(e) => {
                 tracing::warn!(job_id = %job.id, backup_id, error = %e, "could not read the backup; will retry");
+                if self.is_stuck(&job) {
+                    self.fail_if_stuck(vec![job], &e).await;
+                }
                 return;
             }
         }
         tracing::info!(job_id = %job.id, backup_id, state = job.state.as_str(), "job finished");
-        self.jobs.save(&job, JobState::Running).await;
+        self.jobs.save(&mut job).await;
     }
 }
 
@@ -165,5 +354,27 @@ fn deleted(backup_id: &str) -> Problem {
     Problem::new(
         ProblemKind::BackupDeleted,
         format!("backup {backup_id} was deleted outside the gateway before it completed"),
+    )
+}
+
+/// A failed backup may leave its snapshot `backing-up` (Cinder does this for
+/// some failures and only an admin can reset it): say so on the job.
+fn with_stuck_snapshot_note(mut problem: Problem, snapshot_status: Option<&str>) -> Problem {
+    if snapshot_status == Some("backing-up") {
+        problem.detail.push_str(
+            "; Cinder left the snapshot `backing-up`, so it cannot be backed up again until an administrator resets its status to `available`",
+        );
+    }
+    problem
+}
+
+/// The problem of a backup that ended in Cinder's `error` status.
+fn backup_failed(fail_reason: Option<&str>) -> Problem {
+    Problem::new(
+        ProblemKind::BackupFailed,
+        format!(
+            "Cinder reports the backup failed: {}",
+            fail_reason.unwrap_or("no reason given")
+        ),
     )
 }

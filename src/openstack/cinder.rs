@@ -17,7 +17,7 @@ use super::{
     UpstreamSettings,
     clouds::Cloud,
     error::{Error, Service},
-    http::{fault_of, request_id_of, transport_error},
+    http::{fault_of, read_body, request_id_of, transport_error},
     microversion::Microversion,
     session::Session,
 };
@@ -293,7 +293,7 @@ impl OpenStackClient {
             let response = request
                 .send()
                 .await
-                .map_err(|e| transport_error(Service::Cinder, &e))?;
+                .map_err(|e| transport_error(Service::Cinder, &e, self.settings.timeout))?;
             let status = response.status().as_u16();
             let request_id = request_id_of(&response);
             if status == 401 && !retried {
@@ -304,10 +304,7 @@ impl OpenStackClient {
                 retried = true;
                 continue;
             }
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| transport_error(Service::Cinder, &e))?;
+            let bytes = read_body(Service::Cinder, response, self.settings.timeout).await?;
             return match status {
                 200..=299 => serde_json::from_slice(&bytes)
                     .map(|value| (value, request_id.clone()))
@@ -317,7 +314,8 @@ impl OpenStackClient {
                         message: format!("{method} {path}: unreadable body: {e}"),
                         request_id,
                     }),
-                500..=599 => Err(Error::Unavailable {
+                // A proxy's "try later" (no Cinder body) is as passing as a 5xx.
+                408 | 429 | 500..=599 => Err(Error::Unavailable {
                     service: Service::Cinder,
                     message: match fault_of(&bytes) {
                         Some((_, message)) => {

@@ -2,6 +2,31 @@
 //! them (retry, report, fix the configuration). Messages carry no token and
 //! no secret: request bodies are never quoted.
 
+/// How a call that got no answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// No answer within the upstream time limit.
+    TimedOut(std::time::Duration),
+    /// The connection could not be made.
+    ConnectFailed,
+    /// The connection was cut before (all of) the answer arrived.
+    Cut,
+}
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoAnswer::TimedOut(limit) => write!(
+                f,
+                "did not answer within {}",
+                crate::jobs::model::human(*limit)
+            ),
+            NoAnswer::ConnectFailed => f.write_str("could not be reached"),
+            NoAnswer::Cut => f.write_str("cut the connection before answering"),
+        }
+    }
+}
+
 /// Which upstream service an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -20,8 +45,10 @@ impl std::fmt::Display for Service {
     }
 }
 
-/// What can go wrong talking to Keystone or Cinder.
-#[derive(Debug, thiserror::Error)]
+/// What can go wrong talking to Keystone or Cinder. Cloneable: a failed
+/// token request is remembered and answered again to the callers that
+/// arrive while its backoff lasts.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The clouds.yaml entry does not exist.
     #[error("cloud `{0}` is not in clouds.yaml")]
@@ -59,6 +86,16 @@ pub enum Error {
         status: Option<u16>,
         /// Request id, when the service answered.
         request_id: Option<String>,
+    },
+    /// No answer arrived: the call timed out, the connection failed, or it
+    /// was cut before the answer. The outcome is unknown. The message names
+    /// no address (the log does).
+    #[error("{service} {what}")]
+    NoAnswer {
+        /// Which service.
+        service: Service,
+        /// How the call ended.
+        what: NoAnswer,
     },
     /// Cinder answered a 4xx with its error body.
     #[error("Cinder answered {status} {fault}: {message}")]
@@ -104,7 +141,18 @@ impl Error {
     /// True when the outcome is unknown or the failure passing: retrying the
     /// same call later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable { .. })
+        matches!(self, Error::Unavailable { .. } | Error::NoAnswer { .. })
+    }
+
+    /// True when the call timed out: the service may still be working on it.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            Error::NoAnswer {
+                what: NoAnswer::TimedOut(_),
+                ..
+            }
+        )
     }
 
     /// The upstream HTTP status, when the upstream answered.

@@ -1,9 +1,11 @@
 //! Small helpers shared by the Keystone and Cinder calls: request ids,
 //! transport errors, and reading OpenStack's error bodies.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
-use super::error::{Error, Service};
+use super::error::{Error, NoAnswer, Service};
 
 /// `x-openstack-request-id` of an answer.
 pub fn request_id_of(response: &reqwest::Response) -> Option<String> {
@@ -14,28 +16,55 @@ pub fn request_id_of(response: &reqwest::Response) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Largest upstream answer read: a page of 1,000 backups with metadata is
+/// a few MiB; anything far bigger is not an answer the gateway can use, and
+/// reading it whole would let a broken upstream exhaust memory.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
 /// A connection error, timeout or cut answer: the outcome is unknown.
-/// reqwest's message names the URL, which holds ids but no secret.
-pub fn transport_error(service: Service, e: &reqwest::Error) -> Error {
+/// reqwest's message names the URL (an internal address): it goes to the
+/// log, never into the error, which callers and stored jobs may show.
+pub fn transport_error(service: Service, e: &reqwest::Error, limit: Duration) -> Error {
     let what = if e.is_timeout() {
-        "timed out"
+        NoAnswer::TimedOut(limit)
     } else if e.is_connect() {
-        "connection failed"
+        NoAnswer::ConnectFailed
     } else {
-        "request failed"
+        NoAnswer::Cut
     };
-    let mut message = format!("{what}: {e}");
+    let mut message = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         message.push_str(&format!(": {s}"));
         source = s.source();
     }
-    Error::Unavailable {
-        service,
-        message,
-        status: None,
-        request_id: None,
+    tracing::warn!(%service, error = %message, "upstream call got no answer");
+    Error::NoAnswer { service, what }
+}
+
+/// Reads an answer's body, at most [`MAX_BODY_BYTES`] of it.
+pub async fn read_body(
+    service: Service,
+    mut response: reqwest::Response,
+    limit: Duration,
+) -> Result<Vec<u8>, Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(service, &e, limit))?
+    {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(Error::Unexpected {
+                service,
+                status: Some(response.status().as_u16()),
+                message: format!("the answer is larger than {MAX_BODY_BYTES} bytes"),
+                request_id: request_id_of(&response),
+            });
+        }
+        body.extend_from_slice(&chunk);
     }
+    Ok(body)
 }
 
 /// Reads Cinder's `{"<faultName>": {"code": .., "message": ..}}` or

@@ -14,7 +14,7 @@ use super::{
     catalog::{CatalogEntry, block_storage_endpoint},
     clouds::{Cloud, Credential, DomainRef, ProjectRef, UserRef},
     error::{Error, Service},
-    http::{request_id_of, transport_error},
+    http::{read_body, request_id_of, transport_error},
 };
 
 /// A Keystone token and what the gateway learnt with it.
@@ -78,6 +78,7 @@ pub async fn issue_token(
     cloud: &Cloud,
     interface: &str,
     region: Option<&str>,
+    limit: Duration,
 ) -> Result<Token, Error> {
     let url = format!("{}/auth/tokens", cloud.auth_url);
     let response = http
@@ -86,7 +87,7 @@ pub async fn issue_token(
         .json(&request_body(&cloud.credential))
         .send()
         .await
-        .map_err(|e| transport_error(Service::Keystone, &e))?;
+        .map_err(|e| transport_error(Service::Keystone, &e, limit))?;
     let status = response.status().as_u16();
     let request_id = request_id_of(&response);
     match status {
@@ -128,10 +129,9 @@ pub async fn issue_token(
         .map(|v| SecretString::from(v.to_owned()))
         .ok_or_else(|| unexpected("no X-Subject-Token header".into()))?;
     let received = Instant::now();
-    let body: TokenBody = response
-        .json()
-        .await
-        .map_err(|e| unexpected(format!("token body: {e}")))?;
+    let body = read_body(Service::Keystone, response, limit).await?;
+    let body: TokenBody =
+        serde_json::from_slice(&body).map_err(|e| unexpected(format!("token body: {e}")))?;
     let project_id = body.token.project.map(|p| p.id).ok_or_else(|| {
         unexpected(format!(
             "the token of cloud `{}` is not project-scoped",

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use cinder::{
     Accepted, Backup, BackupFilter, CallContext, Cinder, NewBackup, OpenStackClient, Page, Snapshot,
 };
-pub use error::Error;
+pub use error::{Error, NoAnswer};
 
 /// Settings shared by every cloud's session.
 #[derive(Debug, Clone)]
@@ -30,4 +30,25 @@ pub struct UpstreamSettings {
     pub timeout: Duration,
     /// Page size of backup listings.
     pub page_size: u32,
+    /// How long a failed token request is remembered before Keystone is
+    /// asked again.
+    pub auth_backoff: Backoff,
+}
+
+/// Exponential backoff without jitter: `base * 2^(n-1)`, at most `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// The first delay.
+    pub base: Duration,
+    /// The longest delay.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay after the `n`-th failure in a row (from 1).
+    pub fn delay(&self, n: u32) -> Duration {
+        self.base
+            .saturating_mul(1u32 << n.saturating_sub(1).min(20))
+            .min(self.max)
+    }
 }

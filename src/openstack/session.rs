@@ -3,7 +3,11 @@
 //!
 //! Concurrent callers needing a token share one Keystone call: the token slot
 //! is an async mutex held while the token is fetched, so the others wait for
-//! that token instead of asking for their own (single flight).
+//! that token instead of asking for their own (single flight). A failed
+//! token request is remembered too: until its backoff (doubling, capped)
+//! has passed, every caller gets the same error at once and Keystone is not
+//! asked again, so wrong credentials never turn each request into a Keystone
+//! call (a `password` entry could be locked out).
 
 use std::{sync::Arc, time::Instant};
 
@@ -14,10 +18,25 @@ use super::{
     UpstreamSettings,
     clouds::Cloud,
     error::{Error, Service},
-    http::{request_id_of, transport_error},
+    http::{read_body, request_id_of, transport_error},
     keystone::{Token, issue_token},
     microversion::Microversion,
 };
+
+/// The cached token, or the last failure to get one.
+#[derive(Default)]
+struct TokenSlot {
+    token: Option<Arc<Token>>,
+    failure: Option<TokenFailure>,
+}
+
+/// A token request that failed, remembered until `until`.
+struct TokenFailure {
+    error: Error,
+    until: Instant,
+    /// Failures in a row: the backoff doubles with each.
+    streak: u32,
+}
 
 /// A cloud entry with its client, token cache and version.
 pub struct Session {
@@ -26,7 +45,7 @@ pub struct Session {
     /// HTTP client honouring the entry's `verify` and `cacert`.
     pub http: reqwest::Client,
     settings: Arc<UpstreamSettings>,
-    token: Mutex<Option<Arc<Token>>>,
+    token: Mutex<TokenSlot>,
     /// The project of the first token: jobs are keyed by it, so reading
     /// them needs no Keystone call once it is known, and a later token for
     /// another project is refused.
@@ -68,26 +87,57 @@ impl Session {
             cloud,
             http,
             settings,
-            token: Mutex::new(None),
+            token: Mutex::new(TokenSlot::default()),
             project_id: std::sync::OnceLock::new(),
             max_version: OnceCell::new(),
         })
     }
 
-    /// A valid token: the cached one, or a new one from Keystone.
+    /// A valid token: the cached one, or a new one from Keystone; while a
+    /// failed request's backoff lasts, its error.
     pub async fn token(&self) -> Result<Arc<Token>, Error> {
         let mut slot = self.token.lock().await;
-        if let Some(token) = slot.as_ref()
-            && !token.needs_renewal(Instant::now())
+        let now = Instant::now();
+        if let Some(token) = slot.token.as_ref()
+            && !token.needs_renewal(now)
         {
             return Ok(token.clone());
         }
+        if let Some(failure) = &slot.failure
+            && now < failure.until
+        {
+            return Err(failure.error.clone());
+        }
+        match self.issue().await {
+            Ok(token) => {
+                slot.failure = None;
+                slot.token = Some(token.clone());
+                Ok(token)
+            }
+            Err(error) => {
+                let streak = slot.failure.as_ref().map_or(1, |f| f.streak + 1);
+                let wait = self.settings.auth_backoff.delay(streak);
+                tracing::warn!(cloud = %self.cloud.name, %error, streak, retry_in = ?wait, "token request failed; Keystone is not asked again for this cloud until the backoff passes");
+                slot.token = None;
+                slot.failure = Some(TokenFailure {
+                    error: error.clone(),
+                    until: Instant::now() + wait,
+                    streak,
+                });
+                Err(error)
+            }
+        }
+    }
+
+    /// Asks Keystone for a token and checks it acts for the known project.
+    async fn issue(&self) -> Result<Arc<Token>, Error> {
         let token = Arc::new(
             issue_token(
                 &self.http,
                 &self.cloud,
                 &self.settings.interface,
                 self.settings.region.as_deref(),
+                self.settings.timeout,
             )
             .await?,
         );
@@ -104,7 +154,6 @@ impl Session {
                 request_id: None,
             });
         }
-        *slot = Some(token.clone());
         Ok(token)
     }
 
@@ -121,8 +170,8 @@ impl Session {
     /// already replaced it.
     pub async fn drop_token(&self, token: &Arc<Token>) {
         let mut slot = self.token.lock().await;
-        if slot.as_ref().is_some_and(|t| Arc::ptr_eq(t, token)) {
-            *slot = None;
+        if slot.token.as_ref().is_some_and(|t| Arc::ptr_eq(t, token)) {
+            slot.token = None;
         }
     }
 
@@ -140,7 +189,7 @@ impl Session {
                     .header("X-Auth-Token", token.value.expose_secret())
                     .send()
                     .await
-                    .map_err(|e| transport_error(Service::Cinder, &e))?;
+                    .map_err(|e| transport_error(Service::Cinder, &e, self.settings.timeout))?;
                 let status = response.status().as_u16();
                 let request_id = request_id_of(&response);
                 let unexpected = |message: String| Error::Unexpected {
@@ -159,11 +208,11 @@ impl Session {
                 }
                 // `.../v3/` answers 200, the bare root 300: both carry the list.
                 if !(200..=300).contains(&status) {
-                    return Err(unexpected(format!("version discovery at {root} answered {status}")));
+                    tracing::warn!(cloud = %self.cloud.name, url = %root, status, "version discovery answered unexpectedly");
+                    return Err(unexpected(format!("version discovery answered {status}")));
                 }
-                let body: serde_json::Value = response
-                    .json()
-                    .await
+                let body = read_body(Service::Cinder, response, self.settings.timeout).await?;
+                let body: serde_json::Value = serde_json::from_slice(&body)
                     .map_err(|e| unexpected(format!("version discovery body: {e}")))?;
                 let max = body["versions"]
                     .as_array()

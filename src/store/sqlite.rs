@@ -10,11 +10,11 @@ use std::{str::FromStr, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
-    FromRow, SqlitePool,
+    FromRow, Row, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{Error, JobFilter, JobStore};
+use super::{ActiveJobs, Error, IdempotencyRecord, JobFilter, JobStore, KeyUse, Reservation};
 use crate::jobs::model::{Job, JobId, JobState};
 
 /// The SQLite store.
@@ -52,7 +52,8 @@ impl SqliteStore {
 macro_rules! columns {
     () => {
         "id, project_id, cloud, snapshot_id, volume_id, backup_id, options, state, error, \
-         attempts, next_attempt_at, upstream_request_id, created_at, updated_at, started_at, finished_at"
+         attempts, next_attempt_at, upstream_request_id, created_at, updated_at, started_at, finished_at, \
+         posted_at, version"
     };
 }
 
@@ -74,6 +75,8 @@ struct JobRow {
     updated_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    posted_at: Option<i64>,
+    version: i64,
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -107,6 +110,8 @@ impl TryFrom<JobRow> for Job {
             updated_at: time(row.updated_at)?,
             started_at: row.started_at.map(time).transpose()?,
             finished_at: row.finished_at.map(time).transpose()?,
+            posted_at: row.posted_at.map(time).transpose()?,
+            version: row.version,
             project_id: row.project_id,
             cloud: row.cloud,
             snapshot_id: row.snapshot_id,
@@ -126,15 +131,51 @@ fn rows_to_jobs(rows: Vec<JobRow>) -> Result<Vec<Job>, Error> {
     rows.into_iter().map(Job::try_from).collect()
 }
 
+#[derive(FromRow)]
+struct KeyRow {
+    request: String,
+    job_id: Option<String>,
+    answered: i64,
+    created_at: i64,
+}
+
+impl TryFrom<KeyRow> for IdempotencyRecord {
+    type Error = Error;
+
+    fn try_from(row: KeyRow) -> Result<Self, Error> {
+        Ok(IdempotencyRecord {
+            job_id: row
+                .job_id
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| Error::Corrupt(format!("idempotency key job id: {e}")))?,
+            answered: row.answered != 0,
+            created_at: time(row.created_at)?,
+            request: row.request,
+        })
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+/// The statement that starts a write transaction: `IMMEDIATE` takes the
+/// write lock at once, where a deferred transaction that reads first would
+/// fail with `SQLITE_BUSY` when it upgrades, whatever the busy timeout.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn insert(&self, job: &Job) -> Result<(), Error> {
+    async fn insert(&self, job: &Job, key: Option<KeyUse<'_>>) -> Result<(), Error> {
         let sql = concat!(
             "INSERT INTO jobs (",
             columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         );
-        let result = sqlx::query(sql)
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let inserted = sqlx::query(sql)
             .bind(job.id.to_string())
             .bind(&job.project_id)
             .bind(&job.cloud)
@@ -151,13 +192,34 @@ impl JobStore for SqliteStore {
             .bind(millis(job.updated_at))
             .bind(job.started_at.map(millis))
             .bind(job.finished_at.map(millis))
-            .execute(&self.pool)
+            .bind(job.posted_at.map(millis))
+            .bind(job.version)
+            .execute(&mut *tx)
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::ActiveJobExists),
-            Err(e) => Err(e.into()),
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(Error::ActiveJobExists),
+            Err(e) => return Err(e.into()),
         }
+        if let Some(key) = key {
+            let bound = sqlx::query(
+                "UPDATE idempotency_keys SET job_id = ?1 \
+                 WHERE project_id = ?2 AND key = ?3 AND job_id IS NULL AND created_at = ?4",
+            )
+            .bind(job.id.to_string())
+            .bind(key.project_id)
+            .bind(key.key)
+            .bind(millis(key.reserved_at))
+            .execute(&mut *tx)
+            .await?;
+            if bound.rows_affected() != 1 {
+                // Taken over by another request meanwhile: this one must
+                // record nothing.
+                return Err(Error::KeyLost);
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, Error> {
@@ -199,11 +261,12 @@ impl JobStore for SqliteStore {
         rows_to_jobs(rows)
     }
 
-    async fn update(&self, job: &Job, expected: JobState) -> Result<bool, Error> {
+    async fn update(&self, job: &Job) -> Result<bool, Error> {
         let result = sqlx::query(
             "UPDATE jobs SET backup_id = ?1, state = ?2, error = ?3, attempts = ?4, next_attempt_at = ?5, \
-                 upstream_request_id = ?6, updated_at = ?7, started_at = ?8, finished_at = ?9 \
-             WHERE id = ?10 AND state = ?11",
+                 upstream_request_id = ?6, updated_at = ?7, started_at = ?8, finished_at = ?9, \
+                 posted_at = ?10, version = version + 1 \
+             WHERE id = ?11 AND version = ?12",
         )
         .bind(&job.backup_id)
         .bind(job.state.as_str())
@@ -214,34 +277,68 @@ impl JobStore for SqliteStore {
         .bind(millis(job.updated_at))
         .bind(job.started_at.map(millis))
         .bind(job.finished_at.map(millis))
+        .bind(job.posted_at.map(millis))
         .bind(job.id.to_string())
-        .bind(expected.as_str())
+        .bind(job.version)
         .execute(&self.pool)
         .await;
         match result {
             Ok(done) => Ok(done.rows_affected() == 1),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::ActiveJobExists),
+            Err(e) if is_unique_violation(&e) => Err(Error::ActiveJobExists),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn delete(&self, id: JobId, expected: JobState) -> Result<bool, Error> {
-        let done = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND state = ?2")
+    async fn delete(
+        &self,
+        id: JobId,
+        version: i64,
+        key: Option<KeyUse<'_>>,
+    ) -> Result<bool, Error> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let done = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND version = ?2")
             .bind(id.to_string())
-            .bind(expected.as_str())
-            .execute(&self.pool)
+            .bind(version)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(key) = key {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE project_id = ?1 AND key = ?2 AND job_id = ?3",
+            )
+            .bind(key.project_id)
+            .bind(key.key)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
-    async fn active(&self) -> Result<Vec<Job>, Error> {
+    async fn active(&self) -> Result<ActiveJobs, Error> {
         let sql = concat!(
             "SELECT ",
             columns!(),
             " FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
         );
-        let rows: Vec<JobRow> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
-        rows_to_jobs(rows)
+        // Column by column, so that a row with a bad value is reported and
+        // skipped instead of failing the whole scan.
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        let mut active = ActiveJobs::default();
+        for row in rows {
+            let id: String = row.try_get("id").unwrap_or_default();
+            match JobRow::from_row(&row)
+                .map_err(|e| Error::Corrupt(format!("job {id}: {e}")))
+                .and_then(Job::try_from)
+            {
+                Ok(job) => active.jobs.push(job),
+                Err(e) => active.unreadable.push((id, e.to_string())),
+            }
+        }
+        Ok(active)
     }
 
     async fn active_for_snapshot(
@@ -260,6 +357,104 @@ impl JobStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.map(Job::try_from).transpose()
+    }
+
+    async fn reserve_key(
+        &self,
+        key: KeyUse<'_>,
+        request: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, Error> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (project_id, key, request, created_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (project_id, key) DO NOTHING",
+        )
+        .bind(key.project_id)
+        .bind(key.key)
+        .bind(request)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Reservation::Reserved);
+        }
+        let row: Option<KeyRow> = sqlx::query_as(
+            "SELECT request, job_id, answered, created_at FROM idempotency_keys WHERE project_id = ?1 AND key = ?2",
+        )
+        .bind(key.project_id)
+        .bind(key.key)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Reservation::Existing(row.try_into()?)),
+            // Purged between the two statements: as good as free.
+            None => Box::pin(self.reserve_key(key, request, now)).await,
+        }
+    }
+
+    async fn take_over_key(
+        &self,
+        key: KeyUse<'_>,
+        created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "UPDATE idempotency_keys SET created_at = ?1 \
+             WHERE project_id = ?2 AND key = ?3 AND job_id IS NULL AND created_at = ?4",
+        )
+        .bind(millis(now))
+        .bind(key.project_id)
+        .bind(key.key)
+        .bind(millis(created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn mark_key_answered(&self, key: KeyUse<'_>) -> Result<(), Error> {
+        sqlx::query("UPDATE idempotency_keys SET answered = 1 WHERE project_id = ?1 AND key = ?2")
+            .bind(key.project_id)
+            .bind(key.key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_key(&self, key: KeyUse<'_>) -> Result<(), Error> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys \
+             WHERE project_id = ?1 AND key = ?2 AND job_id IS NULL AND created_at = ?3",
+        )
+        .bind(key.project_id)
+        .bind(key.key)
+        .bind(millis(key.reserved_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+                 WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?1 LIMIT ?2)",
+        )
+        .bind(millis(before))
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_keys(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys \
+                 WHERE created_at < ?1 LIMIT ?2)",
+        )
+        .bind(millis(before))
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -1,0 +1,69 @@
+//! Retention: finished jobs are purged `--retention` after they finished,
+//! and idempotency keys `--idempotency-ttl` after first use, in small
+//! batches so that the store is never held for long and the worker never
+//! waits on a purge.
+
+use std::time::Duration;
+
+use super::{model::ago, service::Jobs};
+use crate::store;
+
+/// Rows deleted per statement.
+const BATCH: u32 = 500;
+
+/// Pause between batches, so other writers get the store in between.
+const PAUSE: Duration = Duration::from_millis(20);
+
+/// What one purge removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    /// Finished jobs.
+    pub jobs: u64,
+    /// Idempotency keys.
+    pub keys: u64,
+}
+
+impl Jobs {
+    /// Purges what retention says may go, batch by batch.
+    pub async fn purge(&self) -> Result<Purged, store::Error> {
+        let jobs_before = ago(self.settings.retention);
+        let keys_before = ago(self.settings.idempotency_ttl);
+        let mut purged = Purged::default();
+        loop {
+            let n = self.store.purge_finished(jobs_before, BATCH).await?;
+            purged.jobs += n;
+            if n < u64::from(BATCH) {
+                break;
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
+        loop {
+            let n = self.store.purge_keys(keys_before, BATCH).await?;
+            purged.keys += n;
+            if n < u64::from(BATCH) {
+                break;
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
+        if purged != Purged::default() {
+            tracing::info!(
+                jobs = purged.jobs,
+                keys = purged.keys,
+                "purged by retention"
+            );
+        }
+        Ok(purged)
+    }
+
+    /// Purges every `interval` until the task is dropped.
+    pub async fn purge_every(&self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = self.purge().await {
+                tracing::warn!(error = %e, "purge failed; will try again");
+            }
+        }
+    }
+}

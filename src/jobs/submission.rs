@@ -1,0 +1,513 @@
+//! Submitting backups: the create call (store first, then Cinder, then the
+//! store again) and the worker's re-submission of `queued` jobs.
+//!
+//! The rule that keeps every accepted request to one backup: before each
+//! POST the job is written with `posted_at` set (compare-and-set, so a
+//! racing cancel has one winner), and while `posted_at` is set the job is
+//! never posted again, failed or cancelled without a complete listing of
+//! the volume's backups (which finds the backup by the job id in its
+//! metadata). A failed listing is not a submission attempt.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+
+use super::{
+    error::{Error, upstream_problem},
+    idempotency::{self, KeyClaim},
+    model::{BackupOptions, Job, JobState, after, ago, human, now},
+    service::{InFlight, Jobs},
+    validation::{check_snapshot_id, validate_options},
+};
+use crate::{
+    openstack::{self, CallContext, NewBackup},
+    problem::{Problem, ProblemKind},
+    store::{self, KeyUse},
+};
+
+/// The metadata key that carries the job id on the backup: how a job finds
+/// its backup again after a lost answer or a crash.
+pub const JOB_ID_METADATA_KEY: &str = "gateway_job_id";
+
+/// How one POST to Cinder ended.
+enum Posted {
+    /// Not posted: the job changed since it was read (cancelled, or taken
+    /// by another writer), or its claim could not be written.
+    NotClaimed,
+    /// Cinder has the backup; the job is `running` (not yet saved).
+    Accepted,
+    /// Cinder refused for good; nothing was made.
+    Refused(openstack::Error),
+    /// Outcome unknown or failure passing: try again later.
+    Unclear(openstack::Error),
+}
+
+/// Who answers the caller of a create: the submission, while the caller
+/// waits for its verdict, or the handler with the recorded job once the
+/// request's budget has run out. A job refused while its caller waits is
+/// removed (the caller gets the refusal); once the caller has been answered
+/// with the job, it is never removed. The phase changes under a lock, so the
+/// two never both answer.
+#[derive(Default)]
+struct Answer(Mutex<Phase>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Phase {
+    /// The caller waits for the submission's verdict.
+    #[default]
+    Waiting,
+    /// The submission reached its verdict: the caller gets it.
+    Decided,
+    /// The caller was answered with the job `queued`.
+    AnsweredQueued,
+}
+
+/// The idempotency key a create holds, owned (it outlives the handler in
+/// the submission task).
+#[derive(Clone)]
+struct HeldKey {
+    project_id: String,
+    key: String,
+    reserved_at: DateTime<Utc>,
+}
+
+impl HeldKey {
+    fn as_use(&self) -> KeyUse<'_> {
+        KeyUse {
+            project_id: &self.project_id,
+            key: &self.key,
+            reserved_at: self.reserved_at,
+        }
+    }
+}
+
+impl Jobs {
+    /// Creates a backup of a snapshot: checks the request, reads the
+    /// snapshot, records a `queued` job, then submits it to Cinder.
+    ///
+    /// A definitive refusal by Cinder while the caller waits leaves no job
+    /// behind and is returned as the error. An unclear outcome, or Cinder
+    /// slower than the request's budget, returns the job `queued`; the
+    /// worker finds out what happened and retries. With an idempotency key,
+    /// a request already answered is answered the same job again.
+    #[tracing::instrument(skip_all, fields(tenant, snapshot_id, job_id))]
+    pub async fn submit(
+        self: &Arc<Self>,
+        tenant: &str,
+        snapshot_id: &str,
+        options: BackupOptions,
+        idempotency_key: Option<&str>,
+        ctx: CallContext,
+    ) -> Result<Job, Error> {
+        let deadline = tokio::time::Instant::now() + self.settings.submit_budget;
+        check_snapshot_id(snapshot_id)?;
+        validate_options(&options)?;
+        let (cloud, project_id) = self.tenant(tenant).await?;
+        let Some(key) = idempotency_key else {
+            return self
+                .create(cloud, project_id, snapshot_id, options, None, ctx, deadline)
+                .await;
+        };
+        let request = idempotency::canonical_request(snapshot_id, &options);
+        let held = match self.claim_key(&project_id, key, &request).await? {
+            KeyClaim::Replay(job) => return Ok(*job),
+            KeyClaim::Fresh(reserved_at) => HeldKey {
+                project_id: project_id.clone(),
+                key: key.to_owned(),
+                reserved_at,
+            },
+        };
+        let created = self
+            .create(
+                cloud,
+                project_id,
+                snapshot_id,
+                options,
+                Some(held.clone()),
+                ctx,
+                deadline,
+            )
+            .await;
+        let settled = match &created {
+            Ok(_) => self.store.mark_key_answered(held.as_use()).await,
+            // Nothing recorded (or the job was removed with its key): the
+            // key is free for a retry of the same request.
+            Err(_) => self.store.release_key(held.as_use()).await,
+        };
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "could not settle the idempotency key");
+        }
+        created
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one create, each used once"
+    )]
+    async fn create(
+        self: &Arc<Self>,
+        cloud: String,
+        project_id: String,
+        snapshot_id: &str,
+        options: BackupOptions,
+        key: Option<HeldKey>,
+        ctx: CallContext,
+        deadline: tokio::time::Instant,
+    ) -> Result<Job, Error> {
+        let snapshot = self
+            .cinder
+            .show_snapshot(&cloud, snapshot_id, &ctx)
+            .await
+            .map_err(|e| snapshot_error(snapshot_id, e))?;
+        if snapshot.status != "available" {
+            if let Some(active) = self
+                .store
+                .active_for_snapshot(&project_id, &snapshot.id)
+                .await?
+            {
+                return Err(busy(&active));
+            }
+            return Err(Error::SnapshotNotAvailable {
+                id: snapshot.id,
+                status: snapshot.status,
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            // Too late to record a job and still answer it in time.
+            return Err(Error::Upstream(openstack::Error::Unavailable {
+                service: openstack::error::Service::Cinder,
+                message: "reading the snapshot took the whole request time; nothing was recorded"
+                    .into(),
+                status: None,
+                request_id: None,
+            }));
+        }
+        let job = Job::new(project_id, cloud, snapshot.id, snapshot.volume_id, options);
+        tracing::Span::current().record("job_id", tracing::field::display(job.id));
+        // Marked in flight before it is stored: a worker cycle that reads the
+        // new `queued` job must leave it to this submission, or both would
+        // post a backup.
+        let guard = self.enter(job.id);
+        match self
+            .store
+            .insert(&job, key.as_ref().map(HeldKey::as_use))
+            .await
+        {
+            Ok(()) => {}
+            Err(store::Error::ActiveJobExists) => {
+                let active = self
+                    .store
+                    .active_for_snapshot(&job.project_id, &job.snapshot_id)
+                    .await?;
+                return Err(match active {
+                    Some(active) => busy(&active),
+                    // The other job finished in between: report it as busy anyway;
+                    // a retry by the caller will go through.
+                    None => Error::Store(store::Error::ActiveJobExists),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // The submission runs in a task of its own: axum drops a handler's
+        // future when the client goes away, and that must never cut between
+        // Cinder's 202 and the store write that records it.
+        let recorded = job.clone();
+        let answer = Arc::new(Answer::default());
+        let this = self.clone();
+        let handoff = answer.clone();
+        let mut submission =
+            tokio::spawn(async move { this.first_submission(job, key, ctx, handoff, guard).await });
+        // The caller waits for Cinder's verdict only while the request's
+        // budget lasts: past it, the job is answered as recorded (`queued`)
+        // and the submission carries on, rather than a timeout answering an
+        // error for a job that exists.
+        let joined = match tokio::time::timeout_at(deadline, &mut submission).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                let mut phase = answer.0.lock().await;
+                if *phase == Phase::Decided {
+                    // It reached its verdict as the budget ran out: that stands.
+                    drop(phase);
+                    submission.await
+                } else {
+                    *phase = Phase::AnsweredQueued;
+                    tracing::warn!(job_id = %recorded.id, "Cinder is slow to answer; the job is answered queued");
+                    return Ok(recorded);
+                }
+            }
+        };
+        joined.map_err(|e| Error::Internal(format!("submission task: {e}")))?
+    }
+
+    async fn first_submission(
+        self: Arc<Self>,
+        mut job: Job,
+        key: Option<HeldKey>,
+        ctx: CallContext,
+        answer: Arc<Answer>,
+        _guard: InFlight,
+    ) -> Result<Job, Error> {
+        let posted = self.post(&mut job, &ctx).await;
+        let mut phase = answer.0.lock().await;
+        let answered = *phase == Phase::AnsweredQueued;
+        if !answered {
+            *phase = Phase::Decided;
+        }
+        match posted {
+            Posted::NotClaimed => Ok(self.store.get(job.id).await?.unwrap_or(job)),
+            Posted::Accepted => {
+                self.save(&mut job).await;
+                Ok(job)
+            }
+            Posted::Refused(e) => {
+                if !answered {
+                    // Refused at once: the caller gets Cinder's answer and no
+                    // job is left behind.
+                    match self
+                        .store
+                        .delete(job.id, job.version, key.as_ref().map(HeldKey::as_use))
+                        .await
+                    {
+                        Ok(true) => {
+                            self.notify(job.id);
+                            return Err(refusal(&job.snapshot_id, e));
+                        }
+                        Ok(false) => {}
+                        Err(store_error) => {
+                            tracing::error!(job_id = %job.id, error = %store_error, "could not remove a refused job; marking it failed");
+                        }
+                    }
+                }
+                // Its id was answered (or it could not be removed): it must
+                // not stay `queued`, the worker would submit what Cinder
+                // refused. It ends failed with Cinder's reason.
+                job.fail(upstream_problem(&e));
+                self.save(&mut job).await;
+                if answered {
+                    Ok(job)
+                } else {
+                    Err(refusal(&job.snapshot_id, e))
+                }
+            }
+            Posted::Unclear(e) => {
+                self.schedule_retry(&mut job, &e);
+                self.save(&mut job).await;
+                Ok(job)
+            }
+        }
+    }
+
+    /// The worker's turn at a `queued` job: settle a POST that may have
+    /// reached Cinder (adopt its backup, or learn that it made none), then
+    /// post again, or give up once out of attempts.
+    pub(super) async fn resubmit(self: &Arc<Self>, job: Job) {
+        let Some(_guard) = self.try_enter(job.id) else {
+            return;
+        };
+        // Read again now that no one else in this process works on it: the
+        // copy the cycle listed may be stale (another submission may have
+        // ended in between), and posting from it would make a second backup.
+        let mut job = match self.store.get(job.id).await {
+            Ok(Some(current)) if is_due(&current, now()) => current,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, error = %e, "could not read the job again; will retry");
+                return;
+            }
+        };
+        let ctx = CallContext::default();
+        let earlier_post = job.posted_at;
+        if let Some(posted_at) = earlier_post {
+            match self.find_backup(&job, &ctx).await {
+                Ok(Some(backup_id)) => {
+                    tracing::info!(job_id = %job.id, backup_id, "adopted the backup already made for this job");
+                    job.start(backup_id, None);
+                    self.save(&mut job).await;
+                    return;
+                }
+                // A complete listing shows that no POST of this job made a
+                // backup: it may be posted again.
+                Ok(None) => job.posted_at = None,
+                Err(e) => {
+                    self.listing_failed(&mut job, posted_at, &e);
+                    self.save(&mut job).await;
+                    return;
+                }
+            }
+        }
+        if job.attempts >= self.settings.submit_attempts {
+            job.fail(self.gave_up(&job));
+            self.save(&mut job).await;
+            return;
+        }
+        match self.post(&mut job, &ctx).await {
+            Posted::NotClaimed => return,
+            Posted::Accepted => {}
+            Posted::Refused(e) if !e.is_snapshot_not_available() => job.fail(upstream_problem(&e)),
+            // A snapshot still `backing-up` may be the work of an earlier
+            // POST of ours that Cinder has not listed yet: that POST's
+            // outcome is still open, so look again later.
+            Posted::Refused(e) => {
+                job.posted_at = earlier_post;
+                self.schedule_retry(&mut job, &e);
+            }
+            Posted::Unclear(e) => self.schedule_retry(&mut job, &e),
+        }
+        self.save(&mut job).await;
+    }
+
+    /// The volume's backups could not be listed while a POST of the job may
+    /// have reached Cinder: look again later (not an attempt), and after
+    /// `--stuck-after` without a listing end the job saying so.
+    fn listing_failed(&self, job: &mut Job, posted_at: DateTime<Utc>, e: &openstack::Error) {
+        let limit = self.settings.stuck_after;
+        if posted_at < ago(limit) {
+            tracing::warn!(job_id = %job.id, error = %e, "the job's outcome stayed unknown too long; failing it");
+            let cause = upstream_problem(e);
+            job.fail(
+                Problem::new(
+                    ProblemKind::OutcomeUnknown,
+                    format!(
+                        "whether Cinder made this job's backup is unknown: a request for it may have reached Cinder, and the backups of volume {} could not be listed for {} ({}); a backup with metadata {JOB_ID_METADATA_KEY}={} may exist",
+                        job.volume_id,
+                        human(limit),
+                        cause.detail,
+                        job.id
+                    ),
+                )
+                .with_upstream(cause.upstream_status, cause.upstream_request_id),
+            );
+            return;
+        }
+        tracing::warn!(job_id = %job.id, error = %e, "could not list the volume's backups; will look again");
+        let delay = crate::jobs::backoff(
+            job.attempts.max(1),
+            self.settings.retry_base,
+            self.settings.retry_max,
+        );
+        job.retry_at(upstream_problem(e), after(delay));
+    }
+
+    /// The problem of a job out of attempts, from its last failure.
+    fn gave_up(&self, job: &Job) -> Problem {
+        let mut problem = job.error.clone().unwrap_or_else(|| {
+            Problem::new(
+                ProblemKind::UpstreamUnavailable,
+                "Cinder did not accept the backup",
+            )
+        });
+        problem.detail = format!(
+            "gave up after {} attempts: {}",
+            job.attempts, problem.detail
+        );
+        problem
+    }
+
+    /// Claims the job for a POST (written before the call, so that a crash
+    /// or a lost answer is never taken for "not posted", and a racing cancel
+    /// has one winner), then posts the backup with the job id in its
+    /// metadata.
+    async fn post(&self, job: &mut Job, ctx: &CallContext) -> Posted {
+        job.attempts += 1;
+        job.posted_at = Some(now());
+        job.updated_at = now();
+        if !self.save(job).await {
+            return Posted::NotClaimed;
+        }
+        let mut metadata = job.options.metadata.clone();
+        metadata.insert(JOB_ID_METADATA_KEY.to_owned(), job.id.to_string());
+        let request = NewBackup {
+            volume_id: job.volume_id.clone(),
+            snapshot_id: job.snapshot_id.clone(),
+            name: job.options.name.clone(),
+            description: job.options.description.clone(),
+            incremental: job.options.incremental,
+            force: job.options.force,
+            container: job.options.container.clone(),
+            availability_zone: job.options.availability_zone.clone(),
+            metadata,
+        };
+        match self.cinder.create_backup(&job.cloud, &request, ctx).await {
+            Ok(accepted) => {
+                tracing::info!(job_id = %job.id, backup_id = %accepted.backup_id, "Cinder accepted the backup");
+                job.start(accepted.backup_id, accepted.request_id);
+                job.posted_at = None;
+                Posted::Accepted
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(job_id = %job.id, error = %e, "backup submission unclear; will retry");
+                Posted::Unclear(e)
+            }
+            Err(e) => {
+                tracing::info!(job_id = %job.id, error = %e, "Cinder refused the backup");
+                job.posted_at = None;
+                Posted::Refused(e)
+            }
+        }
+    }
+
+    /// The backup of the volume whose metadata names this job, if any.
+    async fn find_backup(
+        &self,
+        job: &Job,
+        ctx: &CallContext,
+    ) -> Result<Option<String>, openstack::Error> {
+        let filter = openstack::BackupFilter {
+            volume_id: Some(job.volume_id.clone()),
+            ..Default::default()
+        };
+        let backups = self.cinder.list_backups(&job.cloud, &filter, ctx).await?;
+        let wanted = job.id.to_string();
+        Ok(backups
+            .into_iter()
+            .find(|b| b.metadata.get(JOB_ID_METADATA_KEY) == Some(&wanted))
+            .map(|b| b.id))
+    }
+
+    /// Schedules the next try after a transient failure. After a timed-out
+    /// POST Cinder may still be working on it: the listing that decides
+    /// whether to post again waits at least the upstream time limit.
+    fn schedule_retry(&self, job: &mut Job, e: &openstack::Error) {
+        let mut delay = crate::jobs::backoff(
+            job.attempts,
+            self.settings.retry_base,
+            self.settings.retry_max,
+        );
+        if e.is_timeout() {
+            delay = delay.max(self.settings.upstream_timeout);
+        }
+        job.retry_at(upstream_problem(e), after(delay));
+    }
+}
+
+/// What the caller of a create refused at once is answered.
+fn refusal(snapshot_id: &str, e: openstack::Error) -> Error {
+    match e {
+        openstack::Error::Cinder { status: 404, .. } => snapshot_error(snapshot_id, e),
+        other => Error::Upstream(other),
+    }
+}
+
+fn busy(active: &Job) -> Error {
+    Error::SnapshotBusy {
+        snapshot_id: active.snapshot_id.clone(),
+        job_id: active.id.to_string(),
+    }
+}
+
+/// A snapshot read's 404 is "no such snapshot in your tenant".
+pub(super) fn snapshot_error(snapshot_id: &str, e: openstack::Error) -> Error {
+    match e {
+        openstack::Error::Cinder { status: 404, .. } => Error::SnapshotNotFound {
+            id: snapshot_id.to_owned(),
+            source: Some(e),
+        },
+        other => Error::Upstream(other),
+    }
+}
+
+/// When the worker should look at a queued job again.
+pub(super) fn is_due(job: &Job, at: DateTime<Utc>) -> bool {
+    job.state == JobState::Queued && job.next_attempt_at.is_none_or(|t| t <= at)
+}
