@@ -204,6 +204,12 @@ impl Sim {
             .collect()
     }
 
+    /// Sets a backup's status (e.g. `restoring`, or one a newer Cinder
+    /// might report); it no longer moves on by itself.
+    pub fn set_backup_status(&self, backup_id: &str, status: &str) {
+        self.state().set_backup_status(backup_id, status);
+    }
+
     /// A snapshot's current status, if it exists.
     pub fn snapshot_status(&self, snapshot_id: &str) -> Option<String> {
         self.state().snapshot(snapshot_id).map(|s| s.status.clone())

@@ -63,6 +63,9 @@ pub(crate) enum BackupStatus {
     Available,
     Error,
     Deleting,
+    /// Being restored to a volume (set by tests: the simulator has no
+    /// restore call).
+    Restoring,
 }
 
 impl BackupStatus {
@@ -72,7 +75,20 @@ impl BackupStatus {
             BackupStatus::Available => "available",
             BackupStatus::Error => "error",
             BackupStatus::Deleting => "deleting",
+            BackupStatus::Restoring => "restoring",
         }
+    }
+
+    fn parse(text: &str) -> Option<BackupStatus> {
+        [
+            BackupStatus::Creating,
+            BackupStatus::Available,
+            BackupStatus::Error,
+            BackupStatus::Deleting,
+            BackupStatus::Restoring,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -495,6 +511,18 @@ impl State {
     }
 
     /// Makes every pending transition due now.
+    /// Sets a backup's status; unknown statuses are ignored.
+    pub(crate) fn set_backup_status(&mut self, id: &str, status: &str) {
+        let Some(status) = BackupStatus::parse(status) else {
+            return;
+        };
+        let now = Utc::now();
+        if let Some(backup) = self.backup_mut(id) {
+            backup.status = status;
+            backup.updated_at = now;
+        }
+    }
+
     pub(crate) fn finish_pending(&mut self) {
         let saved = self.backup_duration;
         self.backup_duration = Duration::ZERO;

@@ -436,6 +436,11 @@ impl Jobs {
                 Posted::Accepted
             }
             Err(e) if e.is_transient() => {
+                if e.cannot_have_created() {
+                    // Failed before the POST was sent: nothing to look for,
+                    // and the job may still be cancelled.
+                    job.posted_at = None;
+                }
                 tracing::warn!(job_id = %job.id, error = %e, "backup submission unclear; will retry");
                 Posted::Unclear(e)
             }

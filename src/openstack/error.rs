@@ -155,6 +155,29 @@ impl Error {
         )
     }
 
+    /// True when a create that failed so cannot have reached Cinder's
+    /// backup API: it failed on the way (Keystone, the configuration, the
+    /// cloud's version) or no connection was made. Such a failure leaves
+    /// nothing to look for.
+    pub fn cannot_have_created(&self) -> bool {
+        match self {
+            Error::UnknownCloud(_)
+            | Error::CredentialsRejected { .. }
+            | Error::NoEndpoint { .. }
+            | Error::MicroversionUnsupported { .. } => true,
+            Error::NoAnswer {
+                what: NoAnswer::ConnectFailed,
+                ..
+            } => true,
+            // A token is asked for before the POST, or after Cinder refused
+            // the old one with 401 (which does nothing).
+            Error::Unavailable { service, .. }
+            | Error::NoAnswer { service, .. }
+            | Error::Unexpected { service, .. } => *service == Service::Keystone,
+            Error::Cinder { .. } => false,
+        }
+    }
+
     /// The upstream HTTP status, when the upstream answered.
     pub fn upstream_status(&self) -> Option<u16> {
         match self {

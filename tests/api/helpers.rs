@@ -7,7 +7,12 @@ use std::{
     time::Duration,
 };
 
-use backup_gateway::{Application, auth::sign_hs256, config::Config, jobs::Worker};
+use backup_gateway::{
+    Application,
+    auth::sign_hs256,
+    config::Config,
+    jobs::{Jobs, Worker},
+};
 use clap::Parser;
 use openstack_sim::{
     AppCredentialSeed, Quotas, RunningSim, Seed, Sim, SimConfig, SnapshotSeed, TenantSeed,
@@ -90,6 +95,7 @@ pub struct Gateway {
     /// The configuration the gateway was built with.
     pub config: Config,
     worker: Option<Worker>,
+    jobs: Option<Arc<Jobs>>,
     /// Whether the worker runs on its own, or only by [`Gateway::cycle`].
     worker_loop: bool,
     server: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
@@ -227,13 +233,17 @@ impl TestApp {
             "tenant-r=tenant-r",
             "--tenant",
             "tenant-x=tenant-x",
-            "--retry-base",
-            "10ms",
-            "--retry-max",
-            "10ms",
-            "--upstream-timeout",
-            "5s",
         ];
+        // Defaults of the tests, unless the test sets the flag itself.
+        for pair in [
+            ["--retry-base", "10ms"],
+            ["--retry-max", "10ms"],
+            ["--upstream-timeout", "5s"],
+        ] {
+            if !extra_flags.contains(&pair[0]) {
+                flags.extend_from_slice(&pair);
+            }
+        }
         flags.extend_from_slice(extra_flags);
         TestApp {
             gateway: Gateway::start_with(&flags, worker_loop).await,
@@ -298,6 +308,7 @@ impl Gateway {
             client: reqwest::Client::new(),
             config,
             worker: None,
+            jobs: None,
             worker_loop,
             server: None,
         };
@@ -314,6 +325,7 @@ impl Gateway {
         }
         self.address = format!("http://127.0.0.1:{}", application.port());
         self.worker = Some(application.worker());
+        self.jobs = Some(application.jobs());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until(async {
             let _ = stopped.await;
@@ -342,6 +354,76 @@ impl Gateway {
     pub async fn cycle(&self) {
         let worker = self.worker.as_ref().expect("gateway started");
         worker.cycle().await.expect("worker cycle");
+    }
+
+    /// Runs one purge of finished jobs and expired idempotency keys.
+    pub async fn purge(&self) -> backup_gateway::jobs::Purged {
+        let jobs = self.jobs.as_ref().expect("gateway started");
+        jobs.purge().await.expect("purge")
+    }
+
+    /// `POST /jobs/{id}/cancel` as `tenant`.
+    pub async fn cancel(&self, tenant: &str, job_id: &str) -> Answer {
+        let response = self
+            .request(
+                Method::POST,
+                &format!("/jobs/{job_id}/cancel"),
+                Some(tenant),
+            )
+            .send()
+            .await
+            .expect("request sent");
+        Answer::read(response).await
+    }
+
+    /// `POST /snapshots/{id}/backups` with an `Idempotency-Key`, as `tenant`.
+    pub async fn create_with_key(
+        &self,
+        tenant: &str,
+        snapshot_id: &str,
+        body: Value,
+        key: &str,
+    ) -> Answer {
+        let response = self
+            .request(
+                Method::POST,
+                &format!("/snapshots/{snapshot_id}/backups"),
+                Some(tenant),
+            )
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        Answer::read(response).await
+    }
+
+    /// Long polls waiting in the gateway now.
+    pub fn waiting(&self) -> usize {
+        self.jobs.as_ref().expect("gateway started").waiting()
+    }
+
+    /// A job as the store holds it, whatever its tenant.
+    pub async fn job_in_store(&self, job_id: &str) -> Option<backup_gateway::jobs::model::Job> {
+        let jobs = self.jobs.as_ref().expect("gateway started");
+        jobs.store()
+            .get(job_id.parse().expect("job id"))
+            .await
+            .expect("store answers")
+    }
+
+    /// Runs SQL on the gateway's SQLite store directly (to damage a row as
+    /// a bad write or disk would).
+    pub async fn store_sql(&self, sql: &str) {
+        let pool = sqlx::SqlitePool::connect(&self.config.database_url)
+            .await
+            .expect("store opens");
+        // Test-only SQL written by the test itself.
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&pool)
+            .await
+            .expect("sql runs");
+        pool.close().await;
     }
 
     /// A caller token for `tenant`, valid for an hour.

@@ -4,6 +4,7 @@
 
 mod backups;
 mod errors;
+mod faults;
 mod helpers;
 mod jobs;
 mod openapi;

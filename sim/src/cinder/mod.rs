@@ -225,7 +225,14 @@ fn endpoint(
     move |State(sim): State<Sim>, params: PathParams, request: Request| {
         // A path that does not decode (bad UTF-8) matches no resource.
         let params = params.map(|Path(p)| p).unwrap_or_default();
-        Box::pin(run(sim, op, access, work, params, request))
+        // Cinder finishes a request whose client went away (a timed-out
+        // POST still makes its backup): the work runs in a task of its own
+        // that a dropped connection does not cancel.
+        Box::pin(async move {
+            tokio::spawn(run(sim, op, access, work, params, request))
+                .await
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        })
     }
 }
 
