@@ -3,11 +3,14 @@
 //! one link step.
 
 mod backups;
+mod cancel;
 mod errors;
 mod faults;
 mod helpers;
+mod idempotency;
 mod jobs;
 mod openapi;
 mod restart;
+mod retention;
 mod scenarios;
 mod upstream;
