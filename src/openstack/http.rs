@@ -75,3 +75,34 @@ pub fn fault_of(body: &[u8]) -> Option<(String, String)> {
     let message = inner.get("message")?.as_str()?.to_owned();
     Some((fault.clone(), message))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn response(len: usize) -> reqwest::Response {
+        let answer = axum::http::Response::builder()
+            .status(200)
+            .body(vec![b'x'; len])
+            .expect("response");
+        reqwest::Response::from(answer)
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_up_to_the_limit_and_refused_beyond() {
+        let limit = Duration::from_secs(1);
+        let read = read_body(Service::Cinder, response(1024), limit)
+            .await
+            .expect("read");
+        assert_eq!(read.len(), 1024);
+
+        let refused = read_body(Service::Cinder, response(MAX_BODY_BYTES + 1), limit).await;
+
+        assert!(
+            matches!(&refused, Err(Error::Unexpected { message, .. }) if message.contains("larger than")),
+            "{refused:?}"
+        );
+    }
+}
