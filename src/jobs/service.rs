@@ -225,23 +225,17 @@ impl Jobs {
             tracing::info!(job_id = %first.id, "too many long polls; answering at once");
             return Ok(first);
         };
-        let mut current = first.clone();
+        let changed = |job: &Job| job.state.is_done() || job.version != first.version;
         loop {
             let notified = waiter.changed.notified();
             tokio::pin!(notified);
             // Armed before the read: a change after the read still wakes us.
             notified.as_mut().enable();
-            if current.version == first.version {
-                current = self.get_in(&project_id, id).await?;
-            }
-            if current.state.is_done() || current.version != first.version {
+            let current = self.get_in(&project_id, id).await?;
+            if changed(&current) {
                 return Ok(current);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(current);
-            }
-            current = self.get_in(&project_id, id).await?;
-            if current.state.is_done() || current.version != first.version {
                 return Ok(current);
             }
         }

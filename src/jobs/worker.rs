@@ -168,26 +168,24 @@ impl Worker {
     async fn tenant_pass(&self, cloud: &str, project_id: &str, jobs: Vec<Job>) {
         // Jobs are worked in their own project: an entry that now acts for
         // another one cannot see their backups (they would look deleted).
-        match self.jobs.cinder.project_id(cloud).await {
-            Ok(current) if current != project_id => {
-                self.project_changed(cloud, &current, jobs).await;
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                // Without the tenant's token nothing can be learnt; running
-                // jobs still end once they have waited too long.
-                let (running, _): (Vec<Job>, Vec<Job>) =
-                    jobs.into_iter().partition(|j| j.state == JobState::Running);
-                self.fail_if_stuck(running, &e).await;
-                return;
-            }
+        let project = self.jobs.cinder.project_id(cloud).await;
+        if let Ok(current) = &project
+            && current != project_id
+        {
+            self.project_changed(cloud, current, jobs).await;
+            return;
         }
         let at = now();
         let (running, queued): (Vec<Job>, Vec<Job>) =
             jobs.into_iter().partition(|j| j.state == JobState::Running);
-        if !running.is_empty() {
-            self.follow_running(cloud, running).await;
+        match project {
+            // Without the tenant's token nothing can be learnt of its
+            // backups; running jobs still end once they have waited too
+            // long. Queued jobs go on below: each ends by its own rules (the
+            // token failure is remembered, so this costs Keystone nothing).
+            Err(e) => self.fail_if_stuck(running, &e).await,
+            Ok(_) if !running.is_empty() => self.follow_running(cloud, running).await,
+            Ok(_) => {}
         }
         let tenant_permits = Arc::new(Semaphore::new(self.limits.per_tenant.max(1)));
         let mut submissions = JoinSet::new();
