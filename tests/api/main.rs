@@ -3,6 +3,7 @@
 //! one link step.
 
 mod backups;
+mod chaos;
 mod errors;
 mod helpers;
 mod jobs;
