@@ -373,6 +373,8 @@ impl GatewayProcess {
             .stderr(log)
             .spawn()
             .expect("the gateway starts");
+        // For `bench/chaos`, which must end it if the test is stopped.
+        let _ = std::fs::write(self.dir.join("gateway.pid"), child.id().to_string());
         self.child = Some(child);
         self.starts += 1;
         let client = reqwest::Client::new();
