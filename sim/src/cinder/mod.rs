@@ -1,7 +1,7 @@
 //! The Cinder v3 listener: routes, and the request pipeline every
-//! operation goes through (count the call, fire a queued fault or chaos, check the
-//! token as keystonemiddleware does, parse the microversion, check the
-//! path's project, run the operation, add Cinder's headers). The
+//! operation goes through (count the call, fire a queued fault or chaos,
+//! check the token as keystonemiddleware does, parse the microversion,
+//! check the path's project, run the operation, add Cinder's headers). The
 //! operations themselves live in one file per resource.
 
 pub(crate) mod backups;
@@ -244,8 +244,8 @@ struct Answer<'a> {
     version: Option<String>,
 }
 
-/// Counts the call, fires a queued fault or chaos, checks the caller, runs the
-/// operation and adds Cinder's headers.
+/// Counts the call, fires a queued fault or chaos, checks the caller, runs
+/// the operation and adds Cinder's headers.
 async fn run(
     sim: Sim,
     op: Op,
