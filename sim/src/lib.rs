@@ -5,8 +5,8 @@
 //! codes, error bodies, headers and microversion behaviour recorded from the
 //! real services (`shared/openstack/`). Where it differs from them, it is
 //! wrong. Start one with [`Sim::new`] and [`Sim::start`]; steer it (time,
-//! failures, faults, data) through [`Sim`] and count the calls it served
-//! with [`Sim::calls`].
+//! failures, faults, chaos, data) through [`Sim`] and count the calls it
+//! served with [`Sim::calls`].
 
 mod cinder;
 mod config;
@@ -25,7 +25,7 @@ mod state;
 mod timefmt;
 
 pub use config::SimConfig;
-pub use faults::{Fault, FaultKind};
+pub use faults::{Chaos, ChaosStats, Fault, FaultKind};
 pub use microversion::Microversion;
 pub use ops::Op;
 pub use seed::{AppCredentialSeed, Quotas, Seed, SnapshotSeed, TenantSeed, UserSeed, VolumeSeed};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use openstack_sim::{Seed, Sim, SimConfig};
+use openstack_sim::{Chaos, Seed, Sim, SimConfig};
 
 /// A Keystone v3 + Cinder v3 simulator for testing and demos of backup-gateway.
 #[derive(Debug, Parser)]
@@ -42,6 +42,67 @@ struct Args {
     /// Also write the generated clouds.yaml to this file.
     #[arg(long, env = "OPENSTACK_SIM_CLOUDS_YAML_OUT")]
     clouds_yaml_out: Option<PathBuf>,
+    /// Chaos: fraction (0 to 1) of Cinder calls answered
+    /// --chaos-error-status with Cinder's error body, without the work.
+    #[arg(long, env = "OPENSTACK_SIM_CHAOS_ERROR_RATE", default_value = "0", value_parser = parse_rate)]
+    chaos_error_rate: f64,
+    /// Chaos: the status of those errors.
+    #[arg(long, env = "OPENSTACK_SIM_CHAOS_ERROR_STATUS", default_value_t = 503)]
+    chaos_error_status: u16,
+    /// Chaos: delay added to a call, e.g. `2s`.
+    #[arg(long, env = "OPENSTACK_SIM_CHAOS_LATENCY", value_parser = parse_duration)]
+    chaos_latency: Option<Duration>,
+    /// Chaos: fraction of calls delayed by --chaos-latency (1: every call).
+    #[arg(long, env = "OPENSTACK_SIM_CHAOS_LATENCY_RATE", default_value = "1", value_parser = parse_rate)]
+    chaos_latency_rate: f64,
+    /// Chaos: fraction of calls whose connection is closed before any work.
+    #[arg(long, env = "OPENSTACK_SIM_CHAOS_DROP_BEFORE_RATE", default_value = "0", value_parser = parse_rate)]
+    chaos_drop_before_rate: f64,
+    /// Chaos: fraction of calls that do the work, then lose their answer.
+    #[arg(long, env = "OPENSTACK_SIM_CHAOS_DROP_AFTER_RATE", default_value = "0", value_parser = parse_rate)]
+    chaos_drop_after_rate: f64,
+    /// Chaos: Keystone's token issue suffers too (Cinder only otherwise).
+    #[arg(long, env = "OPENSTACK_SIM_CHAOS_KEYSTONE")]
+    chaos_keystone: bool,
+    /// Chaos: seed of the random draws, for a reproducible run.
+    #[arg(long, env = "OPENSTACK_SIM_CHAOS_SEED")]
+    chaos_seed: Option<u64>,
+}
+
+impl Args {
+    /// The chaos the flags ask for; `None` when every rate is zero.
+    fn chaos(&self) -> Option<Chaos> {
+        let latency = self.chaos_latency.unwrap_or_default();
+        let chaos = Chaos {
+            error_rate: self.chaos_error_rate,
+            error_status: self.chaos_error_status,
+            latency_rate: if latency.is_zero() {
+                0.0
+            } else {
+                self.chaos_latency_rate
+            },
+            latency,
+            drop_before_rate: self.chaos_drop_before_rate,
+            drop_after_rate: self.chaos_drop_after_rate,
+            keystone: self.chaos_keystone,
+            seed: self.chaos_seed,
+        };
+        let rates = [
+            chaos.error_rate,
+            chaos.latency_rate,
+            chaos.drop_before_rate,
+            chaos.drop_after_rate,
+        ];
+        rates.iter().any(|r| *r > 0.0).then_some(chaos)
+    }
+}
+
+/// A fraction between 0 and 1.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("`{text}` is not a fraction between 0 and 1")),
+    }
 }
 
 /// `500ms`, `2s`, `1m`, `1h`, or a bare number of seconds.
@@ -91,6 +152,10 @@ async fn main() -> anyhow::Result<()> {
         config.token_ttl = d;
     }
     let sim = Sim::new(config, seed);
+    if let Some(chaos) = args.chaos() {
+        tracing::info!(?chaos, "chaos on");
+        sim.set_chaos(Some(chaos));
+    }
     let running = sim
         .start_on(args.keystone_listen, args.cinder_listen)
         .await
@@ -149,5 +214,33 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("2d").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn chaos_flags() {
+        let args = Args::parse_from(["openstack-sim"]);
+        assert_eq!(args.chaos(), None);
+        let args = Args::parse_from([
+            "openstack-sim",
+            "--chaos-error-rate",
+            "0.3",
+            "--chaos-latency",
+            "2s",
+            "--chaos-latency-rate",
+            "0.1",
+            "--chaos-drop-after-rate",
+            "0.05",
+            "--chaos-seed",
+            "7",
+        ]);
+        let chaos = args.chaos().expect("chaos on");
+        assert_eq!(chaos.error_rate, 0.3);
+        assert_eq!(chaos.error_status, 503);
+        assert_eq!(chaos.latency, Duration::from_secs(2));
+        assert_eq!(chaos.latency_rate, 0.1);
+        assert_eq!(chaos.drop_after_rate, 0.05);
+        assert_eq!(chaos.seed, Some(7));
+        assert!(!chaos.keystone);
+        assert!(Args::try_parse_from(["openstack-sim", "--chaos-error-rate", "1.5"]).is_err());
     }
 }

@@ -5,6 +5,9 @@
 //! through `ConnectInfo<ConnHandle>`. Once killed, every read and write on
 //! the stream fails, hyper gives up on the connection and the client sees
 //! it closed without an answer.
+//!
+//! It also writes the bare answers of a proxy in front of a service
+//! (`FaultKind::BareStatus`), which neither service's pipeline would.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +18,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::connect_info::Connected;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -155,4 +161,21 @@ pub(crate) fn spawn(
             tracing::error!(%error, "simulator listener failed");
         }
     })
+}
+
+/// What a reverse proxy or load balancer answers on its own, e.g. a rate
+/// limit's 429: a one-line HTML page, `Cache-Control: no-cache`, and none
+/// of the service's headers (no request id, no version).
+pub(crate) fn bare_answer(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let page = format!(
+        "<html><body><h1>{} {reason}</h1></body></html>\n",
+        status.as_u16()
+    );
+    let mut response = (status, Body::from(page)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }

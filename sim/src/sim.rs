@@ -12,12 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::faults::FaultQueue;
+use crate::faults::{Faults, Misbehaviour};
 use crate::microversion::Microversion;
 use crate::ops::CallCounters;
 use crate::seed::{Quotas, Seed, SnapshotSeed, VolumeSeed};
 use crate::state::{State, Urls};
-use crate::{Fault, Op, SimConfig, cinder, keystone, server};
+use crate::{Chaos, ChaosStats, Fault, Op, SimConfig, cinder, keystone, server};
 
 /// A Keystone + Cinder simulator. Cheap to clone; clones share state.
 #[derive(Clone)]
@@ -28,7 +28,7 @@ pub struct Sim {
 struct Inner {
     state: Mutex<State>,
     counters: CallCounters,
-    faults: FaultQueue,
+    faults: Faults,
 }
 
 impl std::fmt::Debug for Sim {
@@ -44,7 +44,7 @@ impl Sim {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::new(config, seed)),
                 counters: CallCounters::default(),
-                faults: FaultQueue::default(),
+                faults: Faults::default(),
             }),
         }
     }
@@ -101,8 +101,10 @@ impl Sim {
         self.inner.counters.record(op);
     }
 
-    pub(crate) fn take_fault(&self, op: Op) -> Option<crate::FaultKind> {
-        self.inner.faults.take(op)
+    /// What happens to this call of `op` (on `project`, for Cinder's
+    /// project routes): a queued fault, else a chaos draw, else nothing.
+    pub(crate) fn misbehaviour(&self, op: Op, project: Option<&str>) -> Misbehaviour {
+        self.inner.faults.next(op, project)
     }
 
     /// Calls of `op` since start or the last [`Sim::reset_calls`].
@@ -142,7 +144,26 @@ impl Sim {
 
     /// Queues a fault; it fires on the next `times` calls of its operation.
     pub fn inject(&self, fault: Fault) {
-        self.inner.faults.push(fault);
+        self.inner.faults.push(None, fault);
+    }
+
+    /// Queues a fault that fires only on calls whose path names
+    /// `project_id` (Cinder's `/v3/{project_id}/...`): the next `times` such
+    /// calls of its operation. Other projects' calls, Cinder's version
+    /// documents and Keystone never take it.
+    pub fn inject_for(&self, project_id: &str, fault: Fault) {
+        self.inner.faults.push(Some(project_id), fault);
+    }
+
+    /// Turns the random chaos mode on (`Some`) or off (`None`); see
+    /// [`Chaos`]. Every call is still counted by [`Sim::calls`].
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        self.inner.faults.set_chaos(chaos);
+    }
+
+    /// How many calls chaos has delayed, failed or cut since start.
+    pub fn chaos_stats(&self) -> ChaosStats {
+        self.inner.faults.stats()
     }
 
     /// Sets a project's backup quotas (no usage check, unlike the API).

@@ -4,6 +4,7 @@
 
 mod backups;
 mod cancel;
+mod chaos;
 mod errors;
 mod faults;
 mod helpers;

@@ -90,6 +90,19 @@ pub(super) fn detail(call: &Call<'_>) -> Result<Reply, CinderError> {
     listed(call, true)
 }
 
+/// A backup as sorting and paging see it.
+fn row(b: &Backup) -> Row<'_> {
+    Row {
+        id: &b.id,
+        name: b.name.as_deref().unwrap_or(""),
+        status: b.status.as_str(),
+        size: b.size,
+        created_at: b.created_at,
+        updated_at: b.updated_at,
+        seq: b.seq,
+    }
+}
+
 fn listed(call: &Call<'_>, detail: bool) -> Result<Reply, CinderError> {
     call.check_read("backup:get_all")?;
     let query = listing::parse(call, FILTERS)?;
@@ -110,17 +123,19 @@ fn listed(call: &Call<'_>, detail: bool) -> Result<Reply, CinderError> {
                 listing::text_matches(key, value, actual)
             })
         })
-        .map(|b| Row {
-            id: &b.id,
-            name: b.name.as_deref().unwrap_or(""),
-            status: b.status.as_str(),
-            size: b.size,
-            created_at: b.created_at,
-            updated_at: b.updated_at,
-            seq: b.seq,
-        })
+        .map(row)
         .collect();
-    let page = listing::page(call, &query, rows, state.max_page_limit)?;
+    let marker = match query.marker() {
+        Some(id) => Some(
+            state
+                .backup(id)
+                .filter(|b| visible(call, &b.project_id))
+                .map(row)
+                .ok_or_else(|| CinderError::missing("Backup", id))?,
+        ),
+        None => None,
+    };
+    let page = listing::page(call, &query, rows, marker.as_ref(), state.max_page_limit);
     let items: Vec<Value> = page
         .ids
         .iter()

@@ -37,6 +37,19 @@ enum SortKey {
     Size,
 }
 
+impl ListQuery {
+    /// The `marker` id. Cinder loads the marker by id alone, among the
+    /// resources the caller may see (its project's, or any for an admin),
+    /// without the list's filters: a marker that no longer matches them (a
+    /// backup that left `creating` between two pages) still positions the
+    /// next page. An unknown one is the resource's own 404 ("Backup <id>
+    /// could not be found."), not a marker error (`_generate_paginate_query`
+    /// in `cinder/db/api.py`).
+    pub(super) fn marker(&self) -> Option<&str> {
+        self.marker.as_deref()
+    }
+}
+
 impl SortKey {
     fn parse(text: &str) -> Option<SortKey> {
         Some(match text {
@@ -193,16 +206,18 @@ fn compare(a: &Row<'_>, b: &Row<'_>, key: SortKey) -> Ordering {
     }
 }
 
-/// Sorts the matching rows and cuts the page: after `marker` (404 if it is
-/// not among them), skipping `offset`, at most `limit` capped by
+/// Sorts the matching rows and cuts the page: after `marker` (the row of
+/// the `marker` id, which the caller loads by id alone, see
+/// [`ListQuery::marker`]), skipping `offset`, at most `limit` capped by
 /// `max_page_limit`. A full page gets a `next` link.
 pub(super) fn page<'a>(
     call: &Call<'_>,
     query: &ListQuery,
     mut rows: Vec<Row<'a>>,
+    marker: Option<&Row<'_>>,
     max_page_limit: usize,
-) -> Result<Page<'a>, CinderError> {
-    rows.sort_by(|a, b| {
+) -> Page<'a> {
+    let order = |a: &Row<'_>, b: &Row<'_>| {
         query
             .sort
             .iter()
@@ -212,20 +227,12 @@ pub(super) fn page<'a>(
             })
             .find(|o| o.is_ne())
             .unwrap_or(Ordering::Equal)
-    });
-    let count = rows.len();
-    let start = match &query.marker {
-        Some(marker) => {
-            let at = rows
-                .iter()
-                .position(|r| r.id == marker.as_str())
-                .ok_or_else(|| {
-                    CinderError::not_found(format!("Marker {marker} could not be found."))
-                })?;
-            at + 1
-        }
-        None => 0,
     };
+    rows.sort_by(order);
+    let count = rows.len();
+    // The rows that sort after the marker's values, as Cinder's paginated
+    // query selects them: the marker itself need not be among the rows.
+    let start = marker.map_or(0, |m| rows.partition_point(|r| order(r, m).is_le()));
     let limit = query.limit.unwrap_or(max_page_limit).min(max_page_limit);
     let ids: Vec<&'a str> = rows
         .iter()
@@ -238,7 +245,7 @@ pub(super) fn page<'a>(
         Some(last) if limit > 0 && ids.len() == limit => Some(next_link(call, last)),
         _ => None,
     };
-    Ok(Page { ids, count, next })
+    Page { ids, count, next }
 }
 
 /// The request's URL with `marker` set to the last id, the other

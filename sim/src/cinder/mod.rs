@@ -1,7 +1,7 @@
 //! The Cinder v3 listener: routes, and the request pipeline every
-//! operation goes through (count the call, fire a queued fault, check the
-//! token as keystonemiddleware does, parse the microversion, check the
-//! path's project, run the operation, add Cinder's headers). The
+//! operation goes through (count the call, fire a queued fault or chaos,
+//! check the token as keystonemiddleware does, parse the microversion,
+//! check the path's project, run the operation, add Cinder's headers). The
 //! operations themselves live in one file per resource.
 
 pub(crate) mod backups;
@@ -24,10 +24,11 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use crate::errors::{CinderError, KeystoneError};
+use crate::faults::Act;
 use crate::microversion::{self, Microversion, VersionError};
-use crate::server::ConnHandle;
+use crate::server::{self, ConnHandle};
 use crate::state::Token;
-use crate::{FaultKind, Op, Sim, ids};
+use crate::{Op, Sim, ids};
 
 /// Largest request body read; Cinder's `osapi_max_request_body_size` is
 /// 112 KiB, backup bodies are far smaller.
@@ -250,8 +251,8 @@ struct Answer<'a> {
     version: Option<String>,
 }
 
-/// Counts the call, fires a queued fault, checks the caller, runs the
-/// operation and adds Cinder's headers.
+/// Counts the call, fires a queued fault or chaos, checks the caller, runs
+/// the operation and adds Cinder's headers.
 async fn run(
     sim: Sim,
     op: Op,
@@ -268,23 +269,28 @@ async fn run(
     let request_id = ids::request_id();
     sim.record_call(op);
 
+    let project = Some(param(&params, "project_id")).filter(|p| !p.is_empty());
+    let misbehaviour = sim.misbehaviour(op, project);
+    if let Some(delay) = misbehaviour.delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut drop_after = false;
-    match sim.take_fault(op) {
-        Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
-        Some(FaultKind::Status(code)) => {
+    match misbehaviour.act {
+        Some(Act::Status(code)) => {
             let answer = Answer {
                 request_id: &request_id,
                 version: None,
             };
             return error_response(&CinderError::for_status(code), &answer);
         }
-        Some(FaultKind::DropBeforeWork) => {
+        Some(Act::BareStatus(code)) => return server::bare_answer(code),
+        Some(Act::DropBeforeWork) => {
             if let Some(conn) = &conn {
                 conn.kill();
             }
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
-        Some(FaultKind::DropAfterWork) => drop_after = true,
+        Some(Act::DropAfterWork) => drop_after = true,
         None => {}
     }
 

@@ -108,6 +108,19 @@ fn metadata_matches(metadata: &BTreeMap<String, String>, filter: &str) -> bool {
     }
 }
 
+/// A snapshot as sorting and paging see it.
+fn row<'a>(state: &State, s: &'a Snapshot) -> Row<'a> {
+    Row {
+        id: &s.id,
+        name: &s.name,
+        status: &s.status,
+        size: size_of(state, s),
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        seq: s.seq,
+    }
+}
+
 fn listed(call: &Call<'_>, detail: bool) -> Result<Reply, CinderError> {
     call.check_read("volume:get_all_snapshots")?;
     let query = listing::parse(call, FILTERS)?;
@@ -121,17 +134,19 @@ fn listed(call: &Call<'_>, detail: bool) -> Result<Reply, CinderError> {
         .iter()
         .filter(|s| s.project_id == call.project_id || query.all_tenants)
         .filter(|s| passes(s, &query.filters, zone))
-        .map(|s| Row {
-            id: &s.id,
-            name: &s.name,
-            status: &s.status,
-            size: size_of(&state, s),
-            created_at: s.created_at,
-            updated_at: s.updated_at,
-            seq: s.seq,
-        })
+        .map(|s| row(&state, s))
         .collect();
-    let page = listing::page(call, &query, rows, state.max_page_limit)?;
+    let marker = match query.marker() {
+        Some(id) => Some(
+            state
+                .snapshot(id)
+                .filter(|s| visible(call, &s.project_id))
+                .map(|s| row(&state, s))
+                .ok_or_else(|| CinderError::missing("Snapshot", id))?,
+        ),
+        None => None,
+    };
+    let page = listing::page(call, &query, rows, marker.as_ref(), state.max_page_limit);
     let items: Vec<Value> = page
         .ids
         .iter()

@@ -18,8 +18,9 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::errors::KeystoneError;
-use crate::server::ConnHandle;
-use crate::{FaultKind, Op, Sim, ids};
+use crate::faults::Act;
+use crate::server::{self, ConnHandle};
+use crate::{Op, Sim, ids};
 
 /// Largest request body read (auth bodies are tiny).
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -65,7 +66,7 @@ fn endpoint(
     move |State(sim): State<Sim>, request: Request| Box::pin(run(sim, op, work, request))
 }
 
-/// Counts the call, fires a queued fault, runs the operation, adds headers.
+/// Counts the call, fires a queued fault or chaos, runs the operation, adds headers.
 async fn run(sim: Sim, op: Op, work: Work, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let conn = parts
@@ -76,19 +77,24 @@ async fn run(sim: Sim, op: Op, work: Work, request: Request) -> Response {
     let keystone_url = keystone_url(&sim);
     sim.record_call(op);
 
+    // Keystone's paths name no project: project-bound faults never fire here.
+    let misbehaviour = sim.misbehaviour(op, None);
+    if let Some(delay) = misbehaviour.delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut drop_after = false;
-    match sim.take_fault(op) {
-        Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
-        Some(FaultKind::Status(code)) => {
+    match misbehaviour.act {
+        Some(Act::Status(code)) => {
             return error_response(&KeystoneError::for_status(code), &request_id, &keystone_url);
         }
-        Some(FaultKind::DropBeforeWork) => {
+        Some(Act::BareStatus(code)) => return server::bare_answer(code),
+        Some(Act::DropBeforeWork) => {
             if let Some(conn) = &conn {
                 conn.kill();
             }
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
-        Some(FaultKind::DropAfterWork) => drop_after = true,
+        Some(Act::DropAfterWork) => drop_after = true,
         None => {}
     }
 

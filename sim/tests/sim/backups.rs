@@ -703,6 +703,99 @@ async fn full_pages_link_to_the_next_keeping_the_other_parameters() {
     );
 }
 
+/// The ids of a backup list answer, in order.
+fn listed_ids(answer: &Answer) -> Vec<&str> {
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .map(|b| b["id"].as_str().expect("id"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_marker_that_does_not_match_the_filters_still_positions_the_page() {
+    // Cinder loads the marker by id alone and lists what sorts after it
+    // (`_generate_paginate_query`): a backup that left `creating` between
+    // two pages of `status=creating` still marks where the next page starts.
+    let h = Harness::start().await;
+    let token = h.token(0).await;
+    let project = h.project(0);
+    let ids = three_backups(&h, &token).await;
+    let of_volume_1 = |marker: &str| {
+        format!(
+            "/backups/detail?volume_id={}&marker={marker}",
+            h.volume_of(0, 1)
+        )
+    };
+
+    // ids[0] (of volume 2) is newer than the backup of volume 1 ...
+    let after_newer = h
+        .cinder(
+            Method::GET,
+            &project,
+            &of_volume_1(&ids[0]),
+            &token,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(listed_ids(&after_newer), [ids[1].as_str()]);
+    // ... and ids[2] (of volume 0) older: nothing sorts after it.
+    let after_older = h
+        .cinder(
+            Method::GET,
+            &project,
+            &of_volume_1(&ids[2]),
+            &token,
+            None,
+            None,
+        )
+        .await;
+    assert!(listed_ids(&after_older).is_empty());
+    // The same with a status filter the marker no longer matches.
+    let creating = h
+        .cinder(
+            Method::GET,
+            &project,
+            &format!("/backups/detail?status=creating&marker={}", ids[0]),
+            &token,
+            None,
+            None,
+        )
+        .await;
+    assert!(listed_ids(&creating).is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_or_other_projects_marker_is_the_backups_404() {
+    let h = Harness::start().await;
+    let token_a = h.token(0).await;
+    let token_b = h.token(1).await;
+    three_backups(&h, &token_a).await;
+    let of_b = backup_id(&h.create_backup(1, 0, &token_b, None, json!({})).await);
+    let unknown = "00000000-0000-4000-8000-000000000000";
+
+    for marker in [unknown, of_b.as_str()] {
+        let answer = h
+            .cinder(
+                Method::GET,
+                &h.project(0),
+                &format!("/backups/detail?status=available&marker={marker}"),
+                &token_a,
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
+        assert_eq!(
+            answer.body,
+            json!({"itemNotFound": {"code": 404, "message": format!("Backup {marker} could not be found.")}})
+        );
+    }
+}
+
 #[tokio::test]
 async fn unknown_filters_are_ignored_at_3_0_and_refused_from_3_31() {
     let h = Harness::start().await;

@@ -201,6 +201,57 @@ async fn full_pages_link_to_the_next_with_the_last_id_as_marker() {
 }
 
 #[tokio::test]
+async fn a_snapshot_marker_is_loaded_by_id_without_the_filters() {
+    let h = Harness::start().await;
+    let token = h.token(0).await;
+    let project = h.project(0);
+    let ids = |path: String| {
+        let h = &h;
+        let token = &token;
+        let project = &project;
+        async move {
+            let answer = h
+                .cinder(Method::GET, project, &path, token, None, None)
+                .await;
+            (answer.status, answer.body)
+        }
+    };
+
+    // Snapshot 0 is the newest: snapshot 2's volume lists after it.
+    let (status, body) = ids(format!(
+        "/snapshots?volume_id={}&marker={}",
+        h.volume_of(0, 2),
+        h.snapshot(0, 0)
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["snapshots"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["snapshots"][0]["id"], h.snapshot(0, 2));
+    // Snapshot 0's volume sorts before snapshot 1.
+    let (status, body) = ids(format!(
+        "/snapshots?volume_id={}&marker={}",
+        h.volume_of(0, 0),
+        h.snapshot(0, 1)
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["snapshots"], json!([]));
+
+    // An unknown marker, and another project's, are the snapshot's 404.
+    for marker in [
+        "00000000-0000-4000-8000-000000000000".to_owned(),
+        h.snapshot(1, 0),
+    ] {
+        let (status, body) = ids(format!("/snapshots?marker={marker}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(
+            body,
+            json!({"itemNotFound": {"code": 404, "message": format!("Snapshot {marker} could not be found.")}})
+        );
+    }
+}
+
+#[tokio::test]
 async fn reader_only_credential_may_list_snapshots() {
     let h = Harness::start().await;
     let reader = h.token_for("reader-appcred-a", "reader-secret-a").await;
