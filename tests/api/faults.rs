@@ -348,10 +348,12 @@ async fn long_polls_past_the_cap_answer_at_once() {
 }
 
 #[tokio::test]
-async fn a_proxys_429_without_a_cinder_body_is_retried_not_refused() {
+async fn a_proxys_408_or_429_without_a_cinder_body_is_retried_not_refused() {
     let app = TestApp::spawn().await;
     app.sim
-        .inject(fault(Op::BackupCreate, FaultKind::Status(429), 1));
+        .inject(fault(Op::BackupCreate, FaultKind::BareStatus(429), 1));
+    app.sim
+        .inject(fault(Op::BackupCreate, FaultKind::BareStatus(408), 1));
 
     let answer = app
         .create_backup("tenant-a", &snapshot('a', 1), json!({}))
@@ -359,6 +361,8 @@ async fn a_proxys_429_without_a_cinder_body_is_retried_not_refused() {
 
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
     assert_eq!(answer.body["state"], "queued");
+    assert_eq!(answer.body["error"]["upstream_status"], 429);
+    later_cycle(&app).await;
     later_cycle(&app).await;
     let job = app.job("tenant-a", &id(&answer.body)).await;
     assert_eq!(job["state"], "running", "{job}");
@@ -456,4 +460,41 @@ async fn a_page_token_whose_snapshot_is_gone_is_a_bad_page_token() {
         "{}",
         next.text
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slow_tenant_never_delays_another_tenants_conclusions() {
+    // Arrange: both tenants have a running job; tenant-b's listings hang
+    // (until the upstream time limit, 60 s here).
+    let app = TestApp::spawn_live(Duration::from_secs(3600), &["--upstream-timeout", "60s"]).await;
+    let a = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+    let b = app.create_ok("tenant-b", &snapshot('b', 1)).await;
+    app.sim.inject_for(
+        PROJECT_B,
+        fault(
+            Op::BackupDetail,
+            FaultKind::Delay(Duration::from_secs(3600)),
+            1000,
+        ),
+    );
+    // Let tenant-b's pass get stuck in its listing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Act: tenant-a's backup finishes.
+    app.finish_backups();
+
+    // Assert: tenant-a's job ends while tenant-b's listing still hangs
+    // (a bounded wait, far below tenant-b's 60 s).
+    let mut job = Value::Null;
+    for _ in 0..10 {
+        job = app
+            .get("tenant-a", &format!("/jobs/{}?wait=1", id(&a)))
+            .await
+            .body;
+        if job["done"] == true {
+            break;
+        }
+    }
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(app.job("tenant-b", &id(&b)).await["state"], "running");
 }
