@@ -19,13 +19,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backup_gateway::auth::sign_hs256;
+
+use crate::process::GatewayProcess;
 use openstack_sim::{
     AppCredentialSeed, Chaos, Quotas, RunningSim, Seed, Sim, SimConfig, SnapshotSeed, TenantSeed,
     VolumeSeed,
@@ -67,7 +68,7 @@ async fn every_answered_job_ends_with_one_backup_under_chaos_and_sigkill() {
         keystone: true,
         seed: Some(settings.seed),
     }));
-    let mut gateway = GatewayProcess::new(&dir, &cloud, &seed);
+    let mut gateway = gateway_process(&dir, &cloud, &seed);
     gateway.start().await;
     let callers = Callers::new(&gateway.address, &seed);
     let submissions = plan(&settings, &seed);
@@ -300,123 +301,41 @@ fn kill_thresholds(settings: &Settings) -> Vec<usize> {
     at
 }
 
-/// The gateway binary, started and killed by the test.
-struct GatewayProcess {
-    address: String,
-    args: Vec<String>,
-    dir: PathBuf,
-    child: Option<Child>,
-    starts: usize,
-    kills: usize,
-}
-
-impl GatewayProcess {
-    /// Writes the clouds.yaml and the flags; the port stays the same
-    /// across restarts, as callers know one address.
-    fn new(dir: &Path, cloud: &RunningSim, seed: &Seed) -> GatewayProcess {
-        let clouds_file = dir.join("clouds.yaml");
-        std::fs::write(&clouds_file, cloud.clouds_yaml()).expect("write clouds.yaml");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args: Vec<String> = [
-            "serve",
-            "--listen",
-            &listen,
-            "--jwt-secret",
-            JWT_SECRET,
-            "--database-url",
-            &format!("sqlite://{}", dir.join("jobs.db").display()),
-            "--clouds-file",
-            &clouds_file.display().to_string(),
-            "--poll-interval",
-            "100ms",
-            "--retry-base",
-            "50ms",
-            "--retry-max",
-            "500ms",
-            "--upstream-timeout",
-            "3s",
-            "--upstream-page-size",
-            "25",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        for tenant in &seed.tenants {
-            args.push("--tenant".into());
-            args.push(format!("{}={}", tenant.name, tenant.name));
-        }
-        GatewayProcess {
-            address: format!("http://{listen}"),
-            args,
-            dir: dir.to_owned(),
-            child: None,
-            starts: 0,
-            kills: 0,
-        }
+/// The chaos gateway's flags: the simulator's clouds.yaml, a store in
+/// `dir`, and fast polling and retries.
+fn gateway_process(dir: &Path, cloud: &RunningSim, seed: &Seed) -> GatewayProcess {
+    let clouds_file = dir.join("clouds.yaml");
+    std::fs::write(&clouds_file, cloud.clouds_yaml()).expect("write clouds.yaml");
+    let mut args: Vec<String> = [
+        "--jwt-secret",
+        JWT_SECRET,
+        "--database-url",
+        &format!("sqlite://{}", dir.join("jobs.db").display()),
+        "--clouds-file",
+        &clouds_file.display().to_string(),
+        "--poll-interval",
+        "100ms",
+        "--retry-base",
+        "50ms",
+        "--retry-max",
+        "500ms",
+        "--keystone-retry-base",
+        "50ms",
+        "--keystone-retry-max",
+        "500ms",
+        "--upstream-timeout",
+        "3s",
+        "--upstream-page-size",
+        "25",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for tenant in &seed.tenants {
+        args.push("--tenant".into());
+        args.push(format!("{}={}", tenant.name, tenant.name));
     }
-
-    /// Starts the binary (its output in `gateway-N.log`) and waits until it
-    /// answers `/healthz`.
-    async fn start(&mut self) {
-        let log_path = self.dir.join(format!("gateway-{}.log", self.starts));
-        let log = std::fs::File::create(&log_path).expect("create log");
-        let child = Command::new(env!("CARGO_BIN_EXE_backup-gateway"))
-            .args(&self.args)
-            .env("RUST_LOG", "info")
-            .env_remove("BACKUP_GATEWAY_TENANTS")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("the gateway starts");
-        // For `bench/chaos`, which must end it if the test is stopped.
-        let _ = std::fs::write(self.dir.join("gateway.pid"), child.id().to_string());
-        self.child = Some(child);
-        self.starts += 1;
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let health = client
-                .get(format!("{}/healthz", self.address))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if health.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("the gateway did not come up ({exited:?}):\n{log}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL: no shutdown, no flush, whatever was in flight is cut.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            self.kills += 1;
-        }
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+    GatewayProcess::new(dir, args)
 }
 
 /// Kills the gateway once `done` reaches each threshold (plus a random

@@ -94,6 +94,8 @@ pub struct Gateway {
     pub client: reqwest::Client,
     /// The configuration the gateway was built with.
     pub config: Config,
+    /// The flags it was started with (without `--listen` and the JWT secret).
+    flags: Vec<String>,
     worker: Option<Worker>,
     jobs: Option<Arc<Jobs>>,
     /// Whether the worker runs on its own, or only by [`Gateway::cycle`].
@@ -307,6 +309,7 @@ impl Gateway {
             address: String::new(),
             client: reqwest::Client::new(),
             config,
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
             worker: None,
             jobs: None,
             worker_loop,
@@ -354,6 +357,22 @@ impl Gateway {
     pub async fn cycle(&self) {
         let worker = self.worker.as_ref().expect("gateway started");
         worker.cycle().await.expect("worker cycle");
+    }
+
+    /// This gateway's flags for a process of its own (the same callers,
+    /// tenants and clouds), on the store `database_url`.
+    pub fn process_flags(&self, database_url: &str) -> Vec<String> {
+        let mut flags = vec!["--jwt-secret".to_owned(), JWT_SECRET.to_owned()];
+        let mut given = self.flags.iter();
+        while let Some(flag) = given.next() {
+            if flag == "--database-url" {
+                given.next();
+                continue;
+            }
+            flags.push(flag.clone());
+        }
+        flags.extend(["--database-url".to_owned(), database_url.to_owned()]);
+        flags
     }
 
     /// Runs one purge of finished jobs and expired idempotency keys.

@@ -11,6 +11,7 @@ mod helpers;
 mod idempotency;
 mod jobs;
 mod openapi;
+mod process;
 mod restart;
 mod retention;
 mod scenarios;

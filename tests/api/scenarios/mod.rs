@@ -19,6 +19,8 @@ macro_rules! every_scenario {
             reader_only_credential_is_403,
             wrong_secret_is_502_and_never_shown,
             jobs_finish_across_token_expiry,
+            sigkill_after_202_still_ends_in_one_backup,
+            cancelling_a_job_cinder_has_is_409_and_the_backup_completes,
         );
     };
     (@tests $start:expr; $($scenario:ident),* $(,)?) => {
@@ -33,8 +35,14 @@ macro_rules! every_scenario {
 }
 use every_scenario;
 
+mod lifecycle;
 pub mod real;
 pub mod sim;
+
+pub use lifecycle::{
+    cancelling_a_job_cinder_has_is_409_and_the_backup_completes,
+    sigkill_after_202_still_ends_in_one_backup,
+};
 
 use std::time::Duration;
 
