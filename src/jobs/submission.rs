@@ -412,6 +412,11 @@ impl Jobs {
         job.attempts += 1;
         job.posted_at = Some(now());
         job.updated_at = now();
+        // Should this process die during the POST, the next one must not
+        // list before Cinder is done with it: the POST may run for the
+        // upstream time limit, and Cinder may go on for as long again after
+        // the gateway stopped waiting. Any outcome seen here replaces it.
+        job.next_attempt_at = Some(after(self.settings.upstream_timeout.saturating_mul(2)));
         if !self.save(job).await {
             return Posted::NotClaimed;
         }

@@ -323,8 +323,14 @@ fn gateway_process(dir: &Path, cloud: &RunningSim, seed: &Seed) -> GatewayProces
         "50ms",
         "--keystone-retry-max",
         "500ms",
+        // Shorter than the simulator's 2 s latency: delayed calls time out
+        // while Cinder goes on (a timed-out POST still makes its backup),
+        // and a slow create outlives its budget (max wait + 2 x timeout -
+        // 2 s = 2 s) and is answered `queued`.
         "--upstream-timeout",
-        "3s",
+        "1500ms",
+        "--max-wait",
+        "1s",
         "--upstream-page-size",
         "25",
     ]
