@@ -1,5 +1,5 @@
-//! The scenarios against the real Keystone 30 + Cinder 29 of
-//! `shared/openstack-harness`. Run by `bash tests/real-openstack/run`, which
+//! The scenarios against the real Keystone 30 + Cinder 29 of the local
+//! harness (`tests/real-openstack/harness/`). Run by `bash tests/real-openstack/run`, which
 //! brings the harness up and exports its `harness.env`; the default test run
 //! leaves them out (`.config/nextest.toml`). They run one at a time: some
 //! change cloud-wide state (a quota, the token lifetime) and put it back.
@@ -45,7 +45,7 @@ impl Harness {
             })
         };
         Harness {
-            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/openstack-harness"),
+            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real-openstack/harness"),
             clouds_file: var("OS_CLIENT_CONFIG_FILE"),
             cli: var("OPENSTACK_CLI"),
             keystone_url: var("KEYSTONE_URL"),
