@@ -1,6 +1,6 @@
-//! The simulator over real HTTP, checked against `shared/OPENSTACK-API.md`
-//! and the recorded exchanges (`shared/openstack/exchanges/`, cited by
-//! number). No test depends on timing: backups finish through
+//! The simulator over real HTTP, checked against the Keystone and Cinder
+//! API references and the recorded exchanges (`sim/tests/recordings/`,
+//! cited by number). No test depends on timing: backups finish through
 //! `Sim::finish_pending`.
 
 mod backups;

@@ -1,6 +1,6 @@
 //! Replays every exchange recorded from the real Keystone 30 and Cinder 29
-//! (`shared/openstack/exchanges/`; format and comparison rules in
-//! `shared/openstack/README.md`) against a simulator started in-process,
+//! (`sim/tests/recordings/exchanges/`; format and comparison rules in
+//! `sim/tests/recordings/README.md`) against a simulator started in-process,
 //! in the recorded order with state carried over, and compares each answer
 //! with the recorded one. Where they differ, the simulator is wrong.
 //!
@@ -55,11 +55,8 @@ use serde_json::{Value, json};
 
 use crate::support::is_request_id;
 
-/// Where the recordings are: `shared/` sits beside the repository.
-const EXCHANGES_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/openstack/exchanges"
-);
+/// Where the recordings are, in this crate's test data.
+const EXCHANGES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/recordings/exchanges");
 
 /// How many exchanges the recorder writes (`NN-<case>.json`, 01 to 77).
 const EXPECTED_EXCHANGES: usize = 77;
@@ -275,9 +272,8 @@ fn exchanges_dir(path: &str) -> PathBuf {
     let dir = PathBuf::from(path);
     assert!(
         dir.is_dir(),
-        "the recorded exchanges are missing: no folder {}. The repository must be cloned \
-         with `shared/` beside it (shared/openstack/exchanges/*.json); the replay cannot run \
-         without them.",
+        "the recorded exchanges are missing: no folder {} (sim/tests/recordings/exchanges/*.json \
+         in the repository); the replay cannot run without them.",
         dir.display()
     );
     dir

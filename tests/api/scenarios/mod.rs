@@ -1,8 +1,8 @@
 //! The end-to-end scenarios, written once and run against two upstreams:
-//! the simulator (`sim.rs`, always) and the real Keystone + Cinder of the
-//! harness (`real.rs`, by `tests/real-openstack/run`). A scenario sees only
-//! the gateway's HTTP API and the few cloud operations of [`Upstream`]; it
-//! never asks which upstream it runs on.
+//! the simulator (`sim.rs`, always) and a real Keystone + Cinder, the local
+//! harness or another cloud (`real.rs`, by `tests/real-openstack/run`). A
+//! scenario sees only the gateway's HTTP API and the few cloud operations
+//! of [`Upstream`]; it never asks which upstream it runs on.
 
 /// One `#[tokio::test]` per scenario, each starting its cloud with
 /// `$start` (an `async` constructor of an [`Upstream`]). The list is kept
@@ -63,7 +63,7 @@ const JOB_DEADLINE: Duration = Duration::from_secs(180);
 pub enum Upstream {
     /// The simulator.
     Sim(sim::SimCloud),
-    /// The harness's real Keystone and Cinder.
+    /// A real Keystone and Cinder.
     Real(real::RealCloud),
 }
 
