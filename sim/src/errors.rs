@@ -1,5 +1,5 @@
 //! Error answers in the two services' shapes. Cinder: `{"<faultName>":
-//! {"code": N, "message": "..."}}` (OPENSTACK-API.md §3); Keystone and
+//! {"code": N, "message": "..."}}` (docs/OPENSTACK-API.md §3); Keystone and
 //! keystonemiddleware: `{"error": {"code", "title", "message"}}` (§1).
 //! Headers are added by the request pipelines, not here.
 

@@ -3,7 +3,7 @@
 //!
 //! It serves the subset of both APIs the gateway uses, with the status
 //! codes, error bodies, headers and microversion behaviour recorded from the
-//! real services (`shared/openstack/`). Where it differs from them, it is
+//! real services (`sim/tests/recordings/`). Where it differs from them, it is
 //! wrong. Start one with [`Sim::new`] and [`Sim::start`]; steer it (time,
 //! failures, faults, chaos, data) through [`Sim`] and count the calls it
 //! served with [`Sim::calls`].

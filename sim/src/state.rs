@@ -56,7 +56,7 @@ pub(crate) struct Snapshot {
     pub(crate) seq: u64,
 }
 
-/// Backup statuses the simulator produces (OPENSTACK-API.md §4).
+/// Backup statuses the simulator produces (docs/OPENSTACK-API.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BackupStatus {
     Creating,

@@ -1,5 +1,5 @@
 //! Choosing the Cinder endpoint from a token's service catalog, the way
-//! keystoneauth and os-service-types do (see OPENSTACK-API.md §2).
+//! keystoneauth and os-service-types do (see docs/OPENSTACK-API.md §2).
 
 use serde::Deserialize;
 

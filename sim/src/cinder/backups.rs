@@ -214,7 +214,7 @@ struct CreateRequest {
     availability_zone: Option<String>,
 }
 
-/// `POST /backups`: the checks in Cinder's order (OPENSTACK-API.md §4),
+/// `POST /backups`: the checks in Cinder's order (docs/OPENSTACK-API.md §4),
 /// then a backup in `creating` and its source `backing-up`; 202 with the
 /// summary (exchanges 12, 18, 21, 23, 42, 43).
 pub(super) fn create(call: &Call<'_>) -> Result<Reply, CinderError> {
