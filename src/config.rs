@@ -190,6 +190,18 @@ impl Config {
         if self.keystone_retry_base > self.keystone_retry_max {
             anyhow::bail!("--keystone-retry-base must not exceed --keystone-retry-max");
         }
+        if self.idempotency_ttl < self.request_timeout() {
+            anyhow::bail!(
+                "--idempotency-ttl must be at least the request time limit (--max-wait + 2 x --upstream-timeout = {}s): a key must outlive the request that holds it",
+                self.request_timeout().as_secs()
+            );
+        }
+        if self.idempotency_ttl < Duration::from_secs(24 * 3600) {
+            tracing::warn!(
+                ttl_secs = self.idempotency_ttl.as_secs(),
+                "--idempotency-ttl is below 24 hours: callers retrying later than that may make a second backup"
+            );
+        }
         if self.retention < self.idempotency_ttl {
             anyhow::bail!(
                 "--retention must be at least --idempotency-ttl: a key must not outlive the job it answers"

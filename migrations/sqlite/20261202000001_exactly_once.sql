@@ -12,9 +12,15 @@ ALTER TABLE jobs ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
 -- without such a listing, and it cannot be cancelled.
 ALTER TABLE jobs ADD COLUMN posted_at INTEGER;
 
--- Jobs recorded by an older version and retried at least once may have
--- reached Cinder.
-UPDATE jobs SET posted_at = updated_at WHERE state = 'queued' AND attempts > 0;
+-- A queued job recorded by an older version may have a POST in flight or
+-- lost (that version wrote nothing before posting): list before posting.
+UPDATE jobs SET posted_at = updated_at WHERE state = 'queued';
+
+-- 0 while the job's id has been shown to no one but the request that
+-- created it: only then may a refusal by Cinder remove the job (its caller
+-- gets the refusal instead). Set once a conflict, a listing or a replayed
+-- idempotency key shows the id. Jobs of older versions count as shown.
+ALTER TABLE jobs ADD COLUMN shown INTEGER NOT NULL DEFAULT 1;
 
 -- Retention: finished jobs by the time they finished.
 CREATE INDEX jobs_finished ON jobs (finished_at)

@@ -196,6 +196,7 @@ pub async fn get_job(
         (status = 403, description = "Tenant not configured", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in the caller's tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Cinder may already have the backup, or the job has ended (`job_id` names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The job kept changing while it was being cancelled", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
     ),

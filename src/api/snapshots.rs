@@ -214,9 +214,10 @@ impl From<CreateBackupRequest> for BackupOptions {
 /// Reads the snapshot (its volume is taken from it), records a job, and
 /// submits the backup to Cinder with the job id in the backup's metadata.
 /// Answers `202` with the job and `Location: /jobs/{job_id}`. When Cinder's
-/// answer is lost or it is unavailable, the job is answered `queued` and the
-/// gateway retries it; when Cinder refuses, its reason is answered and no
-/// job is kept.
+/// answer is lost, it is unavailable, or it is slower than the request may
+/// wait, the job is answered `queued` and the gateway follows it (a later
+/// refusal fails the job, which stays readable); when Cinder refuses while
+/// the caller waits, its reason is answered and no job is kept.
 ///
 /// With an `Idempotency-Key`, a retry of the same request (same snapshot
 /// and body) is answered the job the first one recorded, and never makes a

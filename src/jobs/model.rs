@@ -177,6 +177,9 @@ pub struct Job {
     pub posted_at: Option<DateTime<Utc>>,
     /// Row version: every store write is compare-and-set on it.
     pub version: i64,
+    /// True once the id was shown to anyone but the request that created
+    /// the job: from then on the job is never removed.
+    pub shown: bool,
 }
 
 impl Job {
@@ -208,13 +211,8 @@ impl Job {
             finished_at: None,
             posted_at: None,
             version: 0,
+            shown: false,
         }
-    }
-
-    /// True when Cinder may have a backup of this job: accepted, or a POST
-    /// whose outcome is not settled yet.
-    pub fn may_be_in_cinder(&self) -> bool {
-        self.backup_id.is_some() || self.posted_at.is_some()
     }
 
     /// Cancelled before Cinder had it.
@@ -229,6 +227,7 @@ impl Job {
         self.backup_id = Some(backup_id);
         self.upstream_request_id = request_id.or(self.upstream_request_id.take());
         self.error = None;
+        self.posted_at = None;
         self.next_attempt_at = None;
         self.started_at = Some(now);
         self.updated_at = now;

@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
+use crate::openstack::Backoff;
+
 /// Exponential backoff with jitter: the n-th retry waits between half and
 /// all of `base * 2^(n-1)`, never more than `max`.
 pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let exp = base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-        .min(max);
-    exp.mul_f64(0.5 + fastrand::f64() / 2.0)
+    Backoff { base, max }
+        .delay(attempt)
+        .mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
 #[cfg(test)]

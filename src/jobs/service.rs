@@ -199,7 +199,23 @@ impl Jobs {
     /// One job of the caller's tenant. Another tenant's job is "not found".
     pub async fn get(&self, tenant: &str, id: &str) -> Result<Job, Error> {
         let (_, project_id) = self.tenant(tenant).await?;
-        self.get_in(&project_id, id).await
+        let job = self.get_in(&project_id, id).await?;
+        self.shown(std::slice::from_ref(&job)).await;
+        Ok(job)
+    }
+
+    /// Records that these jobs' ids were shown: a job whose first
+    /// submission is still running must then never be removed, even if
+    /// Cinder refuses it. Only unfinished jobs not yet marked cost a write.
+    pub(super) async fn shown(&self, jobs: &[Job]) {
+        for job in jobs
+            .iter()
+            .filter(|j| j.state == JobState::Queued && !j.shown)
+        {
+            if let Err(e) = self.store.mark_shown(job.id).await {
+                tracing::warn!(job_id = %job.id, error = %e, "could not record that a job was shown");
+            }
+        }
     }
 
     pub(super) async fn get_in(&self, project_id: &str, id: &str) -> Result<Job, Error> {
@@ -218,6 +234,7 @@ impl Jobs {
         let (_, project_id) = self.tenant(tenant).await?;
         let deadline = tokio::time::Instant::now() + wait.min(self.settings.max_wait);
         let first = self.get_in(&project_id, id).await?;
+        self.shown(std::slice::from_ref(&first)).await;
         if first.state.is_done() {
             return Ok(first);
         }
@@ -260,6 +277,7 @@ impl Jobs {
         } else {
             None
         };
+        self.shown(&jobs).await;
         Ok(JobPage { jobs, next })
     }
 

@@ -83,6 +83,7 @@ impl Jobs {
             .store
             .list(&project_id, &filter, SNAPSHOT_JOBS_LIMIT, None)
             .await?;
+        self.shown(&jobs).await;
         let backup_filter = BackupFilter {
             volume_id: Some(snapshot.volume_id.clone()),
             ..Default::default()

@@ -111,7 +111,10 @@ impl Jobs {
         };
         let request = idempotency::canonical_request(snapshot_id, &options);
         let held = match self.claim_key(&project_id, key, &request).await? {
-            KeyClaim::Replay(job) => return Ok(*job),
+            KeyClaim::Replay(job) => {
+                self.shown(std::slice::from_ref(&job)).await;
+                return Ok(*job);
+            }
             KeyClaim::Fresh(reserved_at) => HeldKey {
                 project_id: project_id.clone(),
                 key: key.to_owned(),
@@ -166,7 +169,7 @@ impl Jobs {
                 .active_for_snapshot(&project_id, &snapshot.id)
                 .await?
             {
-                return Err(busy(&active));
+                return Err(self.busy(&active).await);
             }
             return Err(Error::SnapshotNotAvailable {
                 id: snapshot.id,
@@ -177,6 +180,7 @@ impl Jobs {
             // Too late to record a job and still answer it in time.
             return Err(Error::Upstream(openstack::Error::Unavailable {
                 service: openstack::error::Service::Cinder,
+                finished: true,
                 message: "reading the snapshot took the whole request time; nothing was recorded"
                     .into(),
                 status: None,
@@ -201,7 +205,7 @@ impl Jobs {
                     .active_for_snapshot(&job.project_id, &job.snapshot_id)
                     .await?;
                 return Err(match active {
-                    Some(active) => busy(&active),
+                    Some(active) => self.busy(&active).await,
                     // The other job finished in between: report it as busy anyway;
                     // a retry by the caller will go through.
                     None => Error::Store(store::Error::ActiveJobExists),
@@ -255,7 +259,9 @@ impl Jobs {
             *phase = Phase::Decided;
         }
         match posted {
-            Posted::NotClaimed => Ok(self.store.get(job.id).await?.unwrap_or(job)),
+            // Once the job is recorded, the caller is answered the job,
+            // never an error: as stored, or as recorded if the store fails.
+            Posted::NotClaimed => Ok(self.store.get(job.id).await.ok().flatten().unwrap_or(job)),
             Posted::Accepted => {
                 self.save(&mut job).await;
                 Ok(job)
@@ -279,16 +285,13 @@ impl Jobs {
                         }
                     }
                 }
-                // Its id was answered (or it could not be removed): it must
-                // not stay `queued`, the worker would submit what Cinder
-                // refused. It ends failed with Cinder's reason.
+                // Its id was answered or shown (or it could not be
+                // removed): it must not stay `queued`, the worker would
+                // submit what Cinder refused. It ends failed with Cinder's
+                // reason, and a caller still waiting is answered that job.
                 job.fail(upstream_problem(&e));
                 self.save(&mut job).await;
-                if answered {
-                    Ok(job)
-                } else {
-                    Err(refusal(&job.snapshot_id, e))
-                }
+                Ok(job)
             }
             Posted::Unclear(e) => {
                 self.schedule_retry(&mut job, &e);
@@ -381,11 +384,13 @@ impl Jobs {
             return;
         }
         tracing::warn!(job_id = %job.id, error = %e, "could not list the volume's backups; will look again");
-        let delay = crate::jobs::backoff(
-            job.attempts.max(1),
-            self.settings.retry_base,
-            self.settings.retry_max,
-        );
+        // The longer the listings have failed, the longer the wait (half the
+        // time since the POST, within the retry bounds): an outage of hours
+        // does not cost a listing per job every few seconds.
+        let failing_for = (now() - posted_at).to_std().unwrap_or_default();
+        let delay = (failing_for / 2)
+            .clamp(self.settings.retry_base, self.settings.retry_max)
+            .mul_f64(0.5 + fastrand::f64() / 2.0);
         job.retry_at(upstream_problem(e), after(delay));
     }
 
@@ -437,7 +442,6 @@ impl Jobs {
             Ok(accepted) => {
                 tracing::info!(job_id = %job.id, backup_id = %accepted.backup_id, "Cinder accepted the backup");
                 job.start(accepted.backup_id, accepted.request_id);
-                job.posted_at = None;
                 Posted::Accepted
             }
             Err(e) if e.is_transient() => {
@@ -475,19 +479,38 @@ impl Jobs {
             .map(|b| b.id))
     }
 
-    /// Schedules the next try after a transient failure. After a timed-out
-    /// POST Cinder may still be working on it: the listing that decides
-    /// whether to post again waits at least the upstream time limit.
+    /// The conflict naming the snapshot's unfinished job (whose id it shows).
+    async fn busy(&self, active: &Job) -> Error {
+        self.shown(std::slice::from_ref(active)).await;
+        Error::SnapshotBusy {
+            snapshot_id: active.snapshot_id.clone(),
+            job_id: active.id.to_string(),
+        }
+    }
+
+    /// Schedules the next try after a transient failure. When Cinder may
+    /// still be working on a POST (no answer, or only a proxy's), the
+    /// listing that decides whether to post again waits until twice the
+    /// upstream time limit after the POST: the time limit itself, then as
+    /// long again for Cinder to finish what it was doing.
     fn schedule_retry(&self, job: &mut Job, e: &openstack::Error) {
-        let mut delay = crate::jobs::backoff(
+        let delay = crate::jobs::backoff(
             job.attempts,
             self.settings.retry_base,
             self.settings.retry_max,
         );
-        if e.is_timeout() {
-            delay = delay.max(self.settings.upstream_timeout);
+        let mut next = after(delay);
+        if let Some(posted_at) = job.posted_at
+            && e.may_still_be_working()
+        {
+            let settled =
+                chrono::Duration::from_std(self.settings.upstream_timeout.saturating_mul(2))
+                    .ok()
+                    .and_then(|d| posted_at.checked_add_signed(d))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            next = next.max(settled);
         }
-        job.retry_at(upstream_problem(e), after(delay));
+        job.retry_at(upstream_problem(e), next);
     }
 }
 
@@ -496,13 +519,6 @@ fn refusal(snapshot_id: &str, e: openstack::Error) -> Error {
     match e {
         openstack::Error::Cinder { status: 404, .. } => snapshot_error(snapshot_id, e),
         other => Error::Upstream(other),
-    }
-}
-
-fn busy(active: &Job) -> Error {
-    Error::SnapshotBusy {
-        snapshot_id: active.snapshot_id.clone(),
-        job_id: active.id.to_string(),
     }
 }
 

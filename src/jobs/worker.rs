@@ -264,17 +264,28 @@ impl Worker {
         )
     }
 
-    /// The tenant's backups cannot be read (`cause`): running jobs past the
-    /// stuck limit end with that cause, saying the backup may still finish.
+    /// The tenant's backups cannot be read now (`cause`): running jobs past
+    /// the stuck limit end all the same. A passing failure is reported as
+    /// the backup being stuck; a lasting one (credentials refused, tenant no
+    /// longer configured) as itself, saying the backup may still finish.
     async fn fail_if_stuck(&self, running: Vec<Job>, cause: &openstack::Error) {
         for mut job in running.into_iter().filter(|j| self.is_stuck(j)) {
-            let mut problem = upstream_problem(cause);
-            problem.detail = format!(
-                "the backup's status could not be read for {}: {}; backup {} may still complete in Cinder",
-                human(self.jobs.settings.stuck_after),
-                problem.detail,
-                job.backup_id.as_deref().unwrap_or("(unknown)")
-            );
+            let backup_id = job.backup_id.as_deref().unwrap_or("(unknown)");
+            let limit = human(self.jobs.settings.stuck_after);
+            let problem = if cause.is_transient() {
+                let mut problem = self.stuck(backup_id, "creating");
+                problem.detail = format!(
+                    "backup {backup_id} did not finish within {limit} (its status could not be read just now: {cause}); it is left in Cinder for an operator to inspect"
+                );
+                problem
+            } else {
+                let mut problem = upstream_problem(cause);
+                problem.detail = format!(
+                    "backup {backup_id} did not finish within {limit} and its status cannot be read: {}; it may still complete in Cinder",
+                    problem.detail
+                );
+                problem
+            };
             tracing::warn!(job_id = %job.id, error = %cause, "failing a job whose backup could not be followed");
             job.fail(problem);
             self.jobs.save(&mut job).await;

@@ -317,6 +317,7 @@ impl OpenStackClient {
                 // A proxy's "try later" (no Cinder body) is as passing as a 5xx.
                 408 | 429 | 500..=599 => Err(Error::Unavailable {
                     service: Service::Cinder,
+                    finished: fault_of(&bytes).is_some(),
                     message: match fault_of(&bytes) {
                         Some((_, message)) => {
                             format!("{method} {path} answered {status}: {message}")
@@ -609,6 +610,7 @@ fn outcome_unknown_if_accepted(e: Error) -> Error {
             request_id,
         } if (200..300).contains(&status) => Error::Unavailable {
             service,
+            finished: true,
             message: format!("accepted, but the answer is unreadable: {message}"),
             status: Some(status),
             request_id,

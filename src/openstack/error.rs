@@ -86,6 +86,11 @@ pub enum Error {
         status: Option<u16>,
         /// Request id, when the service answered.
         request_id: Option<String>,
+        /// True when the service itself answered (its own error body, or a
+        /// success it could not be read): it is done with the request. A
+        /// proxy's bare answer (502, 503, 504, 408, 429) says nothing of
+        /// whether the service still works on it.
+        finished: bool,
     },
     /// No answer arrived: the call timed out, the connection failed, or it
     /// was cut before the answer. The outcome is unknown. The message names
@@ -144,15 +149,15 @@ impl Error {
         matches!(self, Error::Unavailable { .. } | Error::NoAnswer { .. })
     }
 
-    /// True when the call timed out: the service may still be working on it.
-    pub fn is_timeout(&self) -> bool {
-        matches!(
-            self,
-            Error::NoAnswer {
-                what: NoAnswer::TimedOut(_),
-                ..
-            }
-        )
+    /// True when a failed call's outcome may still change: no answer came
+    /// (a timeout or a cut connection), or only a proxy's. The service may
+    /// still be working on the request.
+    pub fn may_still_be_working(&self) -> bool {
+        match self {
+            Error::NoAnswer { what, .. } => *what != NoAnswer::ConnectFailed,
+            Error::Unavailable { finished, .. } => !finished,
+            _ => false,
+        }
     }
 
     /// True when a create that failed so cannot have reached Cinder's

@@ -99,12 +99,14 @@ pub async fn issue_token(
                 request_id,
             });
         }
-        500..=599 => {
+        // A proxy's "try later" is as passing as a 5xx.
+        408 | 429 | 500..=599 => {
             return Err(Error::Unavailable {
                 service: Service::Keystone,
                 message: format!("token issue answered {status}"),
                 status: Some(status),
                 request_id,
+                finished: false,
             });
         }
         _ => {

@@ -201,6 +201,7 @@ impl Session {
                 if status >= 500 {
                     return Err(Error::Unavailable {
                         service: Service::Cinder,
+                        finished: false,
                         message: format!("version discovery answered {status}"),
                         status: Some(status),
                         request_id,

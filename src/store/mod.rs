@@ -118,7 +118,8 @@ pub trait JobStore: Send + Sync {
     async fn insert(&self, job: &Job, key: Option<KeyUse<'_>>) -> Result<(), Error>;
     /// One job by id, whatever its tenant (the caller checks the tenant).
     async fn get(&self, id: JobId) -> Result<Option<Job>, Error>;
-    /// A tenant's jobs, newest first, older than `before` when given.
+    /// A tenant's jobs, newest first, older than `before` when given. Rows
+    /// that cannot be read are left out.
     async fn list(
         &self,
         project_id: &str,
@@ -129,11 +130,16 @@ pub trait JobStore: Send + Sync {
     /// Writes `job` if its stored version is still `job.version`, storing
     /// `job.version + 1`; false when another writer came first.
     async fn update(&self, job: &Job) -> Result<bool, Error>;
-    /// Removes a job still at `version`, and the idempotency key bound to
-    /// it (a create Cinder refused while its caller waited leaves nothing
-    /// behind); false if it changed.
+    /// Removes a job still at `version` whose id was never shown (see
+    /// [`JobStore::mark_shown`]), and the idempotency key bound to it: a
+    /// create Cinder refused while its caller waited leaves nothing behind.
+    /// False if the job changed or was shown.
     async fn delete(&self, id: JobId, version: i64, key: Option<KeyUse<'_>>)
     -> Result<bool, Error>;
+    /// Records that the job's id was shown to someone other than the request
+    /// that created it (a conflict naming it, a listing, a replayed key):
+    /// from then on it is never removed.
+    async fn mark_shown(&self, id: JobId) -> Result<(), Error>;
     /// Every queued or running job, for the worker.
     async fn active(&self) -> Result<ActiveJobs, Error>;
     /// The tenant's unfinished job of a snapshot, if any.

@@ -53,7 +53,7 @@ macro_rules! columns {
     () => {
         "id, project_id, cloud, snapshot_id, volume_id, backup_id, options, state, error, \
          attempts, next_attempt_at, upstream_request_id, created_at, updated_at, started_at, finished_at, \
-         posted_at, version"
+         posted_at, version, shown"
     };
 }
 
@@ -77,6 +77,7 @@ struct JobRow {
     finished_at: Option<i64>,
     posted_at: Option<i64>,
     version: i64,
+    shown: i64,
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -112,6 +113,7 @@ impl TryFrom<JobRow> for Job {
             finished_at: row.finished_at.map(time).transpose()?,
             posted_at: row.posted_at.map(time).transpose()?,
             version: row.version,
+            shown: row.shown != 0,
             project_id: row.project_id,
             cloud: row.cloud,
             snapshot_id: row.snapshot_id,
@@ -125,10 +127,6 @@ impl TryFrom<JobRow> for Job {
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     // Serialising these plain structs cannot fail.
     serde_json::to_string(value).unwrap_or_default()
-}
-
-fn rows_to_jobs(rows: Vec<JobRow>) -> Result<Vec<Job>, Error> {
-    rows.into_iter().map(Job::try_from).collect()
 }
 
 #[derive(FromRow)]
@@ -172,7 +170,7 @@ impl JobStore for SqliteStore {
         let sql = concat!(
             "INSERT INTO jobs (",
             columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         );
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let inserted = sqlx::query(sql)
@@ -194,6 +192,7 @@ impl JobStore for SqliteStore {
             .bind(job.finished_at.map(millis))
             .bind(job.posted_at.map(millis))
             .bind(job.version)
+            .bind(i64::from(job.shown))
             .execute(&mut *tx)
             .await;
         match inserted {
@@ -258,7 +257,17 @@ impl JobStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        rows_to_jobs(rows)
+        // A row that cannot be read is left out (and logged), so that one
+        // bad row never hides the tenant's other jobs.
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let id = row.id.clone();
+                Job::try_from(row)
+                    .inspect_err(|e| tracing::error!(job_id = %id, error = %e, "leaving an unreadable job row out of a listing"))
+                    .ok()
+            })
+            .collect())
     }
 
     async fn update(&self, job: &Job) -> Result<bool, Error> {
@@ -296,7 +305,7 @@ impl JobStore for SqliteStore {
         key: Option<KeyUse<'_>>,
     ) -> Result<bool, Error> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        let done = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND version = ?2")
+        let done = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND version = ?2 AND shown = 0")
             .bind(id.to_string())
             .bind(version)
             .execute(&mut *tx)
@@ -316,6 +325,14 @@ impl JobStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn mark_shown(&self, id: JobId) -> Result<(), Error> {
+        sqlx::query("UPDATE jobs SET shown = 1 WHERE id = ?1 AND shown = 0")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn active(&self) -> Result<ActiveJobs, Error> {

@@ -155,7 +155,7 @@ async fn an_empty_body_is_a_backup_with_cinders_defaults() {
 #[tokio::test]
 async fn a_lost_cinder_answer_leaves_the_job_queued_and_the_worker_adopts_the_backup() {
     // Cinder creates the backup but the connection drops before its 202.
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&["--upstream-timeout", "700ms"]).await;
     app.sim.inject(openstack_sim::Fault {
         op: openstack_sim::Op::BackupCreate,
         kind: openstack_sim::FaultKind::DropAfterWork,
@@ -176,8 +176,10 @@ async fn a_lost_cinder_answer_leaves_the_job_queued_and_the_worker_adopts_the_ba
     assert!(answer.headers.contains_key("retry-after"));
     let job_id = answer.body["id"].as_str().expect("id").to_owned();
 
-    // The worker looks for the backup by the job id before posting again.
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The worker looks for the backup by the job id before posting again,
+    // once Cinder is surely done with the lost request (twice the upstream
+    // time limit after it).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     app.cycle().await;
 
     let job = app.job("tenant-a", &job_id).await;

@@ -32,11 +32,27 @@ async fn later_cycle(app: &TestApp) {
     app.cycle().await;
 }
 
+/// The upstream time limit of tests whose POSTs get no answer: the worker
+/// waits twice this long after such a POST before it looks for its backup.
+const SHORT_TIMEOUT: &str = "700ms";
+
+/// Waits until a POST without an answer may be settled, then runs a cycle.
+async fn settled_cycle(app: &TestApp) {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.cycle().await;
+}
+
 #[tokio::test]
 async fn unclear_create_then_failing_listings_never_fail_or_repost_the_job() {
     // Arrange: Cinder makes the backup but its answer is lost, then the
     // volume's backup listing fails for longer than the attempts allow.
-    let app = TestApp::spawn_with(&["--submit-attempts", "2"]).await;
+    let app = TestApp::spawn_with(&[
+        "--submit-attempts",
+        "2",
+        "--upstream-timeout",
+        SHORT_TIMEOUT,
+    ])
+    .await;
     app.sim
         .inject(fault(Op::BackupCreate, FaultKind::DropAfterWork, 1));
     app.sim
@@ -45,7 +61,8 @@ async fn unclear_create_then_failing_listings_never_fail_or_repost_the_job() {
     assert_eq!(job["state"], "queued");
 
     // Act: five cycles whose listing fails.
-    for _ in 0..5 {
+    settled_cycle(&app).await;
+    for _ in 0..4 {
         later_cycle(&app).await;
     }
 
@@ -67,15 +84,20 @@ async fn unclear_create_then_failing_listings_never_fail_or_repost_the_job() {
 
 #[tokio::test]
 async fn unclear_create_whose_backups_cannot_be_listed_past_stuck_after_fails_as_unknown() {
-    let app = TestApp::spawn_with(&["--stuck-after", "300ms"]).await;
+    let app = TestApp::spawn_with(&[
+        "--stuck-after",
+        "300ms",
+        "--upstream-timeout",
+        SHORT_TIMEOUT,
+    ])
+    .await;
     app.sim
         .inject(fault(Op::BackupCreate, FaultKind::DropAfterWork, 1));
     app.sim
         .inject(fault(Op::BackupDetail, FaultKind::Status(503), 1000));
     let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
 
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    app.cycle().await;
+    settled_cycle(&app).await;
 
     let job = app.job("tenant-a", &id(&job)).await;
     assert_eq!(job["state"], "failed", "{job}");
@@ -349,7 +371,7 @@ async fn long_polls_past_the_cap_answer_at_once() {
 
 #[tokio::test]
 async fn a_proxys_408_or_429_without_a_cinder_body_is_retried_not_refused() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&["--upstream-timeout", SHORT_TIMEOUT]).await;
     app.sim
         .inject(fault(Op::BackupCreate, FaultKind::BareStatus(429), 1));
     app.sim
@@ -362,8 +384,10 @@ async fn a_proxys_408_or_429_without_a_cinder_body_is_retried_not_refused() {
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
     assert_eq!(answer.body["state"], "queued");
     assert_eq!(answer.body["error"]["upstream_status"], 429);
-    later_cycle(&app).await;
-    later_cycle(&app).await;
+    // Cinder behind the proxy may still work on each: the worker waits
+    // before it looks, then posts again.
+    settled_cycle(&app).await;
+    settled_cycle(&app).await;
     let job = app.job("tenant-a", &id(&answer.body)).await;
     assert_eq!(job["state"], "running", "{job}");
     assert_eq!(backups_of(&app, PROJECT_A, &id(&job)), 1);
@@ -497,4 +521,59 @@ async fn one_slow_tenant_never_delays_another_tenants_conclusions() {
     }
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(app.job("tenant-b", &id(&b)).await["state"], "running");
+}
+
+#[tokio::test]
+async fn a_job_named_by_a_conflict_is_never_removed_when_cinder_then_refuses_it() {
+    // Arrange: Cinder takes 800 ms to refuse the first create (no quota
+    // left); meanwhile a second create of the snapshot is told its job id.
+    let app = TestApp::spawn().await;
+    app.get("tenant-a", "/snapshots").await;
+    app.sim.set_quotas(
+        PROJECT_A,
+        openstack_sim::Quotas {
+            backups: 0,
+            ..openstack_sim::Quotas::UNLIMITED
+        },
+    );
+    app.sim.inject(fault(
+        Op::BackupCreate,
+        FaultKind::Delay(Duration::from_millis(800)),
+        1,
+    ));
+    let first = app.request(
+        reqwest::Method::POST,
+        &format!("/snapshots/{}/backups", snapshot('a', 1)),
+        Some("tenant-a"),
+    );
+    let first = tokio::spawn(async move { first.json(&json!({})).send().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Act
+    let second = app
+        .create_backup("tenant-a", &snapshot('a', 1), json!({}))
+        .await;
+    let first = crate::helpers::Answer::read(first.await.expect("joined").expect("answered")).await;
+
+    // Assert: the id the conflict named stays readable, failed with
+    // Cinder's reason; the first caller is answered that job.
+    second.assert_problem(409, "snapshot-busy");
+    let named = second.body["job_id"].as_str().expect("job id").to_owned();
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    assert_eq!(first.body["id"], named.as_str());
+    let job = app.job("tenant-a", &named).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["type"], "/problems/quota-exceeded");
+}
+
+#[tokio::test]
+async fn a_proxys_429_in_front_of_keystone_is_unavailable_not_unexpected() {
+    let app = TestApp::spawn().await;
+    app.sim
+        .inject(fault(Op::TokenIssue, FaultKind::BareStatus(429), 1));
+
+    let answer = app.get("tenant-a", "/snapshots").await;
+
+    answer.assert_problem(503, "upstream-unavailable");
+    assert!(answer.header("retry-after").is_some());
 }

@@ -8,8 +8,10 @@ use crate::helpers::{TestApp, snapshot};
 
 #[tokio::test]
 async fn finished_jobs_and_old_keys_are_purged_and_unfinished_jobs_kept() {
-    // Arrange: one finished job (with a key), one still running.
-    let app = TestApp::spawn_with(&["--retention", "50ms", "--idempotency-ttl", "50ms"]).await;
+    // Arrange: one finished job (with a key), one still running; the
+    // finished one and its key are then made older than the defaults keep
+    // them (30 days, 24 hours).
+    let app = TestApp::spawn().await;
     let finished = app
         .create_with_key("tenant-a", &snapshot('a', 1), json!({}), "old-key")
         .await
@@ -17,9 +19,19 @@ async fn finished_jobs_and_old_keys_are_purged_and_unfinished_jobs_kept() {
     app.finish_backups();
     app.cycle().await;
     let running = app.create_ok("tenant-a", &snapshot('a', 2)).await;
+    let day_ms = 24 * 3600 * 1000_i64;
+    app.store_sql(&format!(
+        "UPDATE jobs SET finished_at = finished_at - {} WHERE finished_at IS NOT NULL",
+        31 * day_ms
+    ))
+    .await;
+    app.store_sql(&format!(
+        "UPDATE idempotency_keys SET created_at = created_at - {}",
+        day_ms + 1000
+    ))
+    .await;
 
     // Act
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let purged = app.purge().await;
 
     // Assert
