@@ -28,23 +28,10 @@ impl Jobs {
     pub async fn purge(&self) -> Result<Purged, store::Error> {
         let jobs_before = ago(self.settings.retention);
         let keys_before = ago(self.settings.idempotency_ttl);
-        let mut purged = Purged::default();
-        loop {
-            let n = self.store.purge_finished(jobs_before, BATCH).await?;
-            purged.jobs += n;
-            if n < u64::from(BATCH) {
-                break;
-            }
-            tokio::time::sleep(PAUSE).await;
-        }
-        loop {
-            let n = self.store.purge_keys(keys_before, BATCH).await?;
-            purged.keys += n;
-            if n < u64::from(BATCH) {
-                break;
-            }
-            tokio::time::sleep(PAUSE).await;
-        }
+        let purged = Purged {
+            jobs: in_batches(|| self.store.purge_finished(jobs_before, BATCH)).await?,
+            keys: in_batches(|| self.store.purge_keys(keys_before, BATCH)).await?,
+        };
         if purged != Purged::default() {
             tracing::info!(
                 jobs = purged.jobs,
@@ -65,5 +52,23 @@ impl Jobs {
                 tracing::warn!(error = %e, "purge failed; will try again");
             }
         }
+    }
+}
+
+/// Runs `batch` until it deletes less than a full batch, pausing between
+/// batches; how many rows it deleted in all.
+async fn in_batches<F, Fut>(mut batch: F) -> Result<u64, store::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, store::Error>>,
+{
+    let mut total = 0;
+    loop {
+        let n = batch().await?;
+        total += n;
+        if n < u64::from(BATCH) {
+            return Ok(total);
+        }
+        tokio::time::sleep(PAUSE).await;
     }
 }

@@ -26,6 +26,28 @@ fn backups_of(app: &TestApp, project: &str, job_id: &str) -> usize {
         .count()
 }
 
+/// Warms tenant-a's token, then makes Cinder's next backup create take
+/// `millis` before it answers (or, if the gateway has gone, does its work).
+async fn slow_next_create(app: &TestApp, millis: u64) {
+    app.get("tenant-a", "/snapshots").await;
+    app.sim.inject(fault(
+        Op::BackupCreate,
+        FaultKind::Delay(Duration::from_millis(millis)),
+        1,
+    ));
+}
+
+/// Leaves tenant-a no backup quota: Cinder refuses every create (413).
+fn no_backup_quota(app: &TestApp) {
+    app.sim.set_quotas(
+        PROJECT_A,
+        openstack_sim::Quotas {
+            backups: 0,
+            ..openstack_sim::Quotas::UNLIMITED
+        },
+    );
+}
+
 /// Lets a retry fall due (the tests' backoff is 10 ms), then runs a cycle.
 async fn later_cycle(app: &TestApp) {
     tokio::time::sleep(Duration::from_millis(30)).await;
@@ -116,19 +138,8 @@ async fn answered_queued_then_refused_ends_failed_and_stays_readable() {
     // Arrange: the create's budget (request limit less 2 s = 1 s here) runs
     // out while Cinder takes 1.3 s to refuse it (no quota left).
     let app = TestApp::spawn_with(&["--max-wait", "0s", "--upstream-timeout", "1500ms"]).await;
-    app.sim.set_quotas(
-        PROJECT_A,
-        openstack_sim::Quotas {
-            backups: 0,
-            ..openstack_sim::Quotas::UNLIMITED
-        },
-    );
-    app.get("tenant-a", "/snapshots").await;
-    app.sim.inject(fault(
-        Op::BackupCreate,
-        FaultKind::Delay(Duration::from_millis(1300)),
-        1,
-    ));
+    no_backup_quota(&app);
+    slow_next_create(&app, 1300).await;
 
     // Act
     let answer = app
@@ -256,12 +267,7 @@ async fn a_backup_in_a_status_the_worker_does_not_handle_counts_toward_stuck_aft
 async fn a_timed_out_post_is_not_listed_before_the_upstream_timeout_has_passed() {
     // Arrange: Cinder makes the backup after the gateway gave up waiting.
     let app = TestApp::spawn_with(&["--upstream-timeout", "1s"]).await;
-    app.get("tenant-a", "/snapshots").await;
-    app.sim.inject(fault(
-        Op::BackupCreate,
-        FaultKind::Delay(Duration::from_millis(1500)),
-        1,
-    ));
+    slow_next_create(&app, 1500).await;
     let answer = app
         .create_backup("tenant-a", &snapshot('a', 1), json!({}))
         .await;
@@ -528,19 +534,8 @@ async fn a_job_named_by_a_conflict_is_never_removed_when_cinder_then_refuses_it(
     // Arrange: Cinder takes 800 ms to refuse the first create (no quota
     // left); meanwhile a second create of the snapshot is told its job id.
     let app = TestApp::spawn().await;
-    app.get("tenant-a", "/snapshots").await;
-    app.sim.set_quotas(
-        PROJECT_A,
-        openstack_sim::Quotas {
-            backups: 0,
-            ..openstack_sim::Quotas::UNLIMITED
-        },
-    );
-    app.sim.inject(fault(
-        Op::BackupCreate,
-        FaultKind::Delay(Duration::from_millis(800)),
-        1,
-    ));
+    no_backup_quota(&app);
+    slow_next_create(&app, 800).await;
     let first = app.request(
         reqwest::Method::POST,
         &format!("/snapshots/{}/backups", snapshot('a', 1)),

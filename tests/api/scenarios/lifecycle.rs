@@ -40,16 +40,17 @@ pub async fn sigkill_after_202_still_ends_in_one_backup(cloud: &mut Upstream) {
 
     let job_id = id_of(&job);
     let deadline = tokio::time::Instant::now() + JOB_DEADLINE;
+    let get = |path: String| {
+        let request = client
+            .get(format!("{}{path}", process.address))
+            .bearer_auth(&token);
+        async move {
+            let answer = request.send().await.expect("answered");
+            answer.json::<Value>().await.expect("JSON")
+        }
+    };
     let done = loop {
-        let job: Value = client
-            .get(format!("{}/jobs/{job_id}?wait=20", process.address))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("answered")
-            .json()
-            .await
-            .expect("job");
+        let job = get(format!("/jobs/{job_id}?wait=20")).await;
         if job["done"] == true {
             break job;
         }
@@ -60,18 +61,7 @@ pub async fn sigkill_after_202_still_ends_in_one_backup(cloud: &mut Upstream) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(done["state"], "succeeded", "{done}");
-    let made: Value = client
-        .get(format!(
-            "{}/snapshots/{snapshot_id}/backups",
-            process.address
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("backups");
+    let made = get(format!("/snapshots/{snapshot_id}/backups")).await;
     let carrying: Vec<&Value> = made["backups"]
         .as_array()
         .expect("backups")
