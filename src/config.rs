@@ -94,8 +94,10 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
     pub retry_max: Duration,
 
-    /// A backup still `creating` this long after Cinder accepted it fails
-    /// the job as stuck (the backup id is kept for the operator).
+    /// A backup still `creating` (or in a status the gateway does not
+    /// follow) this long after Cinder accepted it fails the job as stuck
+    /// (the backup id is kept for the operator); so does a job whose
+    /// outcome cannot be learnt this long.
     #[arg(long, env = "BACKUP_GATEWAY_STUCK_AFTER", default_value = "24h", value_parser = parse_duration)]
     pub stuck_after: Duration,
 
@@ -124,8 +126,9 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub retention: Duration,
 
-    /// An `Idempotency-Key` is kept this long after its first use; at least
-    /// 24 hours is advised (the draft standard's expectation).
+    /// An `Idempotency-Key` is kept this long after its first use: at least
+    /// the request time limit (--max-wait + 2 x --upstream-timeout), at
+    /// most --retention; 24 hours or more is advised.
     #[arg(long, env = "BACKUP_GATEWAY_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
     pub idempotency_ttl: Duration,
 
