@@ -278,7 +278,9 @@ async fn a_timed_out_post_is_not_listed_before_the_upstream_timeout_has_passed()
     );
     app.sim.reset_calls();
 
-    // Act: a cycle at once does not look yet...
+    // Act: a cycle once a plain retry would be due (10 ms backoff) does
+    // not look yet...
+    tokio::time::sleep(Duration::from_millis(200)).await;
     app.cycle().await;
     assert_eq!(app.sim.calls(Op::BackupDetail), 0, "too early to list");
 
