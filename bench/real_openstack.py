@@ -98,7 +98,8 @@ def jwt(tenant, lifetime=4 * 3600):
     header = {"alg": "HS256", "typ": "JWT"}
     t = int(time.time())
     claims = {"tenant": tenant, "sub": "bench-real-openstack", "iat": t, "nbf": t - 5,
-              "exp": t + lifetime}
+              "exp": t + lifetime, "iss": "bench-real-openstack", "aud": "backup-gateway",
+              "scope": "backups:read backups:write"}
     signing_input = b64url(json.dumps(header, separators=(",", ":")).encode()) + "." + \
         b64url(json.dumps(claims, separators=(",", ":")).encode())
     sig = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()

@@ -27,21 +27,87 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Shared secret that callers' HS256 JWTs are signed with. Required.
+    /// Key source: the shared secret of callers' HS256/384/512 JWTs.
     #[arg(long, env = "BACKUP_GATEWAY_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub jwt_secret: Option<SecretString>,
 
-    /// JWT claim that names the caller's tenant.
+    /// Key source: a PEM public key file (RSA, EC or Ed25519) of callers'
+    /// JWTs; repeat for several. A token's `kid` selects the file whose
+    /// name (without extension) it is.
+    #[arg(
+        long = "jwt-public-key",
+        env = "BACKUP_GATEWAY_JWT_PUBLIC_KEYS",
+        value_delimiter = ','
+    )]
+    pub jwt_public_keys: Vec<PathBuf>,
+
+    /// Key source: the URL of the identity provider's JWKS.
+    #[arg(long, env = "BACKUP_GATEWAY_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// Key source: an OIDC issuer URL; its discovery document
+    /// (`/.well-known/openid-configuration`) names the JWKS, and its
+    /// `issuer` must be this URL. Tokens' `iss` must be it too.
+    #[arg(long, env = "BACKUP_GATEWAY_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// The accepted JWT algorithms, comma-separated (HS256, HS384, HS512,
+    /// RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, `EdDSA`).
+    /// Default: HS256 with --jwt-secret, RS256 otherwise.
+    #[arg(long, env = "BACKUP_GATEWAY_JWT_ALGORITHMS", value_delimiter = ',', value_parser = parse_algorithm)]
+    pub jwt_algorithms: Vec<jsonwebtoken::Algorithm>,
+
+    /// Least time between two fetches of the JWKS (a token with an unknown
+    /// `kid` asks for one).
+    #[arg(long, env = "BACKUP_GATEWAY_JWKS_MIN_REFRESH", default_value = "30s", value_parser = parse_duration)]
+    pub jwks_min_refresh: Duration,
+
+    /// JWT claim that names the caller's tenant: a name or a dotted path
+    /// into nested claims (`openstack.project`); its value must be a string.
     #[arg(long, env = "BACKUP_GATEWAY_TENANT_CLAIM", default_value = "tenant")]
     pub tenant_claim: String,
 
-    /// Required `iss` of callers' JWTs (not checked when unset).
+    /// JWT claim holding the caller's scopes: a space-separated string
+    /// (`scope`) or an array (`scp`, `roles`).
+    #[arg(long, env = "BACKUP_GATEWAY_SCOPE_CLAIM", default_value = "scope")]
+    pub scope_claim: String,
+
+    /// Scope every read (GET) needs.
+    #[arg(
+        long,
+        env = "BACKUP_GATEWAY_READ_SCOPE",
+        default_value = "backups:read"
+    )]
+    pub read_scope: String,
+
+    /// Scope every write (create, cancel) needs.
+    #[arg(
+        long,
+        env = "BACKUP_GATEWAY_WRITE_SCOPE",
+        default_value = "backups:write"
+    )]
+    pub write_scope: String,
+
+    /// Required `iss` of callers' JWTs. Required, with --jwt-audience,
+    /// unless --jwt-allow-any-issuer-audience (defaults to --oidc-issuer).
     #[arg(long, env = "BACKUP_GATEWAY_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
-    /// Required `aud` of callers' JWTs (not checked when unset).
+    /// Required `aud` of callers' JWTs. Required, with --jwt-issuer, unless
+    /// --jwt-allow-any-issuer-audience.
     #[arg(long, env = "BACKUP_GATEWAY_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+
+    /// Accept tokens of any issuer and audience signed by the configured
+    /// keys (not advised: tokens minted for another service would be
+    /// accepted here). Logged as a warning at start.
+    #[arg(long, env = "BACKUP_GATEWAY_JWT_ALLOW_ANY_ISSUER_AUDIENCE")]
+    pub jwt_allow_any_issuer_audience: bool,
+
+    /// Longest lifetime (`exp - iat`) of a caller's token; unlimited when
+    /// unset (then `iat` is required).
+    #[arg(long, env = "BACKUP_GATEWAY_JWT_MAX_LIFETIME", value_parser = parse_duration)]
+    pub jwt_max_lifetime: Option<Duration>,
 
     /// Clock skew allowed on `exp` and `nbf`, e.g. `30s`.
     #[arg(long, env = "BACKUP_GATEWAY_JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
@@ -151,6 +217,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// The required `iss`: --jwt-issuer, or the OIDC issuer.
+    pub fn issuer(&self) -> Option<&str> {
+        self.jwt_issuer.as_deref().or(self.oidc_issuer.as_deref())
+    }
+
+    /// The accepted algorithms: the configured list, or the key source's
+    /// usual one.
+    pub fn algorithms(&self) -> Vec<jsonwebtoken::Algorithm> {
+        if !self.jwt_algorithms.is_empty() {
+            return self.jwt_algorithms.clone();
+        }
+        if self.jwt_secret.is_some() {
+            vec![jsonwebtoken::Algorithm::HS256]
+        } else {
+            vec![jsonwebtoken::Algorithm::RS256]
+        }
+    }
+
     /// The tenant map as a lookup table.
     pub fn tenant_map(&self) -> BTreeMap<String, String> {
         self.tenants.iter().cloned().collect()
@@ -172,9 +256,42 @@ impl Config {
 
     /// Checks what flags cannot check one by one. The message names the flag.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.jwt_secret.is_none() {
+        let sources = [
+            self.jwt_secret.is_some(),
+            !self.jwt_public_keys.is_empty(),
+            self.jwt_jwks_url.is_some(),
+            self.oidc_issuer.is_some(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count();
+        if sources != 1 {
             anyhow::bail!(
-                "--jwt-secret (BACKUP_GATEWAY_JWT_SECRET) is required: callers' tokens cannot be verified without it"
+                "give exactly one key source for callers' tokens: --jwt-secret, --jwt-public-key, --jwt-jwks-url or --oidc-issuer ({sources} given)"
+            );
+        }
+        let symmetric = self.jwt_secret.is_some();
+        for alg in &self.jwt_algorithms {
+            let hmac = matches!(alg.family(), jsonwebtoken::AlgorithmFamily::Hmac);
+            if hmac != symmetric {
+                anyhow::bail!(
+                    "--jwt-algorithms: {alg:?} does not fit the key source ({})",
+                    if symmetric {
+                        "a secret takes HS256, HS384 or HS512"
+                    } else {
+                        "public keys take RS, PS, ES or EdDSA algorithms"
+                    }
+                );
+            }
+        }
+        if self.issuer().is_none() || self.jwt_audience.is_none() {
+            if !self.jwt_allow_any_issuer_audience {
+                anyhow::bail!(
+                    "--jwt-issuer and --jwt-audience are required: without them a token minted for another service would be accepted (give --jwt-allow-any-issuer-audience to accept that)"
+                );
+            }
+            tracing::warn!(
+                "--jwt-allow-any-issuer-audience: tokens of any issuer and audience signed by the configured keys are accepted"
             );
         }
         if self.tenants.is_empty() {
@@ -219,6 +336,12 @@ fn parse_secret(s: &str) -> Result<SecretString, String> {
         return Err("must not be empty".into());
     }
     Ok(SecretString::from(s.to_owned()))
+}
+
+fn parse_algorithm(s: &str) -> Result<jsonwebtoken::Algorithm, String> {
+    s.trim().parse().map_err(|_| {
+        format!("`{s}` is not a JWT algorithm (HS256, RS256, PS256, ES256, EdDSA, ...)")
+    })
 }
 
 fn parse_tenant_mapping(s: &str) -> Result<(String, String), String> {

@@ -17,7 +17,10 @@ use anyhow::Context;
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::{auth::sign_hs256, config::Config};
+use crate::{
+    auth::{set_claim, sign_hs256},
+    config::Config,
+};
 use openstack_sim::{RunningSim, Seed, Sim, SimConfig};
 
 /// The demo's store, made anew at every start: the simulator forgets its
@@ -31,6 +34,11 @@ pub const DEMO_ENV_FILE: &str = "data/demo.env";
 /// run, short enough not to wait.
 const DEMO_BACKUP_DURATION: Duration = Duration::from_secs(5);
 
+/// `iss` of the demo's tokens, unless --jwt-issuer says otherwise.
+const DEMO_ISSUER: &str = "backup-gateway-demo";
+/// `aud` of the demo's tokens, unless --jwt-audience says otherwise.
+const DEMO_AUDIENCE: &str = "backup-gateway";
+
 /// A running demo cloud; dropping it stops the simulator.
 pub struct Demo {
     cloud: RunningSim,
@@ -39,6 +47,10 @@ pub struct Demo {
     issuer: Option<String>,
     audience: Option<String>,
     tenant_claim: String,
+    /// The claim the scopes go in.
+    scope_claim: String,
+    /// Every scope the demo's callers hold.
+    scopes: String,
 }
 
 /// One demo tenant, for the banner.
@@ -84,6 +96,13 @@ impl Demo {
                 SecretString::from(format!("demo-{}", uuid::Uuid::new_v4().simple()))
             })
             .clone();
+        // The demo mints its own tokens: for its issuer and audience.
+        config
+            .jwt_issuer
+            .get_or_insert_with(|| DEMO_ISSUER.to_owned());
+        config
+            .jwt_audience
+            .get_or_insert_with(|| DEMO_AUDIENCE.to_owned());
         config.poll_interval = config.poll_interval.min(Duration::from_secs(1));
         let tenants = seed
             .tenants
@@ -101,6 +120,8 @@ impl Demo {
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
             tenant_claim: config.tenant_claim.clone(),
+            scope_claim: config.scope_claim.clone(),
+            scopes: format!("{} {}", config.read_scope, config.write_scope),
         })
     }
 
@@ -110,7 +131,8 @@ impl Demo {
             "sub": format!("demo-user-of-{tenant}"),
             "exp": chrono::Utc::now().timestamp() + 86_400,
         });
-        claims[&self.tenant_claim] = json!(tenant);
+        set_claim(&mut claims, &self.tenant_claim, json!(tenant));
+        set_claim(&mut claims, &self.scope_claim, json!(self.scopes));
         if let Some(issuer) = &self.issuer {
             claims["iss"] = json!(issuer);
         }

@@ -30,7 +30,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     api::{AppState, HttpSettings},
-    auth::JwtVerifier,
+    auth::{AuthSettings, JwksCache, JwksLocation, JwtVerifier, KeySource},
     config::Config,
     jobs::{Jobs, JobsSettings, Tenants, Worker, WorkerLimits},
     openstack::{Backoff, OpenStackClient, UpstreamSettings},
@@ -100,17 +100,7 @@ impl Application {
                 idempotency_ttl: config.idempotency_ttl,
             },
         ));
-        let secret = config
-            .jwt_secret
-            .as_ref()
-            .context("--jwt-secret is required")?;
-        let auth = Arc::new(JwtVerifier::hs256(
-            secret,
-            config.tenant_claim.clone(),
-            config.jwt_issuer.as_deref(),
-            config.jwt_audience.as_deref(),
-            config.jwt_leeway,
-        ));
+        let auth = Arc::new(JwtVerifier::new(auth_settings(&config)?));
         let worker_alive = Arc::new(AtomicBool::new(false));
         let worker = Worker::new(
             jobs.clone(),
@@ -209,6 +199,39 @@ impl Application {
         tracing::info!("backup-gateway stopped");
         Ok(())
     }
+}
+
+/// What the verifier of callers' tokens checks, from the configuration.
+fn auth_settings(config: &Config) -> anyhow::Result<AuthSettings> {
+    let keys = if let Some(secret) = &config.jwt_secret {
+        KeySource::secret(secret)
+    } else if !config.jwt_public_keys.is_empty() {
+        KeySource::pem_files(&config.jwt_public_keys)?
+    } else if let Some(url) = &config.jwt_jwks_url {
+        KeySource::Jwks(Box::new(JwksCache::new(
+            JwksLocation::Url(url.clone()),
+            config.jwks_min_refresh,
+        )?))
+    } else if let Some(issuer) = &config.oidc_issuer {
+        KeySource::Jwks(Box::new(JwksCache::new(
+            JwksLocation::Issuer(issuer.clone()),
+            config.jwks_min_refresh,
+        )?))
+    } else {
+        anyhow::bail!("no key source for callers' tokens");
+    };
+    Ok(AuthSettings {
+        keys,
+        algorithms: config.algorithms(),
+        issuer: config.issuer().map(str::to_owned),
+        audience: config.jwt_audience.clone(),
+        leeway: config.jwt_leeway,
+        max_lifetime: config.jwt_max_lifetime,
+        tenant_claim: config.tenant_claim.clone(),
+        scope_claim: config.scope_claim.clone(),
+        read_scope: config.read_scope.clone(),
+        write_scope: config.write_scope.clone(),
+    })
 }
 
 /// Runs the worker loop, keeping `alive` true while it runs.

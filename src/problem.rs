@@ -22,6 +22,8 @@ pub enum ProblemKind {
     Unauthenticated,
     /// The token's tenant has no OpenStack credentials configured.
     TenantNotConfigured,
+    /// A valid token without the scope the operation needs.
+    InsufficientScope,
     /// Cinder refused by policy (for example a reader-only credential).
     ForbiddenByCloudPolicy,
     /// No such snapshot in the caller's tenant.
@@ -85,6 +87,7 @@ impl ProblemKind {
             InvalidRequest => ("invalid-request", "The request is not valid", 400),
             Unauthenticated => ("unauthenticated", "Authentication required", 401),
             TenantNotConfigured => ("tenant-not-configured", "Tenant not configured", 403),
+            InsufficientScope => ("insufficient-scope", "The token lacks a scope", 403),
             ForbiddenByCloudPolicy => (
                 "forbidden-by-cloud-policy",
                 "Forbidden by the cloud's policy",
@@ -240,4 +243,21 @@ impl Problem {
         self.status = status;
         self
     }
+}
+
+/// Longest caller-supplied text echoed in a problem or a log line.
+const MAX_ECHO_CHARS: usize = 64;
+
+/// A caller-supplied value as it may be echoed back (in a problem's
+/// detail, in a log): at most 64 characters, control characters replaced.
+pub fn echo(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(MAX_ECHO_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if value.chars().count() > MAX_ECHO_CHARS {
+        out.push('…');
+    }
+    out
 }

@@ -47,6 +47,14 @@ pub enum ApiError {
 impl ApiError {
     fn problem(&self) -> Problem {
         match self {
+            ApiError::Unauthenticated(AuthError::InsufficientScope(scope)) => Problem::new(
+                ProblemKind::InsufficientScope,
+                format!("the token lacks the scope `{scope}` this operation needs"),
+            ),
+            ApiError::Unauthenticated(AuthError::KeysUnavailable) => Problem::new(
+                ProblemKind::UpstreamUnavailable,
+                AuthError::KeysUnavailable.to_string(),
+            ),
             ApiError::Unauthenticated(e) => {
                 Problem::new(ProblemKind::Unauthenticated, e.to_string())
             }
@@ -78,6 +86,16 @@ impl IntoResponse for ApiError {
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = status.into_response();
+        if let ApiError::Unauthenticated(AuthError::InsufficientScope(scope)) = &self
+            && let Ok(value) = HeaderValue::from_str(&format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+            ))
+        {
+            // RFC 6750 3.1: a valid token without the scope names the scope.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
         response.extensions_mut().insert(problem);
         if logged {
             response.extensions_mut().insert(AlreadyLogged);

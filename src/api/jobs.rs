@@ -146,14 +146,14 @@ pub struct JobGetQuery {
     params(("job_id" = String, Path, description = "Job id"), JobGetQuery),
     responses(
         (status = 200, description = "The job", body = JobView),
-        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad query; or two `Authorization` headers", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, or the token lacks the operation's scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in the caller's tenant", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["backups:read"]))
 )]
 pub async fn get_job(
     State(state): State<AppState>,
@@ -192,15 +192,16 @@ pub async fn get_job(
     params(("job_id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job, now cancelled", body = JobView),
+        (status = 400, description = "Two `Authorization` headers, or a malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, or the token lacks the operation's scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job in the caller's tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Cinder may already have the backup, or the job has ended (`job_id` names it)", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "The job kept changing while it was being cancelled", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["backups:write"]))
 )]
 pub async fn cancel_job(
     State(state): State<AppState>,
@@ -247,13 +248,13 @@ pub struct JobListResponse {
     params(JobListQuery),
     responses(
         (status = 200, description = "A page of jobs", body = JobListResponse),
-        (status = 400, description = "Bad filter, limit or page token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad filter, limit or page token; or two `Authorization` headers", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, or the token lacks the operation's scope", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["backups:read"]))
 )]
 pub async fn list_jobs(
     State(state): State<AppState>,

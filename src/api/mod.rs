@@ -102,7 +102,9 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "HS256 JWT whose tenant claim names the caller's tenant",
+                        "A JWT from the configured key source (a shared secret, PEM public keys, a JWKS or an OIDC issuer) whose tenant claim names the caller's tenant. \
+                         Scopes (in the `scope` claim by default): `backups:read` for every GET, `backups:write` to create and cancel; \
+                         a valid token without the scope is answered 403 with `WWW-Authenticate: Bearer error=\"insufficient_scope\"`.",
                     ))
                     .build(),
             ),

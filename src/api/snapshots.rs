@@ -100,13 +100,13 @@ pub struct SnapshotListResponse {
     params(SnapshotListQuery),
     responses(
         (status = 200, description = "A page of snapshots", body = SnapshotListResponse),
-        (status = 400, description = "Bad limit or page token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad limit or page token; or two `Authorization` headers", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, the token lacks the operation's scope, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or Cinder is unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["backups:read"]))
 )]
 pub async fn list_snapshots(
     State(state): State<AppState>,
@@ -146,13 +146,14 @@ pub async fn list_snapshots(
     params(("snapshot_id" = String, Path, description = "Cinder snapshot id")),
     responses(
         (status = 200, description = "The snapshot", body = SnapshotView),
+        (status = 400, description = "Two `Authorization` headers, or a malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, the token lacks the operation's scope, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such snapshot in the caller's tenant", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or Cinder is unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["backups:read"]))
 )]
 pub async fn get_snapshot(
     State(state): State<AppState>,
@@ -237,9 +238,9 @@ impl From<CreateBackupRequest> for BackupOptions {
     responses(
         (status = 202, description = "Job recorded; follow it at the Location", body = JobView,
             headers(("Location" = String, description = "/jobs/{job_id}"), ("Retry-After" = u32, description = "Seconds before polling the job"))),
-        (status = 400, description = "Malformed body, unknown field, or bad field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed body, unknown field, or bad field; or two `Authorization` headers", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, the token lacks the operation's scope, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such snapshot in the caller's tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Snapshot not available, already being backed up, backup quota exceeded, or a request with this Idempotency-Key still being answered", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
@@ -247,7 +248,7 @@ impl From<CreateBackupRequest> for BackupOptions {
         (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone, Cinder or the store is unavailable and nothing was recorded", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["backups:write"]))
 )]
 pub async fn create_backup(
     State(state): State<AppState>,
@@ -332,13 +333,14 @@ pub struct SnapshotBackupsResponse {
     params(("snapshot_id" = String, Path, description = "Cinder snapshot id")),
     responses(
         (status = 200, description = "The snapshot, its jobs and its backups", body = SnapshotBackupsResponse),
+        (status = 400, description = "Two `Authorization` headers, or a malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Tenant not configured, the token lacks the operation's scope, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such snapshot in the caller's tenant", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone, Cinder or the store is unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["backups:read"]))
 )]
 pub async fn list_snapshot_backups(
     State(state): State<AppState>,

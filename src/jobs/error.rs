@@ -10,16 +10,16 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The caller's tenant is not in the tenant map.
-    #[error("tenant `{0}` is not configured in this gateway")]
+    #[error("tenant `{}` is not configured in this gateway", crate::problem::echo(.0))]
     TenantNotConfigured(String),
     /// A request field is not acceptable.
     #[error("{0}")]
     Invalid(String),
     /// No such job in the caller's tenant.
-    #[error("job {0} not found")]
+    #[error("job {} not found", crate::problem::echo(.0))]
     JobNotFound(String),
     /// No such snapshot in the caller's tenant.
-    #[error("snapshot {id} not found")]
+    #[error("snapshot {} not found", crate::problem::echo(id))]
     SnapshotNotFound {
         /// The snapshot asked for.
         id: String,
@@ -46,7 +46,10 @@ pub enum Error {
     )]
     IdempotencyKeyReused,
     /// The snapshot is not `available`.
-    #[error("snapshot {id} is {status}; only an available snapshot can be backed up")]
+    #[error(
+        "snapshot {} is {status}; only an available snapshot can be backed up",
+        crate::problem::echo(id)
+    )]
     SnapshotNotAvailable {
         /// The snapshot.
         id: String,

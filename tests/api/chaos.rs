@@ -309,6 +309,10 @@ fn gateway_process(dir: &Path, cloud: &RunningSim, seed: &Seed) -> GatewayProces
     let mut args: Vec<String> = [
         "--jwt-secret",
         JWT_SECRET,
+        "--jwt-issuer",
+        "chaos",
+        "--jwt-audience",
+        "backup-gateway",
         "--database-url",
         &format!("sqlite://{}", dir.join("jobs.db").display()),
         "--clouds-file",
@@ -380,7 +384,14 @@ impl Callers {
             .iter()
             .map(|tenant| {
                 let name = &tenant.name;
-                let claims = json!({"tenant": name, "sub": "chaos", "exp": chrono::Utc::now().timestamp() + 6 * 3600});
+                let claims = json!({
+                    "tenant": name,
+                    "sub": "chaos",
+                    "iss": "chaos",
+                    "aud": "backup-gateway",
+                    "scope": "backups:read backups:write",
+                    "exp": chrono::Utc::now().timestamp() + 6 * 3600,
+                });
                 sign_hs256(&secret, &claims).expect("sign")
             })
             .collect();

@@ -81,14 +81,16 @@ async fn a_body_over_the_limit_is_413() {
 async fn missing_or_invalid_tokens_are_401_with_www_authenticate() {
     let app = TestApp::spawn().await;
     let path = format!("/snapshots/{}/backups", snapshot('a', 1));
+    let mut expired = crate::helpers::caller_claims("tenant-a");
+    expired["exp"] = json!(chrono::Utc::now().timestamp() - 3600);
     let expired = backup_gateway::auth::sign_hs256(
-        &secrecy::SecretString::from("test-jwt-secret".to_owned()),
-        &json!({"tenant": "tenant-a", "exp": chrono::Utc::now().timestamp() - 3600}),
+        &secrecy::SecretString::from(crate::helpers::JWT_SECRET.to_owned()),
+        &expired,
     )
     .expect("sign");
     let forged = backup_gateway::auth::sign_hs256(
         &secrecy::SecretString::from("not-the-secret".to_owned()),
-        &json!({"tenant": "tenant-a", "exp": chrono::Utc::now().timestamp() + 3600}),
+        &crate::helpers::caller_claims("tenant-a"),
     )
     .expect("sign");
     for auth in [

@@ -32,7 +32,24 @@ pub const PROJECT_B: &str = "9e8d7c6b5a4f4e3d8c2b1a0f9e8d7c6b";
 pub const PROJECT_R: &str = "7c7c7c7c7c7c4c7c8c7c7c7c7c7c7c7c";
 
 /// The callers' HS256 secret in tests.
-const JWT_SECRET: &str = "test-jwt-secret";
+pub const JWT_SECRET: &str = "test-jwt-secret";
+/// `iss` of the tests' caller tokens.
+pub const JWT_ISSUER: &str = "test-issuer";
+/// `aud` of the tests' caller tokens.
+pub const JWT_AUDIENCE: &str = "backup-gateway";
+
+/// The claims of a test caller of `tenant` holding both scopes, valid for
+/// an hour.
+pub fn caller_claims(tenant: &str) -> Value {
+    json!({
+        "tenant": tenant,
+        "sub": "test",
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "scope": "backups:read backups:write",
+        "exp": chrono::Utc::now().timestamp() + 3600,
+    })
+}
 
 /// The secret of the `tenant-x` cloud entry, which Keystone refuses: it
 /// must never appear in an answer.
@@ -302,6 +319,10 @@ impl Gateway {
             "127.0.0.1:0",
             "--jwt-secret",
             JWT_SECRET,
+            "--jwt-issuer",
+            JWT_ISSUER,
+            "--jwt-audience",
+            JWT_AUDIENCE,
         ];
         args.extend_from_slice(flags);
         let config = Flags::try_parse_from(args).expect("valid flags").config;
@@ -362,7 +383,16 @@ impl Gateway {
     /// This gateway's flags for a process of its own (the same callers,
     /// tenants and clouds), on the store `database_url`.
     pub fn process_flags(&self, database_url: &str) -> Vec<String> {
-        let mut flags = vec!["--jwt-secret".to_owned(), JWT_SECRET.to_owned()];
+        let mut flags: Vec<String> = [
+            "--jwt-secret",
+            JWT_SECRET,
+            "--jwt-issuer",
+            JWT_ISSUER,
+            "--jwt-audience",
+            JWT_AUDIENCE,
+        ]
+        .map(str::to_owned)
+        .into();
         let mut given = self.flags.iter();
         while let Some(flag) = given.next() {
             if flag == "--database-url" {
@@ -449,7 +479,7 @@ impl Gateway {
     pub fn token(&self, tenant: &str) -> String {
         sign_hs256(
             &SecretString::from(JWT_SECRET.to_owned()),
-            &json!({"tenant": tenant, "sub": "test", "exp": chrono::Utc::now().timestamp() + 3600}),
+            &caller_claims(tenant),
         )
         .expect("sign")
     }

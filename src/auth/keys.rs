@@ -1,0 +1,296 @@
+//! Where the keys that verify callers' tokens come from, always from the
+//! configuration, never from the token: a shared secret (HS256/384/512),
+//! PEM public keys (RSA, EC, Ed25519), a JWKS URL, or an OIDC issuer whose
+//! discovery document names the JWKS.
+//!
+//! JWKS keys are cached. A token with an unknown `kid` triggers a refresh,
+//! but refreshes are rate-limited (`min_refresh`): a flood of random `kid`s
+//! costs the identity provider at most one fetch per interval. The last good
+//! key set is kept while the provider is down, and the provider's
+//! `Cache-Control: max-age` decides when the set is refreshed anyway,
+//! within bounds.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey,
+    jwk::{Jwk, JwkSet},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::AuthError;
+
+/// Shortest and longest time a JWKS is trusted without a refresh, whatever
+/// its `Cache-Control` says.
+const MIN_MAX_AGE: Duration = Duration::from_secs(60);
+const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Trust of a JWKS whose answer names no `max-age`.
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Time limit of one fetch from the identity provider.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest JWKS or discovery document read.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// Where verification keys come from.
+pub enum KeySource {
+    /// A shared secret (HS256/384/512).
+    Secret(DecodingKey),
+    /// PEM public keys, each with the `kid` it answers to (its file stem)
+    /// when the token names one.
+    Static(Vec<(String, DecodingKey)>),
+    /// A JWKS fetched from an identity provider.
+    Jwks(Box<JwksCache>),
+}
+
+impl KeySource {
+    /// The shared secret's source.
+    pub fn secret(secret: &SecretString) -> KeySource {
+        KeySource::Secret(DecodingKey::from_secret(secret.expose_secret().as_bytes()))
+    }
+
+    /// PEM public keys from files; the message names the file that fails.
+    pub fn pem_files(paths: &[PathBuf]) -> anyhow::Result<KeySource> {
+        let mut keys = Vec::new();
+        for path in paths {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--jwt-public-key {}: {e}", path.display()))?;
+            let key = DecodingKey::from_rsa_pem(&pem)
+                .or_else(|_| DecodingKey::from_ec_pem(&pem))
+                .or_else(|_| DecodingKey::from_ed_pem(&pem))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--jwt-public-key {}: not a PEM RSA, EC or Ed25519 public key",
+                        path.display()
+                    )
+                })?;
+            let kid = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            keys.push((kid, key));
+        }
+        Ok(KeySource::Static(keys))
+    }
+
+    /// The key for a token's header, or why there is none.
+    pub async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+        let family = alg.family();
+        let wrong_type =
+            || AuthError::Invalid("the key type does not match the token's `alg`".into());
+        match self {
+            KeySource::Secret(key) if key.family() == family => Ok(key.clone()),
+            KeySource::Secret(_) => Err(wrong_type()),
+            KeySource::Static(keys) => {
+                let matching: Vec<&DecodingKey> = keys
+                    .iter()
+                    .filter(|(name, _)| kid.is_none_or(|kid| kid == name))
+                    .map(|(_, key)| key)
+                    .collect();
+                if matching.is_empty() {
+                    return Err(AuthError::Invalid("unknown `kid`".into()));
+                }
+                matching
+                    .into_iter()
+                    .find(|key| key.family() == family)
+                    .cloned()
+                    .ok_or_else(wrong_type)
+            }
+            KeySource::Jwks(cache) => cache.key(kid, alg).await,
+        }
+    }
+}
+
+/// Where a JWKS is found.
+#[derive(Debug, Clone)]
+pub enum JwksLocation {
+    /// The JWKS itself.
+    Url(String),
+    /// An OIDC issuer: its discovery document names the JWKS, and its
+    /// `issuer` must be this one.
+    Issuer(String),
+}
+
+/// A JWKS kept in memory and refreshed at a bounded rate.
+pub struct JwksCache {
+    location: JwksLocation,
+    http: reqwest::Client,
+    min_refresh: Duration,
+    state: Mutex<JwksState>,
+}
+
+#[derive(Default)]
+struct JwksState {
+    /// Keys by `kid` (keys without one under "").
+    keys: HashMap<String, (Jwk, DecodingKey)>,
+    /// When the current set stops being trusted without a refresh.
+    fresh_until: Option<Instant>,
+    /// The last fetch attempt, good or not: refreshes are at most one per
+    /// `min_refresh`.
+    last_attempt: Option<Instant>,
+    /// The discovered `jwks_uri` of an OIDC issuer.
+    jwks_uri: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+impl JwksCache {
+    /// A cache of the JWKS at `location`, refreshed at most once per
+    /// `min_refresh`.
+    pub fn new(location: JwksLocation, min_refresh: Duration) -> anyhow::Result<JwksCache> {
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("backup-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(JwksCache {
+            location,
+            http,
+            min_refresh,
+            state: Mutex::new(JwksState::default()),
+        })
+    }
+
+    /// The key a token's `kid` names; one refresh (rate permitting) when it
+    /// is unknown or the set has gone stale.
+    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+        let mut state = self.state.lock().await;
+        let now = Instant::now();
+        let stale = state.fresh_until.is_none_or(|t| now >= t);
+        let known = find(&state, kid, alg).is_some();
+        let may_fetch = state
+            .last_attempt
+            .is_none_or(|t| now.duration_since(t) >= self.min_refresh);
+        if (stale || !known) && may_fetch {
+            state.last_attempt = Some(now);
+            match self.fetch(&mut state).await {
+                Ok(()) => {}
+                // The last good set stays in use while the provider is down.
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not refresh the JWKS; keeping the keys known")
+                }
+            }
+        }
+        match find(&state, kid, alg) {
+            Some(key) => Ok(key),
+            None if state.keys.is_empty() => Err(AuthError::KeysUnavailable),
+            None => Err(AuthError::Invalid(
+                "unknown `kid`, or no key for the token's `alg`".into(),
+            )),
+        }
+    }
+
+    async fn fetch(&self, state: &mut JwksState) -> anyhow::Result<()> {
+        let url = match (&self.location, &state.jwks_uri) {
+            (JwksLocation::Url(url), _) => url.clone(),
+            (JwksLocation::Issuer(_), Some(uri)) => uri.clone(),
+            (JwksLocation::Issuer(issuer), None) => {
+                let discovery_url = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.trim_end_matches('/')
+                );
+                let (body, _) = self.get(&discovery_url).await?;
+                let discovery: Discovery = serde_json::from_slice(&body)
+                    .map_err(|e| anyhow::anyhow!("OIDC discovery document: {e}"))?;
+                if discovery.issuer != *issuer {
+                    anyhow::bail!(
+                        "the OIDC discovery document names issuer `{}`, not the configured `{issuer}`",
+                        discovery.issuer
+                    );
+                }
+                state.jwks_uri = Some(discovery.jwks_uri.clone());
+                discovery.jwks_uri
+            }
+        };
+        let (body, max_age) = self.get(&url).await?;
+        let set: JwkSet =
+            serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("JWKS: {e}"))?;
+        let mut keys = HashMap::new();
+        for jwk in set.keys {
+            match DecodingKey::from_jwk(&jwk) {
+                Ok(key) => {
+                    let kid = jwk.common.key_id.clone().unwrap_or_default();
+                    keys.insert(kid, (jwk, key));
+                }
+                Err(e) => tracing::info!(error = %e, "skipping a JWKS key this gateway cannot use"),
+            }
+        }
+        tracing::info!(keys = keys.len(), "fetched the JWKS");
+        state.keys = keys;
+        state.fresh_until = Some(Instant::now() + max_age.clamp(MIN_MAX_AGE, MAX_MAX_AGE));
+        Ok(())
+    }
+
+    /// GETs a document, at most [`MAX_DOCUMENT_BYTES`], with its max-age.
+    async fn get(&self, url: &str) -> anyhow::Result<(Vec<u8>, Duration)> {
+        let mut response = self.http.get(url).send().await?.error_for_status()?;
+        let max_age = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age)
+            .unwrap_or(DEFAULT_MAX_AGE);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                anyhow::bail!("{url}: the document is larger than {MAX_DOCUMENT_BYTES} bytes");
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, max_age))
+    }
+}
+
+/// The key for `kid` (any key when the token names none) usable with `alg`.
+fn find(state: &JwksState, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+    let usable = |(jwk, key): &(Jwk, DecodingKey)| {
+        key.family() == alg.family()
+            && jwk
+                .common
+                .key_algorithm
+                .is_none_or(|a| a.to_string().parse::<Algorithm>().is_ok_and(|a| a == alg))
+    };
+    match kid {
+        Some(kid) => state
+            .keys
+            .get(kid)
+            .filter(|k| usable(k))
+            .map(|(_, k)| k.clone()),
+        None => state
+            .keys
+            .values()
+            .find(|k| usable(k))
+            .map(|(_, k)| k.clone()),
+    }
+}
+
+/// `max-age=N` of a `Cache-Control` value.
+fn max_age(value: &str) -> Option<Duration> {
+    value
+        .split(',')
+        .filter_map(|part| part.trim().strip_prefix("max-age="))
+        .find_map(|n| n.trim_matches('"').parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        use std::time::Duration;
+        assert_eq!(
+            super::max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(super::max_age("no-cache"), None);
+    }
+}
