@@ -207,6 +207,37 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_MAX_WAIT", default_value = "60s", value_parser = parse_duration)]
     pub max_wait: Duration,
 
+    /// Time a client has to send a request's headers; a kept-alive
+    /// connection idle that long is closed too.
+    #[arg(long, env = "BACKUP_GATEWAY_HEADER_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Most client connections open at once; new ones past it are closed.
+    #[arg(long, env = "BACKUP_GATEWAY_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Largest request head (request line and headers), in bytes.
+    #[arg(long, env = "BACKUP_GATEWAY_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Requests per second each tenant may make (a token bucket); past it,
+    /// `429` with `Retry-After`. 0 turns the limit off.
+    #[arg(long, env = "BACKUP_GATEWAY_RATE_LIMIT", default_value_t = 50)]
+    pub rate_limit: u32,
+
+    /// Requests a tenant may make at once above its rate (the bucket's size).
+    #[arg(long, env = "BACKUP_GATEWAY_RATE_BURST", default_value_t = 100)]
+    pub rate_burst: u32,
+
+    /// An origin (`https://portal.example.com`) whose browser pages may
+    /// call the API (CORS); repeat the flag. None by default.
+    #[arg(
+        long = "cors-origin",
+        env = "BACKUP_GATEWAY_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "BACKUP_GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod jobs;
 pub mod openstack;
 pub mod problem;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 
@@ -29,7 +30,7 @@ use axum::Router;
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
-    api::{AppState, HttpSettings},
+    api::{AppState, HttpSettings, limits::RateLimiter},
     auth::{AuthSettings, JwksCache, JwksLocation, JwtVerifier, KeySource},
     config::Config,
     jobs::{Jobs, JobsSettings, Tenants, Worker, WorkerLimits},
@@ -46,6 +47,7 @@ pub struct Application {
     jobs: Arc<Jobs>,
     worker: Worker,
     worker_alive: Arc<AtomicBool>,
+    limits: server::ConnectionLimits,
     poll_interval: std::time::Duration,
     /// False when whoever built the application runs the worker's cycles.
     worker_loop: bool,
@@ -114,12 +116,18 @@ impl Application {
             auth,
             worker_alive: worker_alive.clone(),
             worker: worker.clone(),
+            limiter: Arc::new(RateLimiter::new(
+                config.rate_limit,
+                config.rate_burst,
+                config.tenants.iter().map(|(tenant, _)| tenant.clone()),
+            )),
         };
         let router = api::router(
             state,
             &HttpSettings {
                 request_timeout: config.request_timeout(),
                 max_body_bytes: config.max_body_bytes,
+                cors_origins: config.cors_origins.clone(),
             },
         );
         let listener = TcpListener::bind(config.listen)
@@ -132,6 +140,11 @@ impl Application {
             worker,
             jobs,
             worker_alive,
+            limits: server::ConnectionLimits {
+                header_read_timeout: config.header_read_timeout,
+                max_connections: config.max_connections,
+                max_header_bytes: config.max_header_bytes,
+            },
             poll_interval: config.poll_interval,
             worker_loop: true,
             address,
@@ -189,9 +202,7 @@ impl Application {
             (tokio::spawn(async {}), tokio::spawn(async {}))
         };
         tracing::info!(address = %self.address, "backup-gateway listening");
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop)
-            .await;
+        let served = server::serve(self.listener, self.router, self.limits, stop).await;
         worker.abort();
         purger.abort();
         self.worker_alive.store(false, Ordering::Relaxed);

@@ -69,6 +69,8 @@ pub enum ProblemKind {
     IdempotencyKeyInUse,
     /// The `Idempotency-Key` was first used with another request.
     IdempotencyKeyReused,
+    /// The tenant made more requests than its rate limit allows.
+    RateLimited,
     /// The request body is larger than the limit.
     PayloadTooLarge,
     /// The request took longer than the gateway allows.
@@ -155,6 +157,7 @@ impl ProblemKind {
                 422,
             ),
             PayloadTooLarge => ("payload-too-large", "The request body is too large", 413),
+            RateLimited => ("rate-limited", "Too many requests", 429),
             RequestTimeout => ("request-timeout", "The request took too long", 408),
             StoreUnavailable => ("store-unavailable", "The job store is unavailable", 503),
             Internal => ("internal", "Internal error", 500),

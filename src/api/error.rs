@@ -42,6 +42,10 @@ pub enum ApiError {
     /// A job operation failed.
     #[error(transparent)]
     Jobs(#[from] jobs::Error),
+    /// The tenant made more requests than its rate allows; retry after
+    /// this long.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
 }
 
 impl ApiError {
@@ -63,6 +67,10 @@ impl ApiError {
             }
             ApiError::Problem(problem) => problem.as_ref().clone(),
             ApiError::Jobs(e) => e.problem(),
+            ApiError::RateLimited(_) => Problem::new(
+                ProblemKind::RateLimited,
+                "this tenant made more requests than the gateway allows; retry after the time Retry-After gives",
+            ),
         }
     }
 }
@@ -86,6 +94,12 @@ impl IntoResponse for ApiError {
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = status.into_response();
+        if let ApiError::RateLimited(wait) = &self {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if let ApiError::Unauthenticated(AuthError::InsufficientScope(scope)) = &self
             && let Ok(value) = HeaderValue::from_str(&format!(
                 "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
@@ -111,7 +125,7 @@ struct AlreadyLogged;
 
 /// The problem for an error answer that did not come from an [`ApiError`]:
 /// axum's rejections and tower-http's 408 and 413 are plain text or empty.
-fn problem_for_status(status: StatusCode) -> Problem {
+fn problem_for_status(status: StatusCode, max_body_bytes: usize) -> Problem {
     let kind = match status.as_u16() {
         400 => ProblemKind::InvalidRequest,
         401 => ProblemKind::Unauthenticated,
@@ -129,7 +143,9 @@ fn problem_for_status(status: StatusCode) -> Problem {
         }
         ProblemKind::RequestTimeout => "the request took longer than the gateway allows".to_owned(),
         ProblemKind::PayloadTooLarge => {
-            "the request body is larger than the gateway accepts".to_owned()
+            format!(
+                "the request body is larger than the {max_body_bytes} bytes the gateway accepts"
+            )
         }
         _ => status.canonical_reason().unwrap_or("error").to_owned(),
     };
@@ -139,8 +155,13 @@ fn problem_for_status(status: StatusCode) -> Problem {
 }
 
 /// Middleware: makes every error answer `application/problem+json`, with
-/// the request id as `instance`, and logs it once.
-pub async fn problem_details(request: Request, next: Next) -> Response {
+/// the request id as `instance`, and logs it once. Its state is the body
+/// limit, which a `413` names.
+pub async fn problem_details(
+    axum::extract::State(max_body_bytes): axum::extract::State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -153,7 +174,7 @@ pub async fn problem_details(request: Request, next: Next) -> Response {
     }
     let mut problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
-        None => problem_for_status(status),
+        None => problem_for_status(status, max_body_bytes),
     };
     problem.instance = request_id;
     if response.extensions().get::<AlreadyLogged>().is_some() {

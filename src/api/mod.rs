@@ -6,6 +6,7 @@ pub mod error;
 mod extract;
 mod health;
 pub mod jobs;
+pub mod limits;
 mod pagination;
 pub mod snapshots;
 
@@ -17,7 +18,7 @@ use std::{
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, FromRef},
-    http::{HeaderValue, Request, StatusCode},
+    http::{HeaderValue, Method, Request, StatusCode},
     middleware,
     routing::get,
 };
@@ -37,6 +38,8 @@ use crate::{
     auth::JwtVerifier,
     jobs::{Jobs, Worker},
 };
+use limits::RateLimiter;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// Tag of the job operations.
 pub const JOBS_TAG: &str = "jobs";
@@ -56,6 +59,14 @@ pub struct AppState {
     pub worker_alive: Arc<AtomicBool>,
     /// The worker, for what readiness reports of it.
     pub worker: Worker,
+    /// Per-tenant rate limits.
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl FromRef<AppState> for Arc<RateLimiter> {
+    fn from_ref(state: &AppState) -> Self {
+        state.limiter.clone()
+    }
 }
 
 impl FromRef<AppState> for Arc<JwtVerifier> {
@@ -71,6 +82,81 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Largest body accepted.
     pub max_body_bytes: usize,
+    /// Origins whose browser pages may call the API (CORS); none: no CORS.
+    pub cors_origins: Vec<String>,
+}
+
+/// Longest `X-Request-Id` kept from a caller.
+const MAX_REQUEST_ID_CHARS: usize = 64;
+
+/// Drops a caller's `X-Request-Id` that is long or holds characters other
+/// than letters, digits and `-_.:`: it is echoed in answers and logs, so
+/// only a short, safe one is kept (a new one is made otherwise).
+async fn sanitize_request_id(
+    mut request: Request<axum::body::Body>,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let unsafe_id = request
+        .headers()
+        .get_all("x-request-id")
+        .iter()
+        .enumerate()
+        .any(|(n, value)| {
+            n > 0
+                || value.len() > MAX_REQUEST_ID_CHARS
+                || value.is_empty()
+                || !value
+                    .as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+        });
+    if unsafe_id {
+        request.headers_mut().remove("x-request-id");
+    }
+    next.run(request).await
+}
+
+/// API answers are not to be sniffed or cached (they carry a tenant's data).
+async fn api_headers(
+    request: Request<axum::body::Body>,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers
+        .entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The CORS layer for the configured origins (none: no layer).
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([
+                axum::http::header::LOCATION,
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 #[derive(OpenApi)]
@@ -173,10 +259,16 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(sanitize_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeOpenStackRequestId))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(middleware::from_fn(error::problem_details))
+                .option_layer(cors(&http.cors_origins))
+                .layer(middleware::from_fn(api_headers))
+                .layer(middleware::from_fn_with_state(
+                    http.max_body_bytes,
+                    error::problem_details,
+                ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     http.request_timeout,

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 pub use keys::{JwksCache, JwksLocation, KeySource};
 
-use crate::api::error::ApiError;
+use crate::api::{error::ApiError, limits::RateLimiter};
 
 /// Longest token accepted: far above any real one, and it keeps a hostile
 /// caller from making the gateway parse megabytes.
@@ -307,6 +307,7 @@ pub fn set_claim(claims: &mut Value, path: &str, value: Value) {
 impl<S> FromRequestParts<S> for Caller
 where
     Arc<JwtVerifier>: FromRef<S>,
+    Arc<RateLimiter>: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -335,6 +336,9 @@ where
                 needed.to_owned(),
             )));
         }
+        Arc::<RateLimiter>::from_ref(state)
+            .check(&caller.tenant)
+            .map_err(ApiError::RateLimited)?;
         Ok(caller)
     }
 }
