@@ -10,6 +10,7 @@ mod faults;
 mod helpers;
 mod idempotency;
 mod jobs;
+mod limits;
 mod openapi;
 mod process;
 mod restart;
