@@ -326,7 +326,8 @@ pub struct SnapshotBackupsResponse {
     pub snapshot: SnapshotView,
     /// The gateway's jobs of this snapshot, newest first (at most 100).
     pub jobs: Vec<JobView>,
-    /// Cinder's backups of this snapshot, by the gateway or anyone else.
+    /// Cinder's backups of this snapshot, by the gateway or anyone else,
+    /// newest first, among the volume's 1,000 newest backups.
     pub backups: Vec<BackupView>,
 }
 

@@ -10,6 +10,10 @@ use crate::{
 /// Most jobs shown for one snapshot.
 const SNAPSHOT_JOBS_LIMIT: u32 = 100;
 
+/// Most of the volume's backups read for one snapshot's view (newest
+/// first, as Cinder lists them).
+const SNAPSHOT_BACKUPS_LIMIT: usize = 1000;
+
 /// What has been made from one snapshot.
 #[derive(Debug)]
 pub struct SnapshotBackups {
@@ -86,6 +90,8 @@ impl Jobs {
         self.shown(&jobs).await;
         let backup_filter = BackupFilter {
             volume_id: Some(snapshot.volume_id.clone()),
+            // One request never costs unbounded upstream work.
+            at_most: Some(SNAPSHOT_BACKUPS_LIMIT),
             ..Default::default()
         };
         let backups = self

@@ -168,6 +168,9 @@ pub struct BackupFilter {
     pub status: Option<String>,
     /// `volume_id=`.
     pub volume_id: Option<String>,
+    /// Stop after this many backups (a view for a caller); `None` reads
+    /// every page (the worker's conclusions need complete listings).
+    pub at_most: Option<usize>,
 }
 
 /// The Cinder calls of the gateway, for one tenant (clouds.yaml entry) each.
@@ -574,6 +577,12 @@ impl Cinder for OpenStackClient {
                 .then(|| body.backups.last().map(|b| b.id.clone()))
                 .flatten();
             all.extend(body.backups);
+            if let Some(at_most) = filter.at_most
+                && all.len() >= at_most
+            {
+                all.truncate(at_most);
+                return Ok(all);
+            }
             match next {
                 None => return Ok(all),
                 Some(next) if Some(&next) == marker.as_ref() => {
