@@ -211,3 +211,23 @@ async fn a_request_head_over_the_limit_is_refused_before_the_token_is_read() {
     // The HTTP layer answers before any route: a bare 431 (see README).
     assert_eq!(answer.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed() {
+    let app = TestApp::spawn_with(&["--header-read-timeout", "1s"]).await;
+    let mut stream = tokio::net::TcpStream::connect(host(&app))
+        .await
+        .expect("connects");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).await.expect("an answer");
+    assert_eq!(&first, b"HTTP/1.1 200");
+
+    // Act: the client keeps the connection and sends nothing more.
+    let rest = read_until_closed(&mut stream).await;
+
+    assert!(rest.is_some(), "the gateway closed the idle connection");
+}
