@@ -102,6 +102,60 @@ struct Flags {
     config: Config,
 }
 
+/// The JWT flags every test gateway starts with, each left out when the
+/// test passes a flag that replaces it: another key source replaces the
+/// secret, `--oidc-issuer` the issuer, and waiving the issuer and audience
+/// check replaces both.
+const JWT_DEFAULTS: [(&[&str], [&str; 2]); 3] = [
+    (
+        &[
+            "--jwt-secret",
+            "--jwt-public-key",
+            "--jwt-jwks-url",
+            "--oidc-issuer",
+        ],
+        ["--jwt-secret", JWT_SECRET],
+    ),
+    (
+        &[
+            "--jwt-issuer",
+            "--oidc-issuer",
+            "--jwt-allow-any-issuer-audience",
+        ],
+        ["--jwt-issuer", JWT_ISSUER],
+    ),
+    (
+        &["--jwt-audience", "--jwt-allow-any-issuer-audience"],
+        ["--jwt-audience", JWT_AUDIENCE],
+    ),
+];
+
+/// The default JWT flags that `flags` does not replace.
+fn jwt_defaults<S: AsRef<str>>(flags: &[S]) -> Vec<&'static str> {
+    let given = |name: &str| {
+        flags.iter().any(|flag| {
+            let flag = flag.as_ref();
+            flag == name
+                || flag
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('='))
+        })
+    };
+    JWT_DEFAULTS
+        .iter()
+        .filter(|(replaced_by, _)| !replaced_by.iter().any(|name| given(name)))
+        .flat_map(|(_, pair)| *pair)
+        .collect()
+}
+
+/// The configuration a gateway started with exactly `flags` (and
+/// `--listen 127.0.0.1:0`) has: no test default is added.
+pub fn parse_config(flags: &[&str]) -> Result<Config, clap::Error> {
+    let mut args = vec!["gateway", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(flags);
+    Flags::try_parse_from(args).map(|flags| flags.config)
+}
+
 /// A gateway served on real TCP by this process, with request helpers.
 /// Upstream-neutral: the same type fronts the simulator or a real cloud.
 pub struct Gateway {
@@ -111,7 +165,8 @@ pub struct Gateway {
     pub client: reqwest::Client,
     /// The configuration the gateway was built with.
     pub config: Config,
-    /// The flags it was started with (without `--listen` and the JWT secret).
+    /// The flags it was started with (without `--listen` and the JWT
+    /// defaults).
     flags: Vec<String>,
     worker: Option<Worker>,
     jobs: Option<Arc<Jobs>>,
@@ -126,10 +181,57 @@ pub struct TestApp {
     pub gateway: Gateway,
     /// The simulator, to steer it and count calls.
     pub sim: Sim,
-    /// Keeps the simulator's listeners open for the test's life.
-    _cloud: RunningSim,
-    /// Holds the store and clouds.yaml; removed when the test ends.
+    /// Keeps the simulator, the store and clouds.yaml for the test's life.
+    _cloud: TestCloud,
+}
+
+/// An `openstack-sim` on real TCP, with the store and the clouds.yaml of a
+/// gateway in front of it; removed when the test ends.
+pub struct TestCloud {
+    /// The simulator, to steer it and count calls.
+    pub sim: Sim,
+    /// Keeps the simulator's listeners open.
+    _running: RunningSim,
+    /// Holds the store and clouds.yaml.
     _dir: tempfile::TempDir,
+    database_url: String,
+    clouds_file: String,
+}
+
+impl TestCloud {
+    /// A simulator set up as `sim_config` says, seeded with [`test_seed`].
+    pub async fn start(sim_config: SimConfig) -> TestCloud {
+        let sim = Sim::new(sim_config, test_seed());
+        let running = sim.start().await.expect("simulator starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clouds_file = dir.path().join("clouds.yaml");
+        std::fs::write(&clouds_file, clouds_yaml(&running)).expect("write clouds.yaml");
+        TestCloud {
+            sim: running.sim.clone(),
+            database_url: format!("sqlite://{}", dir.path().join("jobs.db").display()),
+            clouds_file: clouds_file.display().to_string(),
+            _running: running,
+            _dir: dir,
+        }
+    }
+
+    /// The gateway flags naming its store, its clouds.yaml and the tenants.
+    pub fn flags(&self) -> Vec<&str> {
+        vec![
+            "--database-url",
+            &self.database_url,
+            "--clouds-file",
+            &self.clouds_file,
+            "--tenant",
+            "tenant-a=tenant-a",
+            "--tenant",
+            "tenant-b=tenant-b",
+            "--tenant",
+            "tenant-r=tenant-r",
+            "--tenant",
+            "tenant-x=tenant-x",
+        ]
+    }
 }
 
 impl std::ops::Deref for TestApp {
@@ -232,27 +334,8 @@ impl TestApp {
         extra_flags: &[&str],
         worker_loop: bool,
     ) -> TestApp {
-        let sim = Sim::new(sim_config, test_seed());
-        let cloud = sim.start().await.expect("simulator starts");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let clouds_file = dir.path().join("clouds.yaml");
-        std::fs::write(&clouds_file, clouds_yaml(&cloud)).expect("write clouds.yaml");
-        let database_url = format!("sqlite://{}", dir.path().join("jobs.db").display());
-        let clouds_file = clouds_file.display().to_string();
-        let mut flags = vec![
-            "--database-url",
-            &database_url,
-            "--clouds-file",
-            &clouds_file,
-            "--tenant",
-            "tenant-a=tenant-a",
-            "--tenant",
-            "tenant-b=tenant-b",
-            "--tenant",
-            "tenant-r=tenant-r",
-            "--tenant",
-            "tenant-x=tenant-x",
-        ];
+        let cloud = TestCloud::start(sim_config).await;
+        let mut flags = cloud.flags();
         // Defaults of the tests, unless the test sets the flag itself.
         for pair in [
             ["--retry-base", "10ms"],
@@ -268,7 +351,6 @@ impl TestApp {
             gateway: Gateway::start_with(&flags, worker_loop).await,
             sim: cloud.sim.clone(),
             _cloud: cloud,
-            _dir: dir,
         }
     }
 
@@ -304,7 +386,8 @@ impl TestApp {
 
 impl Gateway {
     /// Builds and serves a gateway from command-line flags, as a user would
-    /// start it (`--listen 127.0.0.1:0` and the test JWT secret are added).
+    /// start it (`--listen 127.0.0.1:0` and the test JWT flags the given
+    /// ones do not replace, [`jwt_defaults`], are added).
     pub async fn start(flags: &[&str]) -> Gateway {
         Self::start_with(flags, true).await
     }
@@ -313,19 +396,9 @@ impl Gateway {
     /// calls [`Gateway::cycle`].
     pub async fn start_with(flags: &[&str], worker_loop: bool) -> Gateway {
         LazyLock::force(&LOGS);
-        let mut args = vec![
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--jwt-secret",
-            JWT_SECRET,
-            "--jwt-issuer",
-            JWT_ISSUER,
-            "--jwt-audience",
-            JWT_AUDIENCE,
-        ];
+        let mut args = jwt_defaults(flags);
         args.extend_from_slice(flags);
-        let config = Flags::try_parse_from(args).expect("valid flags").config;
+        let config = parse_config(&args).expect("valid flags");
         let mut gateway = Gateway {
             address: String::new(),
             client: reqwest::Client::new(),
@@ -383,16 +456,10 @@ impl Gateway {
     /// This gateway's flags for a process of its own (the same callers,
     /// tenants and clouds), on the store `database_url`.
     pub fn process_flags(&self, database_url: &str) -> Vec<String> {
-        let mut flags: Vec<String> = [
-            "--jwt-secret",
-            JWT_SECRET,
-            "--jwt-issuer",
-            JWT_ISSUER,
-            "--jwt-audience",
-            JWT_AUDIENCE,
-        ]
-        .map(str::to_owned)
-        .into();
+        let mut flags: Vec<String> = jwt_defaults(&self.flags)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let mut given = self.flags.iter();
         while let Some(flag) = given.next() {
             if flag == "--database-url" {
@@ -475,7 +542,8 @@ impl Gateway {
         pool.close().await;
     }
 
-    /// A caller token for `tenant`, valid for an hour.
+    /// A caller token for `tenant`, valid for an hour, signed with the
+    /// tests' secret (the default key source).
     pub fn token(&self, tenant: &str) -> String {
         sign_hs256(
             &SecretString::from(JWT_SECRET.to_owned()),

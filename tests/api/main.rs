@@ -9,6 +9,8 @@ mod errors;
 mod faults;
 mod helpers;
 mod idempotency;
+mod identity;
+mod idp;
 mod jobs;
 mod limits;
 mod openapi;
