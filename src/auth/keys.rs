@@ -13,12 +13,13 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use jsonwebtoken::{
     Algorithm, DecodingKey,
-    jwk::{Jwk, JwkSet},
+    jwk::{Jwk, JwkSet, PublicKeyUse},
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -78,30 +79,40 @@ impl KeySource {
         Ok(KeySource::Static(keys))
     }
 
-    /// The key for a token's header, or why there is none.
-    pub async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+    /// The keys a token's header may be signed with (the one its `kid`
+    /// names; without a `kid`, every key of the algorithm's type, as during
+    /// a rotation two are published), or why there is none.
+    pub async fn keys(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Vec<DecodingKey>, AuthError> {
         let family = alg.family();
         let wrong_type =
             || AuthError::Invalid("the key type does not match the token's `alg`".into());
         match self {
-            KeySource::Secret(key) if key.family() == family => Ok(key.clone()),
+            KeySource::Secret(key) if key.family() == family => Ok(vec![key.clone()]),
             KeySource::Secret(_) => Err(wrong_type()),
             KeySource::Static(keys) => {
-                let matching: Vec<&DecodingKey> = keys
+                let named: Vec<&DecodingKey> = keys
                     .iter()
                     .filter(|(name, _)| kid.is_none_or(|kid| kid == name))
                     .map(|(_, key)| key)
                     .collect();
-                if matching.is_empty() {
+                if named.is_empty() {
                     return Err(AuthError::Invalid("unknown `kid`".into()));
                 }
-                matching
+                let usable: Vec<DecodingKey> = named
                     .into_iter()
-                    .find(|key| key.family() == family)
+                    .filter(|key| key.family() == family)
                     .cloned()
-                    .ok_or_else(wrong_type)
+                    .collect();
+                if usable.is_empty() {
+                    return Err(wrong_type());
+                }
+                Ok(usable)
             }
-            KeySource::Jwks(cache) => cache.key(kid, alg).await,
+            KeySource::Jwks(cache) => cache.keys(kid, alg).await,
         }
     }
 }
@@ -116,12 +127,22 @@ pub enum JwksLocation {
     Issuer(String),
 }
 
-/// A JWKS kept in memory and refreshed at a bounded rate.
+/// A JWKS kept in memory and refreshed at a bounded rate. A caller whose
+/// key is known never waits for a refresh (a stale set is refreshed in the
+/// background); only a caller naming an unknown `kid` waits for the one
+/// fetch that may find it.
 pub struct JwksCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     location: JwksLocation,
     http: reqwest::Client,
     min_refresh: Duration,
-    state: Mutex<JwksState>,
+    /// The keys; held only for a look or an update, never across a fetch.
+    state: std::sync::Mutex<JwksState>,
+    /// One fetch at a time.
+    fetching: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -153,46 +174,108 @@ impl JwksCache {
             .user_agent(concat!("backup-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(JwksCache {
-            location,
-            http,
-            min_refresh,
-            state: Mutex::new(JwksState::default()),
+            inner: Arc::new(Inner {
+                location,
+                http,
+                min_refresh,
+                state: std::sync::Mutex::new(JwksState::default()),
+                fetching: Mutex::new(()),
+            }),
         })
     }
 
-    /// The key a token's `kid` names; one refresh (rate permitting) when it
-    /// is unknown or the set has gone stale.
-    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, AuthError> {
-        let mut state = self.state.lock().await;
-        let now = Instant::now();
-        let stale = state.fresh_until.is_none_or(|t| now >= t);
-        let known = find(&state, kid, alg).is_some();
-        let may_fetch = state
-            .last_attempt
-            .is_none_or(|t| now.duration_since(t) >= self.min_refresh);
-        if (stale || !known) && may_fetch {
-            state.last_attempt = Some(now);
-            match self.fetch(&mut state).await {
-                Ok(()) => {}
-                // The last good set stays in use while the provider is down.
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not refresh the JWKS; keeping the keys known")
-                }
+    /// The keys a token may be signed with; a refresh (rate permitting)
+    /// when its `kid` is unknown, in the background when the set is stale.
+    async fn keys(&self, kid: Option<&str>, alg: Algorithm) -> Result<Vec<DecodingKey>, AuthError> {
+        let (known, stale) = {
+            let state = self.inner.lock();
+            let stale = state.fresh_until.is_none_or(|t| Instant::now() >= t);
+            (find(&state, kid, alg), stale)
+        };
+        if !known.is_empty() {
+            if stale && self.inner.may_fetch() {
+                let inner = self.inner.clone();
+                tokio::spawn(async move { inner.refresh().await });
             }
+            return Ok(known);
         }
-        match find(&state, kid, alg) {
-            Some(key) => Ok(key),
-            None if state.keys.is_empty() => Err(AuthError::KeysUnavailable),
-            None => Err(AuthError::Invalid(
+        // Unknown here: wait for the one fetch that may find it (another
+        // caller's fetch counts), if the rate allows one.
+        let guard = self.inner.fetching.lock().await;
+        let known = find(&self.inner.lock(), kid, alg);
+        if known.is_empty() && self.inner.may_fetch() {
+            self.inner.fetch_now().await;
+        }
+        drop(guard);
+        let state = self.inner.lock();
+        let known = if known.is_empty() {
+            find(&state, kid, alg)
+        } else {
+            known
+        };
+        match known {
+            known if !known.is_empty() => Ok(known),
+            _ if state.keys.is_empty() => Err(AuthError::KeysUnavailable),
+            _ => Err(AuthError::Invalid(
                 "unknown `kid`, or no key for the token's `alg`".into(),
             )),
         }
     }
+}
 
-    async fn fetch(&self, state: &mut JwksState) -> anyhow::Result<()> {
-        let url = match (&self.location, &state.jwks_uri) {
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JwksState> {
+        // Replaced whole on each fetch: never seen half-written.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True, and the attempt recorded, when the rate allows a fetch now.
+    fn may_fetch(&self) -> bool {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let allowed = state
+            .last_attempt
+            .is_none_or(|t| now.duration_since(t) >= self.min_refresh);
+        if allowed {
+            state.last_attempt = Some(now);
+        }
+        allowed
+    }
+
+    /// A background refresh: one fetch at a time.
+    async fn refresh(&self) {
+        let _guard = self.fetching.lock().await;
+        self.fetch_now().await;
+    }
+
+    /// Fetches the set; on failure the last good one stays.
+    async fn fetch_now(&self) {
+        let jwks_uri = self.lock().jwks_uri.clone();
+        match self.fetch(jwks_uri).await {
+            Ok((keys, max_age, jwks_uri)) => {
+                let mut state = self.lock();
+                state.keys = keys;
+                state.fresh_until = Some(Instant::now() + max_age.clamp(MIN_MAX_AGE, MAX_MAX_AGE));
+                state.jwks_uri = jwks_uri;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh the JWKS; keeping the keys known");
+            }
+        }
+    }
+
+    /// The key set and how long to trust it, and the discovered JWKS URL.
+    async fn fetch(
+        &self,
+        jwks_uri: Option<String>,
+    ) -> anyhow::Result<(
+        HashMap<String, (Jwk, DecodingKey)>,
+        Duration,
+        Option<String>,
+    )> {
+        let url = match (&self.location, jwks_uri) {
             (JwksLocation::Url(url), _) => url.clone(),
-            (JwksLocation::Issuer(_), Some(uri)) => uri.clone(),
+            (JwksLocation::Issuer(_), Some(uri)) => uri,
             (JwksLocation::Issuer(issuer), None) => {
                 let discovery_url = format!(
                     "{}/.well-known/openid-configuration",
@@ -207,7 +290,6 @@ impl JwksCache {
                         discovery.issuer
                     );
                 }
-                state.jwks_uri = Some(discovery.jwks_uri.clone());
                 discovery.jwks_uri
             }
         };
@@ -216,6 +298,10 @@ impl JwksCache {
             serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("JWKS: {e}"))?;
         let mut keys = HashMap::new();
         for jwk in set.keys {
+            // A key published for encryption never checks a signature.
+            if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+                continue;
+            }
             match DecodingKey::from_jwk(&jwk) {
                 Ok(key) => {
                     let kid = jwk.common.key_id.clone().unwrap_or_default();
@@ -225,9 +311,8 @@ impl JwksCache {
             }
         }
         tracing::info!(keys = keys.len(), "fetched the JWKS");
-        state.keys = keys;
-        state.fresh_until = Some(Instant::now() + max_age.clamp(MIN_MAX_AGE, MAX_MAX_AGE));
-        Ok(())
+        let discovered = matches!(self.location, JwksLocation::Issuer(_)).then_some(url);
+        Ok((keys, max_age, discovered))
     }
 
     /// GETs a document, at most [`MAX_DOCUMENT_BYTES`], with its max-age.
@@ -250,8 +335,9 @@ impl JwksCache {
     }
 }
 
-/// The key for `kid` (any key when the token names none) usable with `alg`.
-fn find(state: &JwksState, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+/// The keys for `kid` (every key when the token names none) usable with
+/// `alg`.
+fn find(state: &JwksState, kid: Option<&str>, alg: Algorithm) -> Vec<DecodingKey> {
     let usable = |(jwk, key): &(Jwk, DecodingKey)| {
         key.family() == alg.family()
             && jwk
@@ -264,12 +350,15 @@ fn find(state: &JwksState, kid: Option<&str>, alg: Algorithm) -> Option<Decoding
             .keys
             .get(kid)
             .filter(|k| usable(k))
-            .map(|(_, k)| k.clone()),
+            .map(|(_, k)| k.clone())
+            .into_iter()
+            .collect(),
         None => state
             .keys
             .values()
-            .find(|k| usable(k))
-            .map(|(_, k)| k.clone()),
+            .filter(|k| usable(k))
+            .map(|(_, k)| k.clone())
+            .collect(),
     }
 }
 

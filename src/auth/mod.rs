@@ -176,13 +176,17 @@ impl JwtVerifier {
             .map(|data| data.claims)
             .map_err(|_| AuthError::Invalid("malformed token payload".into()))?;
         for claim in ["exp", "nbf", "iat"] {
-            if raw.get(claim).is_some_and(|v| !v.is_number()) {
+            // NumericDate as the verifier reads it: whole seconds since 1970.
+            if raw.get(claim).is_some_and(|v| v.as_u64().is_none()) {
                 return Err(AuthError::Invalid(format!(
-                    "malformed `{claim}`: not a number"
+                    "malformed `{claim}`: not a whole number of seconds since 1970"
                 )));
             }
         }
-        let key = settings.keys.key(header.kid.as_deref(), header.alg).await?;
+        let candidates = settings
+            .keys
+            .keys(header.kid.as_deref(), header.alg)
+            .await?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = settings.leeway.as_secs();
         validation.validate_exp = true;
@@ -204,23 +208,29 @@ impl JwtVerifier {
             None => validation.validate_aud = false,
         }
         validation.set_required_spec_claims(&required);
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => AuthError::Expired,
-                    ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                    ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
-                    ErrorKind::InvalidAlgorithm => {
-                        AuthError::Invalid("the key type does not match the token's `alg`".into())
-                    }
-                    ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
-                    ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
-                    ErrorKind::MissingRequiredClaim(claim) => {
-                        AuthError::Invalid(format!("missing claim `{claim}`"))
-                    }
-                    _ => AuthError::Invalid("malformed token".into()),
-                }
-            })?;
+        // The first key whose signature holds decides; a bad signature under
+        // one key tries the next (a token without `kid` during a rotation).
+        let mut decoded: jsonwebtoken::errors::Result<_> = Err(ErrorKind::InvalidSignature.into());
+        for key in &candidates {
+            decoded = jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation);
+            if !matches!(&decoded, Err(e) if *e.kind() == ErrorKind::InvalidSignature) {
+                break;
+            }
+        }
+        let data = decoded.map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+            ErrorKind::InvalidAlgorithm => {
+                AuthError::Invalid("the key type does not match the token's `alg`".into())
+            }
+            ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
+            ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
+            ErrorKind::MissingRequiredClaim(claim) => {
+                AuthError::Invalid(format!("missing claim `{claim}`"))
+            }
+            _ => AuthError::Invalid("malformed token".into()),
+        })?;
         let claims = data.claims;
         self.check_times(&claims)?;
         let tenant = claim_at(&claims, &settings.tenant_claim)

@@ -200,6 +200,28 @@ async fn a_rotated_key_is_accepted_without_restart_and_the_dropped_one_refused()
 }
 
 #[tokio::test]
+async fn a_token_without_kid_is_checked_against_every_published_key_of_its_type() {
+    // Arrange: during a rotation the provider publishes two RSA keys; the
+    // caller's tokens name neither.
+    let (app, idp, first) = jwks_gateway(&[]).await;
+    let second = SigningKey::generate(KeyKind::Rsa, "k2");
+    idp.publish(&second);
+    let unnamed =
+        |key: &SigningKey| key.sign_with(Header::new(Algorithm::RS256), &claims("tenant-a"));
+
+    // Act
+    let by_first = list_snapshots(&app, &unnamed(&first)).await;
+    let by_second = list_snapshots(&app, &unnamed(&second)).await;
+    let by_stranger =
+        list_snapshots(&app, &unnamed(&SigningKey::generate(KeyKind::Rsa, "k3"))).await;
+
+    // Assert
+    assert_eq!(by_first.status, 200, "{}", by_first.text);
+    assert_eq!(by_second.status, 200, "{}", by_second.text);
+    assert_invalid_token(&by_stranger, "bad signature", "a key never published");
+}
+
+#[tokio::test]
 async fn cached_keys_keep_working_while_the_provider_is_down() {
     // Arrange: the keys are fetched once while the provider is up.
     let (app, mut idp, key) = jwks_gateway(&["--jwks-min-refresh", "0s"]).await;
@@ -368,8 +390,11 @@ fn raw_token(header: &Value, claims: &Value, signature: &str) -> String {
 #[tokio::test]
 async fn forged_tampered_and_out_of_bounds_tokens_are_refused_and_change_nothing() {
     // Arrange: an RS256 gateway on the provider's JWKS, lifetimes of 2 h
-    // at most; an attacker with keys of their own.
-    let (app, _idp, key) = jwks_gateway(&["--jwt-max-lifetime", "2h"]).await;
+    // at most, request heads of up to 256 KiB (so that a 100 KiB token
+    // reaches the verifier; at the default limit the HTTP layer refuses
+    // it first, see limits.rs); an attacker with keys of their own.
+    let (app, _idp, key) =
+        jwks_gateway(&["--jwt-max-lifetime", "2h", "--max-header-bytes", "262144"]).await;
     let good = key.sign(&claims("tenant-a"));
     let attacker = SigningKey::generate(KeyKind::Rsa, "k1");
     let signed = |patch: Value| key.sign(&with(claims("tenant-a"), patch));
@@ -857,7 +882,6 @@ async fn with_the_waiver_tokens_of_any_issuer_and_audience_are_accepted() {
 }
 
 #[tokio::test]
-#[ignore = "src/auth/keys.rs holds the key set's lock while it fetches the JWKS: every caller waits for a hanging provider"]
 async fn a_hanging_refresh_does_not_hold_up_callers_whose_key_is_cached() {
     // Arrange: k1 cached; the provider then hangs, and a token naming a
     // key it is about to publish starts a refresh that waits on it.
@@ -891,7 +915,6 @@ async fn a_hanging_refresh_does_not_hold_up_callers_whose_key_is_cached() {
 }
 
 #[tokio::test]
-#[ignore = "src/auth/mod.rs lets a number jsonwebtoken cannot read as u64 through its time-claim check, and it is then reported missing"]
 async fn an_exp_that_is_a_number_but_no_timestamp_is_called_malformed() {
     // Arrange
     let (app, _idp, key) = jwks_gateway(&[]).await;
