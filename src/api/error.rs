@@ -42,6 +42,10 @@ pub enum ApiError {
     /// A job operation failed.
     #[error(transparent)]
     Jobs(#[from] jobs::Error),
+    /// The body is over the limit (the problem, which names the limit, is
+    /// written by [`problem_details`]).
+    #[error("the request body is too large")]
+    PayloadTooLarge,
     /// The tenant made more requests than its rate allows; retry after
     /// this long.
     #[error("rate limited")]
@@ -67,6 +71,10 @@ impl ApiError {
             }
             ApiError::Problem(problem) => problem.as_ref().clone(),
             ApiError::Jobs(e) => e.problem(),
+            ApiError::PayloadTooLarge => Problem::new(
+                ProblemKind::PayloadTooLarge,
+                "the request body is larger than the gateway accepts",
+            ),
             ApiError::RateLimited(_) => Problem::new(
                 ProblemKind::RateLimited,
                 "this tenant made more requests than the gateway allows; retry after the time Retry-After gives",
@@ -88,6 +96,10 @@ impl IntoResponse for ApiError {
         {
             // The full error (with its sources) goes to the log only.
             tracing::error!(error = %e, "request failed");
+        }
+        if let ApiError::PayloadTooLarge = self {
+            // The middleware knows the limit and names it.
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
         }
         let logged = matches!(&self, ApiError::Jobs(e) if e.is_server_side());
         let problem = self.problem();

@@ -13,10 +13,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::{
-    openstack::CallContext,
-    problem::{Problem, ProblemKind},
-};
+use crate::openstack::CallContext;
 
 /// A JSON body. An empty body reads as `{}` (every create field is
 /// optional, so `curl -X POST` works); a non-JSON content type is refused.
@@ -37,10 +34,7 @@ where
             .map(str::to_owned);
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::from(Problem::new(
-                    ProblemKind::PayloadTooLarge,
-                    "the request body is larger than the gateway accepts",
-                ))
+                ApiError::PayloadTooLarge
             } else {
                 ApiError::BadRequest(format!("could not read the request body: {rejection}"))
             }

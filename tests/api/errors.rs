@@ -74,7 +74,32 @@ async fn a_body_over_the_limit_is_413() {
     let body = json!({"description": "x".repeat(100 * 1024)});
     let answer = app.create_backup("tenant-a", &snapshot('a', 1), body).await;
     answer.assert_problem(413, "payload-too-large");
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("65536 bytes")),
+        "the limit is named: {}",
+        answer.text
+    );
     assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn caller_supplied_values_echoed_in_problems_are_cut_short() {
+    let app = TestApp::spawn().await;
+    let long_tenant = "t".repeat(500);
+    let long_job = "j".repeat(500);
+
+    let tenant = app.get(&long_tenant, "/jobs").await;
+    let job = app.get("tenant-a", &format!("/jobs/{long_job}")).await;
+
+    tenant.assert_problem(403, "tenant-not-configured");
+    job.assert_problem(404, "job-not-found");
+    for answer in [tenant, job] {
+        let detail = answer.body["detail"].as_str().expect("detail");
+        assert!(detail.chars().count() < 150, "{detail}");
+        assert!(detail.contains('…'), "{detail}");
+    }
 }
 
 #[tokio::test]
