@@ -315,6 +315,38 @@ impl Config {
                 );
             }
         }
+        for (flag, url) in [
+            ("--jwt-jwks-url", &self.jwt_jwks_url),
+            ("--oidc-issuer", &self.oidc_issuer),
+        ] {
+            if let Some(url) = url {
+                check_key_url(flag, url)?;
+            }
+        }
+        if let (Some(oidc), Some(issuer)) = (&self.oidc_issuer, &self.jwt_issuer)
+            && oidc != issuer
+        {
+            anyhow::bail!(
+                "--jwt-issuer `{issuer}` differs from --oidc-issuer `{oidc}`: tokens of an OIDC issuer carry its URL as `iss`; leave --jwt-issuer out"
+            );
+        }
+        for origin in &self.cors_origins {
+            check_origin(origin)?;
+        }
+        for (flag, scope) in [
+            ("--read-scope", &self.read_scope),
+            ("--write-scope", &self.write_scope),
+        ] {
+            if scope.is_empty()
+                || !scope
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+            {
+                anyhow::bail!(
+                    "{flag} `{scope}`: a scope is one word of visible characters (no spaces or quotes)"
+                );
+            }
+        }
         if self.issuer().is_none() || self.jwt_audience.is_none() {
             if !self.jwt_allow_any_issuer_audience {
                 anyhow::bail!(
@@ -367,6 +399,48 @@ fn parse_secret(s: &str) -> Result<SecretString, String> {
         return Err("must not be empty".into());
     }
     Ok(SecretString::from(s.to_owned()))
+}
+
+/// Keys must come over https: anyone on the way to the identity provider
+/// could otherwise publish keys of their own. Loopback addresses are exempt
+/// (a provider on the same host).
+fn check_key_url(flag: &str, url: &str) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| anyhow::anyhow!("{flag} `{url}` is not a URL: {e}"))?;
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        scheme => anyhow::bail!(
+            "{flag} `{url}`: keys must come over https (`{scheme}` is only accepted for a loopback address)"
+        ),
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, lowercase, no
+/// path; `*` is refused (a credentialed API is not for every site).
+fn check_origin(origin: &str) -> anyhow::Result<()> {
+    let well_formed = reqwest::Url::parse(origin).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some()
+            && url.path() == "/"
+            && url.query().is_none()
+            && !origin.ends_with('/')
+    }) && origin == origin.to_ascii_lowercase();
+    if !well_formed {
+        anyhow::bail!(
+            "--cors-origin `{origin}` is not an origin such as https://portal.example.com (lowercase, no path, no `*`)"
+        );
+    }
+    Ok(())
 }
 
 fn parse_algorithm(s: &str) -> Result<jsonwebtoken::Algorithm, String> {

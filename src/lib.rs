@@ -144,6 +144,7 @@ impl Application {
                 header_read_timeout: config.header_read_timeout,
                 max_connections: config.max_connections,
                 max_header_bytes: config.max_header_bytes,
+                drain_timeout: config.request_timeout(),
             },
             poll_interval: config.poll_interval,
             worker_loop: true,

@@ -25,12 +25,17 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Largest request head (request line and headers), in bytes.
+    /// Largest request head (request line and headers), in bytes (at
+    /// least 8 KiB).
     pub max_header_bytes: usize,
+    /// Longest wait for open requests once shutdown was asked for: the
+    /// request time limit, so that a long poll in progress is answered.
+    pub drain_timeout: Duration,
 }
 
-/// Longest wait for open requests once shutdown was asked for.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Refused connections are logged at most once per this interval (with a
+/// count), so that a client hammering at the cap cannot flood the log.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Serves `router` until `stop` completes.
 pub async fn serve(
@@ -41,6 +46,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    let mut refused: u64 = 0;
+    let mut refusals_logged = tokio::time::Instant::now() - REFUSAL_LOG_INTERVAL;
     let service = TowerToHyperService::new(router);
     tokio::pin!(stop);
     loop {
@@ -57,10 +65,17 @@ pub async fn serve(
             () = &mut stop => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = limits.max_connections, "too many open connections; closing a new one");
             drop(stream);
+            refused += 1;
+            if refusals_logged.elapsed() >= REFUSAL_LOG_INTERVAL {
+                tracing::warn!(%peer, refused, max = limits.max_connections, "too many open connections; closing new ones");
+                refusals_logged = tokio::time::Instant::now();
+                refused = 0;
+            }
             continue;
         };
+        // Reap ended connections so the set stays small.
+        while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -69,7 +84,7 @@ pub async fn serve(
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service.clone());
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
@@ -77,11 +92,12 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("open connections did not finish in time; closing them");
+        connections.abort_all();
     }
     Ok(())
 }

@@ -23,6 +23,9 @@ use crate::{
     problem::{Problem, ProblemKind},
 };
 
+/// Longest problem detail answered.
+const MAX_DETAIL_CHARS: usize = 400;
+
 /// The media type of every error answer (RFC 9457).
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -189,6 +192,16 @@ pub async fn problem_details(
         None => problem_for_status(status, max_body_bytes),
     };
     problem.instance = request_id;
+    // A detail may quote what the caller sent (a field name, a value, a
+    // header): never more than a short excerpt of it.
+    if problem.detail.chars().count() > MAX_DETAIL_CHARS {
+        problem.detail = problem
+            .detail
+            .chars()
+            .take(MAX_DETAIL_CHARS)
+            .collect::<String>()
+            + "…";
+    }
     if response.extensions().get::<AlreadyLogged>().is_some() {
         // Logged once already, with its sources.
     } else if status.is_server_error() {

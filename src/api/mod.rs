@@ -263,8 +263,8 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
                 .layer(SetRequestIdLayer::x_request_id(MakeOpenStackRequestId))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::x_request_id())
-                .option_layer(cors(&http.cors_origins))
                 .layer(middleware::from_fn(api_headers))
+                .option_layer(cors(&http.cors_origins))
                 .layer(middleware::from_fn_with_state(
                     http.max_body_bytes,
                     error::problem_details,

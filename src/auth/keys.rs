@@ -61,6 +61,14 @@ impl KeySource {
         for path in paths {
             let pem = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("--jwt-public-key {}: {e}", path.display()))?;
+            // A private key would be read as its public half, but it has no
+            // business on this side: refuse it rather than hold it.
+            if !String::from_utf8_lossy(&pem).contains("PUBLIC KEY-----") {
+                anyhow::bail!(
+                    "--jwt-public-key {}: not a PEM public key (`-----BEGIN PUBLIC KEY-----`); give the public half only",
+                    path.display()
+                );
+            }
             let key = DecodingKey::from_rsa_pem(&pem)
                 .or_else(|_| DecodingKey::from_ec_pem(&pem))
                 .or_else(|_| DecodingKey::from_ed_pem(&pem))
@@ -147,8 +155,11 @@ struct Inner {
 
 #[derive(Default)]
 struct JwksState {
-    /// Keys by `kid` (keys without one under "").
-    keys: HashMap<String, (Jwk, DecodingKey)>,
+    /// Keys by `kid` (keys without one under ""); several may share one.
+    keys: HashMap<String, Vec<(Jwk, DecodingKey)>>,
+    /// True once a fetch succeeded: then a missing key is the token's
+    /// fault, not the provider's.
+    fetched: bool,
     /// When the current set stops being trusted without a refresh.
     fresh_until: Option<Instant>,
     /// The last fetch attempt, good or not: refreshes are at most one per
@@ -170,7 +181,8 @@ impl JwksCache {
     pub fn new(location: JwksLocation, min_refresh: Duration) -> anyhow::Result<JwksCache> {
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            // A redirect could lead anywhere; the configured URLs are final.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("backup-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(JwksCache {
@@ -215,7 +227,7 @@ impl JwksCache {
         };
         match known {
             known if !known.is_empty() => Ok(known),
-            _ if state.keys.is_empty() => Err(AuthError::KeysUnavailable),
+            _ if !state.fetched => Err(AuthError::KeysUnavailable),
             _ => Err(AuthError::Invalid(
                 "unknown `kid`, or no key for the token's `alg`".into(),
             )),
@@ -255,11 +267,14 @@ impl Inner {
             Ok((keys, max_age, jwks_uri)) => {
                 let mut state = self.lock();
                 state.keys = keys;
+                state.fetched = true;
                 state.fresh_until = Some(Instant::now() + max_age.clamp(MIN_MAX_AGE, MAX_MAX_AGE));
                 state.jwks_uri = jwks_uri;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not refresh the JWKS; keeping the keys known");
+                // The issuer may have moved its JWKS: discover it again.
+                self.lock().jwks_uri = None;
             }
         }
     }
@@ -269,7 +284,7 @@ impl Inner {
         &self,
         jwks_uri: Option<String>,
     ) -> anyhow::Result<(
-        HashMap<String, (Jwk, DecodingKey)>,
+        HashMap<String, Vec<(Jwk, DecodingKey)>>,
         Duration,
         Option<String>,
     )> {
@@ -296,7 +311,7 @@ impl Inner {
         let (body, max_age) = self.get(&url).await?;
         let set: JwkSet =
             serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("JWKS: {e}"))?;
-        let mut keys = HashMap::new();
+        let mut keys: HashMap<String, Vec<(Jwk, DecodingKey)>> = HashMap::new();
         for jwk in set.keys {
             // A key published for encryption never checks a signature.
             if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
@@ -305,12 +320,15 @@ impl Inner {
             match DecodingKey::from_jwk(&jwk) {
                 Ok(key) => {
                     let kid = jwk.common.key_id.clone().unwrap_or_default();
-                    keys.insert(kid, (jwk, key));
+                    keys.entry(kid).or_default().push((jwk, key));
                 }
                 Err(e) => tracing::info!(error = %e, "skipping a JWKS key this gateway cannot use"),
             }
         }
-        tracing::info!(keys = keys.len(), "fetched the JWKS");
+        tracing::info!(
+            keys = keys.values().map(Vec::len).sum::<usize>(),
+            "fetched the JWKS"
+        );
         let discovered = matches!(self.location, JwksLocation::Issuer(_)).then_some(url);
         Ok((keys, max_age, discovered))
     }
@@ -345,30 +363,32 @@ fn find(state: &JwksState, kid: Option<&str>, alg: Algorithm) -> Vec<DecodingKey
                 .key_algorithm
                 .is_none_or(|a| a.to_string().parse::<Algorithm>().is_ok_and(|a| a == alg))
     };
-    match kid {
-        Some(kid) => state
-            .keys
-            .get(kid)
-            .filter(|k| usable(k))
-            .map(|(_, k)| k.clone())
-            .into_iter()
-            .collect(),
-        None => state
-            .keys
-            .values()
-            .filter(|k| usable(k))
-            .map(|(_, k)| k.clone())
-            .collect(),
-    }
+    let named: Box<dyn Iterator<Item = &(Jwk, DecodingKey)>> = match kid {
+        Some(kid) => Box::new(state.keys.get(kid).into_iter().flatten()),
+        None => Box::new(state.keys.values().flatten()),
+    };
+    named
+        .filter(|k| usable(k))
+        .map(|(_, k)| k.clone())
+        .collect()
 }
 
-/// `max-age=N` of a `Cache-Control` value.
+/// How long a `Cache-Control` value lets the set be trusted: its
+/// `max-age`, or nothing at all for `no-cache` and `no-store` (the lower
+/// bound then applies). Directive names are case-insensitive.
 fn max_age(value: &str) -> Option<Duration> {
-    value
-        .split(',')
-        .filter_map(|part| part.trim().strip_prefix("max-age="))
-        .find_map(|n| n.trim_matches('"').parse::<u64>().ok())
-        .map(Duration::from_secs)
+    let mut no_cache = false;
+    for part in value.split(',') {
+        let part = part.trim().to_ascii_lowercase();
+        if let Some(n) = part.strip_prefix("max-age=") {
+            if let Ok(n) = n.trim_matches('"').parse::<u64>() {
+                return Some(Duration::from_secs(n));
+            }
+        } else if part == "no-cache" || part == "no-store" {
+            no_cache = true;
+        }
+    }
+    no_cache.then_some(Duration::ZERO)
 }
 
 #[cfg(test)]
@@ -380,6 +400,11 @@ mod tests {
             super::max_age("public, max-age=600"),
             Some(Duration::from_secs(600))
         );
-        assert_eq!(super::max_age("no-cache"), None);
+        assert_eq!(super::max_age("no-cache"), Some(Duration::ZERO));
+        assert_eq!(
+            super::max_age("Public, MAX-AGE=30"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(super::max_age("public"), None);
     }
 }

@@ -183,6 +183,11 @@ impl JwtVerifier {
                 )));
             }
         }
+        // jsonwebtoken takes an `iss` array when one element matches; a
+        // token names one issuer.
+        if raw.get("iss").is_some_and(|v| !v.is_string()) {
+            return Err(AuthError::Invalid("malformed `iss`: not a string".into()));
+        }
         let candidates = settings
             .keys
             .keys(header.kid.as_deref(), header.alg)

@@ -70,12 +70,14 @@ pub(super) fn validate_options(options: &BackupOptions) -> Result<(), Error> {
             });
         if !key_ok {
             return Err(Error::Invalid(format!(
-                "metadata key `{key}` must be 1 to 255 characters of letters, digits and - _ : . / or space"
+                "metadata key `{}` must be 1 to 255 characters of letters, digits and - _ : . / or space",
+                crate::problem::echo(key)
             )));
         }
         if value.chars().count() > MAX_FIELD_CHARS {
             return Err(Error::Invalid(format!(
-                "metadata value of `{key}` is longer than {MAX_FIELD_CHARS} characters"
+                "metadata value of `{}` is longer than {MAX_FIELD_CHARS} characters",
+                crate::problem::echo(key)
             )));
         }
     }

@@ -337,6 +337,10 @@ fn gateway_process(dir: &Path, cloud: &RunningSim, seed: &Seed) -> GatewayProces
         "1s",
         "--upstream-page-size",
         "25",
+        // Callers here retry hard by design; the rate limit is not what
+        // this test is about.
+        "--rate-limit",
+        "0",
     ]
     .iter()
     .map(|s| (*s).to_owned())

@@ -866,6 +866,79 @@ async fn without_issuer_and_audience_the_gateway_does_not_start_and_names_the_fl
 }
 
 #[tokio::test]
+async fn unsafe_key_and_browser_settings_are_configuration_errors_naming_the_flag() {
+    // Arrange
+    let cloud = TestCloud::start(TestApp::sim_config(Duration::from_secs(3600))).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let private_pem = dir.path().join("private.pem");
+    // The label alone says it: a private key is refused before it is read.
+    std::fs::write(
+        &private_pem,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    let private_pem = private_pem.display().to_string();
+    let iss_aud = ["--jwt-issuer", JWT_ISSUER, "--jwt-audience", JWT_AUDIENCE];
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--jwt-jwks-url", "http://idp.example/jwks.json"],
+            "--jwt-jwks-url",
+        ),
+        (&["--oidc-issuer", "http://idp.example"], "--oidc-issuer"),
+        (&["--jwt-public-key", &private_pem], "--jwt-public-key"),
+        (
+            &["--jwt-secret", "s", "--cors-origin", "*"],
+            "--cors-origin",
+        ),
+        (
+            &[
+                "--jwt-secret",
+                "s",
+                "--cors-origin",
+                "https://portal.example/app",
+            ],
+            "--cors-origin",
+        ),
+        (
+            &["--jwt-secret", "s", "--write-scope", "backups write"],
+            "--write-scope",
+        ),
+    ];
+
+    for (given, flag) in cases {
+        // Act
+        let mut flags = cloud.flags();
+        flags.extend_from_slice(given);
+        flags.extend_from_slice(&iss_aud);
+        let built = Application::build(parse_config(&flags).expect("flags parse")).await;
+
+        // Assert
+        let error = built.err().map(|e| format!("{e:#}"));
+        let error = error.unwrap_or_else(|| panic!("{given:?}: the gateway started"));
+        assert!(
+            error.contains(flag),
+            "{given:?}: `{error}` does not name {flag}"
+        );
+    }
+    // An OIDC issuer with another --jwt-issuer contradicts itself.
+    let mut flags = cloud.flags();
+    flags.extend_from_slice(&[
+        "--oidc-issuer",
+        "https://idp.example",
+        "--jwt-issuer",
+        "https://other.example",
+        "--jwt-audience",
+        JWT_AUDIENCE,
+    ]);
+    let built = Application::build(parse_config(&flags).expect("flags parse")).await;
+    assert!(
+        built
+            .err()
+            .is_some_and(|e| format!("{e:#}").contains("--oidc-issuer"))
+    );
+}
+
+#[tokio::test]
 async fn with_the_waiver_tokens_of_any_issuer_and_audience_are_accepted() {
     // Arrange
     let (app, _idp, key) = jwks_gateway(&["--jwt-allow-any-issuer-audience"]).await;
