@@ -128,6 +128,7 @@ impl Application {
                 request_timeout: config.request_timeout(),
                 max_body_bytes: config.max_body_bytes,
                 cors_origins: config.cors_origins.clone(),
+                max_header_bytes: config.max_header_bytes,
             },
         );
         let listener = TcpListener::bind(config.listen)

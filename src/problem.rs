@@ -73,6 +73,8 @@ pub enum ProblemKind {
     RateLimited,
     /// The request body is larger than the limit.
     PayloadTooLarge,
+    /// The request line and headers are larger than the limit.
+    HeadersTooLarge,
     /// The request took longer than the gateway allows.
     RequestTimeout,
     /// The job store could not be reached.
@@ -158,6 +160,11 @@ impl ProblemKind {
             ),
             PayloadTooLarge => ("payload-too-large", "The request body is too large", 413),
             RateLimited => ("rate-limited", "Too many requests", 429),
+            HeadersTooLarge => (
+                "request-header-fields-too-large",
+                "The request headers are too large",
+                431,
+            ),
             RequestTimeout => ("request-timeout", "The request took too long", 408),
             StoreUnavailable => ("store-unavailable", "The job store is unavailable", 503),
             Internal => ("internal", "Internal error", 500),

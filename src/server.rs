@@ -25,8 +25,10 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Largest request head (request line and headers), in bytes (at
-    /// least 8 KiB).
+    /// Largest request head (request line and headers), in bytes, that
+    /// the API reads; a larger one gets a problem+json `431` from the API.
+    /// The HTTP layer itself stops reading at four times this (at least
+    /// 64 KiB) and answers a bare `431`.
     pub max_header_bytes: usize,
     /// Longest wait for open requests once shutdown was asked for: the
     /// request time limit, so that a long poll in progress is answered.
@@ -80,7 +82,7 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes.max(8192))
+            .max_buf_size(limits.max_header_bytes.saturating_mul(4).max(64 * 1024))
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service.clone());
         let connection = graceful.watch(connection);

@@ -30,7 +30,9 @@ pub struct HealthStatus {
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = HEALTH_TAG, operation_id = "healthz",
-    responses((status = 200, description = "Alive", body = HealthStatus)))]
+    responses((status = 200, description = "Alive", body = HealthStatus),
+        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn healthz() -> Json<HealthStatus> {
     Json(HealthStatus {
         status: "ok",
@@ -43,6 +45,7 @@ pub async fn healthz() -> Json<HealthStatus> {
     responses(
         (status = 200, description = "Ready", body = HealthStatus),
         (status = 503, description = "The store does not answer or the worker stopped", body = Problem, content_type = "application/problem+json"),
+        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
     if let Err(e) = state.jobs.store().ping().await {

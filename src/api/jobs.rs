@@ -154,6 +154,7 @@ pub struct JobGetQuery {
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:read"]))
 )]
@@ -204,6 +205,7 @@ pub async fn get_job(
         (status = 500, description = "The job kept changing while it was being cancelled", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:write"]))
 )]
@@ -259,6 +261,7 @@ pub struct JobListResponse {
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:read"]))
 )]

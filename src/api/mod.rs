@@ -84,6 +84,35 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Origins whose browser pages may call the API (CORS); none: no CORS.
     pub cors_origins: Vec<String>,
+    /// Largest request head read.
+    pub max_header_bytes: usize,
+}
+
+/// Refuses a request head over the limit with a problem+json `431` (the
+/// HTTP layer reads up to four times the limit, so that this answer can be
+/// given).
+async fn head_limit(
+    axum::extract::State(max_header_bytes): axum::extract::State<usize>,
+    request: Request<axum::body::Body>,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let line = request.method().as_str().len() + request.uri().to_string().len() + 12;
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if line + headers > max_header_bytes {
+        return axum::response::IntoResponse::into_response(error::ApiError::from(
+            crate::problem::Problem::new(
+                crate::problem::ProblemKind::HeadersTooLarge,
+                format!(
+                    "the request line and headers are larger than the {max_header_bytes} bytes the gateway reads"
+                ),
+            ),
+        ));
+    }
+    next.run(request).await
 }
 
 /// Longest `X-Request-Id` kept from a caller.
@@ -268,6 +297,10 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
                 .layer(middleware::from_fn_with_state(
                     http.max_body_bytes,
                     error::problem_details,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    http.max_header_bytes,
+                    head_limit,
                 ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,

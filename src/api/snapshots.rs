@@ -107,6 +107,7 @@ pub struct SnapshotListResponse {
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or Cinder is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:read"]))
 )]
@@ -156,6 +157,7 @@ pub async fn list_snapshots(
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone or Cinder is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:read"]))
 )]
@@ -253,6 +255,7 @@ impl From<CreateBackupRequest> for BackupOptions {
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone, Cinder or the store is unavailable and nothing was recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:write"]))
 )]
@@ -348,6 +351,7 @@ pub struct SnapshotBackupsResponse {
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Keystone, Cinder or the store is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:read"]))
 )]
