@@ -1003,3 +1003,53 @@ async fn an_exp_that_is_a_number_but_no_timestamp_is_called_malformed() {
     }
     assert_nothing_changed(&app, &good).await;
 }
+
+/// A hostile or broken key server on 127.0.0.1: `/huge` answers a 2 MiB
+/// document, `/redirect` sends the caller to `target`.
+async fn hostile_key_server(target: String) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/huge",
+            axum::routing::get(|| async {
+                format!(
+                    "{{\"keys\": [], \"padding\": \"{}\"}}",
+                    "x".repeat(2 * 1024 * 1024)
+                )
+            }),
+        )
+        .route(
+            "/redirect",
+            axum::routing::get(move || {
+                let target = target.clone();
+                async move { axum::response::Redirect::temporary(&target) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn an_oversized_or_redirecting_key_server_yields_no_keys() {
+    // Arrange: a real key set behind a redirect, and a 2 MiB document.
+    let key = SigningKey::generate(KeyKind::Rsa, "k1");
+    let idp = IdentityProvider::start(&[&key]).await;
+    let server = hostile_key_server(idp.jwks_url()).await;
+    let token = key.sign(&claims("tenant-a"));
+
+    for path in ["/huge", "/redirect"] {
+        let url = format!("{server}{path}");
+        let app = TestApp::spawn_with(&["--jwt-jwks-url", &url]).await;
+
+        // Act
+        let answer = list_snapshots(&app, &token).await;
+
+        // Assert: no key was had (the redirect is not followed, the large
+        // document not read whole), so the caller is told to retry later.
+        answer.assert_problem(503, "upstream-unavailable");
+    }
+    assert_eq!(idp.jwks_fetches(), 0, "the redirect was not followed");
+}
