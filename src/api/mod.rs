@@ -96,7 +96,11 @@ async fn head_limit(
     request: Request<axum::body::Body>,
     next: middleware::Next,
 ) -> axum::response::Response {
-    let line = request.method().as_str().len() + request.uri().to_string().len() + 12;
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    let line = request.method().as_str().len() + target + 12;
     let headers: usize = request
         .headers()
         .iter()

@@ -269,9 +269,14 @@ pub fn now() -> DateTime<Utc> {
 
 /// `d` from now; the far future when that is past what a time can hold.
 pub fn after(d: std::time::Duration) -> DateTime<Utc> {
+    later(now(), d)
+}
+
+/// `d` after `at`; the far future when that is past what a time can hold.
+pub fn later(at: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(d)
         .ok()
-        .and_then(|d| now().checked_add_signed(d))
+        .and_then(|d| at.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 

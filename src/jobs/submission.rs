@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use super::{
     error::{Error, upstream_problem},
     idempotency::{self, KeyClaim},
-    model::{BackupOptions, Job, JobState, after, ago, human, now},
+    model::{BackupOptions, Job, JobState, after, ago, human, later, now},
     service::{InFlight, Jobs},
     validation::{check_snapshot_id, validate_options},
 };
@@ -414,14 +414,14 @@ impl Jobs {
     /// has one winner), then posts the backup with the job id in its
     /// metadata.
     async fn post(&self, job: &mut Job, ctx: &CallContext) -> Posted {
+        let posted_at = now();
         job.attempts += 1;
-        job.posted_at = Some(now());
-        job.updated_at = now();
+        job.posted_at = Some(posted_at);
+        job.updated_at = posted_at;
         // Should this process die during the POST, the next one must not
-        // list before Cinder is done with it: the POST may run for the
-        // upstream time limit, and Cinder may go on for as long again after
-        // the gateway stopped waiting. Any outcome seen here replaces it.
-        job.next_attempt_at = Some(after(self.settings.upstream_timeout.saturating_mul(2)));
+        // list before Cinder is done with it. Any outcome seen here
+        // replaces it.
+        job.next_attempt_at = Some(self.settled_at(posted_at));
         if !self.save(job).await {
             return Posted::NotClaimed;
         }
@@ -503,14 +503,16 @@ impl Jobs {
         if let Some(posted_at) = job.posted_at
             && e.may_still_be_working()
         {
-            let settled =
-                chrono::Duration::from_std(self.settings.upstream_timeout.saturating_mul(2))
-                    .ok()
-                    .and_then(|d| posted_at.checked_add_signed(d))
-                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
-            next = next.max(settled);
+            next = next.max(self.settled_at(posted_at));
         }
         job.retry_at(upstream_problem(e), next);
+    }
+
+    /// When a POST sent at `posted_at` that got no answer from Cinder
+    /// itself is surely over: it may run for the upstream time limit, and
+    /// Cinder may go on for as long again after the gateway stopped waiting.
+    fn settled_at(&self, posted_at: DateTime<Utc>) -> DateTime<Utc> {
+        later(posted_at, self.settings.upstream_timeout.saturating_mul(2))
     }
 }
 
