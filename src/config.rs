@@ -19,13 +19,32 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Job store: `sqlite://PATH` (created with its folder if missing).
+    /// Job store: `sqlite://PATH` (one replica; the file and its folder are
+    /// created if missing) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`
+    /// (several replicas may share it; `?sslmode=require` or `verify-full`
+    /// for TLS).
     #[arg(
         long,
         env = "BACKUP_GATEWAY_DATABASE_URL",
-        default_value = DEFAULT_DATABASE_URL
+        default_value = DEFAULT_DATABASE_URL,
+        hide_env_values = true
     )]
     pub database_url: String,
+
+    /// Most connections the job store's pool opens.
+    #[arg(long, env = "BACKUP_GATEWAY_DATABASE_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: u32,
+
+    /// How long a replica's lease on a tenant lasts without renewal (renewed
+    /// every third of it): how soon another replica takes over the tenants
+    /// of one that died.
+    #[arg(long, env = "BACKUP_GATEWAY_LEASE_TTL", default_value = "15s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// This replica's name in the store's leases (default: the host name
+    /// and a random suffix, new at every start).
+    #[arg(long, env = "BACKUP_GATEWAY_REPLICA_ID")]
+    pub replica_id: Option<String>,
 
     /// Key source: the shared secret of callers' HS256/384/512 JWTs.
     #[arg(long, env = "BACKUP_GATEWAY_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
@@ -390,7 +409,31 @@ impl Config {
                 "--retention must be at least --idempotency-ttl: a key must not outlive the job it answers"
             );
         }
+        if self.lease_ttl < Duration::from_secs(1) {
+            anyhow::bail!("--lease-ttl must be at least 1s: leases are renewed every third of it");
+        }
+        if let Some(id) = &self.replica_id
+            && (id.is_empty() || id.len() > 200 || id.chars().any(char::is_control))
+        {
+            anyhow::bail!("--replica-id must be 1 to 200 characters with no control characters");
+        }
         Ok(())
+    }
+
+    /// This replica's name in the store: `--replica-id`, or the host name
+    /// with a random suffix (a restarted process is a new holder, so it
+    /// never mistakes the leases of its previous life for its own).
+    pub fn replica(&self) -> String {
+        self.replica_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "backup-gateway".to_owned());
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            format!("{host}-{}", &suffix[..8])
+        })
     }
 }
 

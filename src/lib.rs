@@ -33,7 +33,7 @@ use crate::{
     api::{AppState, HttpSettings, limits::RateLimiter},
     auth::{AuthSettings, JwksCache, JwksLocation, JwtVerifier, KeySource},
     config::Config,
-    jobs::{Jobs, JobsSettings, Tenants, Worker, WorkerLimits},
+    jobs::{Jobs, JobsSettings, LeaseSettings, Leases, Tenants, Worker, WorkerLimits},
     openstack::{Backoff, OpenStackClient, UpstreamSettings},
 };
 
@@ -60,7 +60,11 @@ impl Application {
     /// [`Application::run_until_stopped`].
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate()?;
-        let store = store::connect(&config.database_url).await?;
+        let store = store::connect(&store::StoreOptions {
+            url: config.database_url.clone(),
+            pool_size: config.database_pool_size,
+        })
+        .await?;
         let clouds_file = config
             .clouds_file
             .as_deref()
@@ -84,6 +88,13 @@ impl Application {
                 },
             },
         )?;
+        let leases = Arc::new(Leases::new(
+            store.clone(),
+            LeaseSettings {
+                replica: config.replica(),
+                ttl: config.lease_ttl,
+            },
+        ));
         let jobs = Arc::new(Jobs::new(
             store,
             Arc::new(cinder),
@@ -106,6 +117,7 @@ impl Application {
         let worker_alive = Arc::new(AtomicBool::new(false));
         let worker = Worker::new(
             jobs.clone(),
+            leases,
             WorkerLimits {
                 concurrency: config.worker_concurrency as usize,
                 per_tenant: config.tenant_concurrency as usize,
@@ -192,6 +204,7 @@ impl Application {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let leases = self.worker.leases().clone();
         let (worker, purger) = if self.worker_loop {
             let jobs = self.jobs.clone();
             (
@@ -208,6 +221,9 @@ impl Application {
         worker.abort();
         purger.abort();
         self.worker_alive.store(false, Ordering::Relaxed);
+        // Other replicas take this one's tenants at once, not after the
+        // leases expire.
+        leases.release_all().await;
         served.context("serving the API")?;
         tracing::info!("backup-gateway stopped");
         Ok(())

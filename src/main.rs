@@ -33,8 +33,8 @@ enum Command {
     },
     /// Create or upgrade the job store's schema, then exit.
     Migrate {
-        /// Job store: `sqlite://PATH`.
-        #[arg(long, env = "BACKUP_GATEWAY_DATABASE_URL", default_value = backup_gateway::config::DEFAULT_DATABASE_URL)]
+        /// Job store: `sqlite://PATH` or `postgres://USER@HOST/DATABASE`.
+        #[arg(long, env = "BACKUP_GATEWAY_DATABASE_URL", default_value = backup_gateway::config::DEFAULT_DATABASE_URL, hide_env_values = true)]
         database_url: String,
         /// Log format: `compact` or `json`.
         #[arg(long, env = "BACKUP_GATEWAY_LOG_FORMAT", default_value = "compact")]
@@ -68,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
             log_format,
         } => {
             telemetry::init(log_format);
-            store::connect(&database_url).await?;
+            store::connect(&store::StoreOptions::new(&database_url)).await?;
             tracing::info!("the job store is ready: its schema is at the latest migration");
             Ok(())
         }

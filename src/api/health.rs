@@ -26,6 +26,18 @@ pub struct HealthStatus {
     /// operator.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreadable_jobs: Option<Vec<String>>,
+    /// Readiness only: the job store (`sqlite` or `postgres`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "postgres")]
+    pub store: Option<&'static str>,
+    /// Readiness only: this replica's name in the store's tenant leases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// Readiness only: the tenants whose jobs this replica works now (it
+    /// holds their leases). Other replicas on the same store work the
+    /// rest; a tenant with no unfinished job is held by none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leased_tenants: Option<Vec<String>>,
 }
 
 /// Liveness: the process answers.
@@ -37,6 +49,9 @@ pub async fn healthz() -> Json<HealthStatus> {
     Json(HealthStatus {
         status: "ok",
         unreadable_jobs: None,
+        store: None,
+        replica: None,
+        leased_tenants: None,
     })
 }
 
@@ -60,8 +75,19 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>,
             Problem::new(ProblemKind::Internal, "the worker is not running").with_status(503),
         ));
     }
+    let leases = state.worker.leases();
+    let mut leased: Vec<String> = leases
+        .held()
+        .iter()
+        .flat_map(|tenant| state.jobs.tenants_of(&tenant.cloud).map(str::to_owned))
+        .collect();
+    leased.sort();
+    leased.dedup();
     Ok(Json(HealthStatus {
         status: "ready",
         unreadable_jobs: Some(state.worker.unreadable_jobs()),
+        store: Some(state.jobs.store().kind()),
+        replica: Some(leases.replica().to_owned()),
+        leased_tenants: Some(leased),
     }))
 }

@@ -10,6 +10,7 @@
 
 mod error;
 pub mod idempotency;
+mod leases;
 pub mod model;
 mod retention;
 mod retry;
@@ -21,6 +22,7 @@ mod waiters;
 mod worker;
 
 pub use error::{Error, upstream_problem};
+pub use leases::{LeaseSettings, Leases};
 pub use retention::Purged;
 pub use retry::backoff;
 pub use service::{JobPage, Jobs, JobsSettings, Tenants};

@@ -3,11 +3,7 @@
 //! lives in `submission`, idempotency keys in `idempotency`, purging in
 //! `retention`.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use super::{
     error::Error,
@@ -16,7 +12,7 @@ use super::{
 };
 use crate::{
     openstack::Cinder,
-    store::{JobFilter, JobStore},
+    store::{Fence, JobFilter, JobStore},
 };
 
 /// A cancel re-reads and decides again when its write lost a race; a job
@@ -77,6 +73,14 @@ impl Tenants {
     pub fn clouds(&self) -> impl Iterator<Item = &str> {
         self.0.values().map(String::as_str)
     }
+
+    /// The tenants a cloud entry acts for.
+    pub fn of<'a>(&'a self, cloud: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(_, c)| c.as_str() == cloud)
+            .map(|(tenant, _)| tenant.as_str())
+    }
 }
 
 /// One page of jobs.
@@ -94,43 +98,38 @@ pub struct Jobs {
     pub(super) cinder: Arc<dyn Cinder>,
     pub(super) tenants: Tenants,
     pub(super) settings: JobsSettings,
-    /// Long polls, woken per job.
-    waiters: Waiters,
-    /// Jobs whose submission runs right now in this process: the worker
-    /// leaves them alone.
-    in_flight: Mutex<HashSet<JobId>>,
-}
-
-/// Removes a job from the in-flight set when the submission ends, however.
-pub(super) struct InFlight {
-    jobs: Arc<Jobs>,
-    id: JobId,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.jobs.in_flight.lock() {
-            set.remove(&self.id);
-        }
-    }
+    /// Long polls, woken per job: by this process's writes, and by the
+    /// store's announcements of other replicas' writes.
+    waiters: Arc<Waiters>,
 }
 
 impl Jobs {
-    /// Builds the job service.
+    /// Builds the job service (in a Tokio runtime: it subscribes to the
+    /// store's job changes).
     pub fn new(
         store: Arc<dyn JobStore>,
         cinder: Arc<dyn Cinder>,
         tenants: Tenants,
         settings: JobsSettings,
     ) -> Self {
+        let waiters = Arc::new(Waiters::new(settings.max_waiters));
+        let woken = waiters.clone();
+        store.watch_changes(Arc::new(move |change| match change {
+            Some(id) => woken.notify(id),
+            None => woken.notify_all(),
+        }));
         Jobs {
             store,
             cinder,
             tenants,
-            waiters: Waiters::new(settings.max_waiters),
+            waiters,
             settings,
-            in_flight: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The tenant names whose cloud entry is `cloud`.
+    pub fn tenants_of<'a>(&'a self, cloud: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.tenants.of(cloud)
     }
 
     /// The store (for readiness checks).
@@ -156,14 +155,20 @@ impl Jobs {
     /// answered false: the other writer's state stands, and a job the store
     /// did not take is found again from what the store holds.
     pub(super) async fn save(&self, job: &mut Job) -> bool {
-        match self.store.update(job).await {
+        self.save_fenced(job, None).await
+    }
+
+    /// [`Jobs::save`] for the worker: the write also needs the tenant's
+    /// lease to be held still, so a replica that lost it changes nothing.
+    pub(super) async fn save_fenced(&self, job: &mut Job, fence: Option<&Fence>) -> bool {
+        match self.store.update(job, fence).await {
             Ok(true) => {
                 job.version += 1;
                 self.waiters.notify(job.id);
                 true
             }
             Ok(false) => {
-                tracing::info!(job_id = %job.id, state = job.state.as_str(), "job changed elsewhere; update skipped");
+                tracing::info!(job_id = %job.id, state = job.state.as_str(), "job changed elsewhere (or this replica's lease on its tenant ended); update skipped");
                 false
             }
             Err(e) => {
@@ -176,24 +181,6 @@ impl Jobs {
     /// Wakes the long polls of a job changed other than by [`Jobs::save`].
     pub(super) fn notify(&self, id: JobId) {
         self.waiters.notify(id);
-    }
-
-    pub(super) fn enter(self: &Arc<Self>, id: JobId) -> InFlight {
-        if let Ok(mut set) = self.in_flight.lock() {
-            set.insert(id);
-        }
-        InFlight {
-            jobs: self.clone(),
-            id,
-        }
-    }
-
-    pub(super) fn try_enter(self: &Arc<Self>, id: JobId) -> Option<InFlight> {
-        let mut set = self.in_flight.lock().ok()?;
-        set.insert(id).then(|| InFlight {
-            jobs: self.clone(),
-            id,
-        })
     }
 
     /// One job of the caller's tenant. Another tenant's job is "not found".

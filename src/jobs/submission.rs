@@ -17,13 +17,13 @@ use super::{
     error::{Error, upstream_problem},
     idempotency::{self, KeyClaim},
     model::{BackupOptions, Job, JobState, after, ago, human, later, now},
-    service::{InFlight, Jobs},
+    service::Jobs,
     validation::{check_snapshot_id, validate_options},
 };
 use crate::{
     openstack::{self, CallContext, NewBackup},
     problem::{Problem, ProblemKind},
-    store::{self, KeyUse},
+    store::{self, Fence, KeyUse},
 };
 
 /// The metadata key that carries the job id on the backup: how a job finds
@@ -187,12 +187,14 @@ impl Jobs {
                 request_id: None,
             }));
         }
-        let job = Job::new(project_id, cloud, snapshot.id, snapshot.volume_id, options);
+        let mut job = Job::new(project_id, cloud, snapshot.id, snapshot.volume_id, options);
+        // Not due for the worker while this request may still submit it:
+        // the worker of any replica leaves it to this submission (whose
+        // claim, written before its POST, then sets the next look). Should
+        // this process die before the claim, the worker takes the job once
+        // the request's time is over.
+        job.next_attempt_at = Some(later(job.created_at, self.settings.request_timeout));
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
-        // Marked in flight before it is stored: a worker cycle that reads the
-        // new `queued` job must leave it to this submission, or both would
-        // post a backup.
-        let guard = self.enter(job.id);
         match self
             .store
             .insert(&job, key.as_ref().map(HeldKey::as_use))
@@ -221,7 +223,7 @@ impl Jobs {
         let this = self.clone();
         let handoff = answer.clone();
         let mut submission =
-            tokio::spawn(async move { this.first_submission(job, key, ctx, handoff, guard).await });
+            tokio::spawn(async move { this.first_submission(job, key, ctx, handoff).await });
         // The caller waits for Cinder's verdict only while the request's
         // budget lasts: past it, the job is answered as recorded (`queued`)
         // and the submission carries on, rather than a timeout answering an
@@ -250,9 +252,8 @@ impl Jobs {
         key: Option<HeldKey>,
         ctx: CallContext,
         answer: Arc<Answer>,
-        _guard: InFlight,
     ) -> Result<Job, Error> {
-        let posted = self.post(&mut job, &ctx).await;
+        let posted = self.post(&mut job, &ctx, None).await;
         let mut phase = answer.0.lock().await;
         let answered = *phase == Phase::AnsweredQueued;
         if !answered {
@@ -301,16 +302,14 @@ impl Jobs {
         }
     }
 
-    /// The worker's turn at a `queued` job: settle a POST that may have
-    /// reached Cinder (adopt its backup, or learn that it made none), then
-    /// post again, or give up once out of attempts.
-    pub(super) async fn resubmit(self: &Arc<Self>, job: Job) {
-        let Some(_guard) = self.try_enter(job.id) else {
-            return;
-        };
-        // Read again now that no one else in this process works on it: the
-        // copy the cycle listed may be stale (another submission may have
-        // ended in between), and posting from it would make a second backup.
+    /// The worker's turn at a `queued` job, under the tenant's lease
+    /// (`fence`): settle a POST that may have reached Cinder (adopt its
+    /// backup, or learn that it made none), then post again, or give up once
+    /// out of attempts.
+    pub(super) async fn resubmit(self: &Arc<Self>, job: Job, fence: &Fence) {
+        // Read again: the copy the cycle listed may be stale (a submission
+        // may have ended in between), and acting on it would be wasted
+        // work. Every write below is compare-and-set on this read.
         let mut job = match self.store.get(job.id).await {
             Ok(Some(current)) if is_due(&current, now()) => current,
             Ok(_) => return,
@@ -326,7 +325,7 @@ impl Jobs {
                 Ok(Some(backup_id)) => {
                     tracing::info!(job_id = %job.id, backup_id, "adopted the backup already made for this job");
                     job.start(backup_id, None);
-                    self.save(&mut job).await;
+                    self.save_fenced(&mut job, Some(fence)).await;
                     return;
                 }
                 // A complete listing shows that no POST of this job made a
@@ -334,17 +333,17 @@ impl Jobs {
                 Ok(None) => job.posted_at = None,
                 Err(e) => {
                     self.listing_failed(&mut job, posted_at, &e);
-                    self.save(&mut job).await;
+                    self.save_fenced(&mut job, Some(fence)).await;
                     return;
                 }
             }
         }
         if job.attempts >= self.settings.submit_attempts {
             job.fail(self.gave_up(&job));
-            self.save(&mut job).await;
+            self.save_fenced(&mut job, Some(fence)).await;
             return;
         }
-        match self.post(&mut job, &ctx).await {
+        match self.post(&mut job, &ctx, Some(fence)).await {
             Posted::NotClaimed => return,
             Posted::Accepted => {}
             Posted::Refused(e) if !e.is_snapshot_not_available() => job.fail(upstream_problem(&e)),
@@ -357,7 +356,7 @@ impl Jobs {
             }
             Posted::Unclear(e) => self.schedule_retry(&mut job, &e),
         }
-        self.save(&mut job).await;
+        self.save_fenced(&mut job, Some(fence)).await;
     }
 
     /// The volume's backups could not be listed while a POST of the job may
@@ -413,7 +412,9 @@ impl Jobs {
     /// or a lost answer is never taken for "not posted", and a racing cancel
     /// has one winner), then posts the backup with the job id in its
     /// metadata.
-    async fn post(&self, job: &mut Job, ctx: &CallContext) -> Posted {
+    /// The worker's claim carries its lease (`fence`): a replica that lost
+    /// the tenant cannot claim, so it never posts.
+    async fn post(&self, job: &mut Job, ctx: &CallContext, fence: Option<&Fence>) -> Posted {
         let posted_at = now();
         job.attempts += 1;
         job.posted_at = Some(posted_at);
@@ -422,7 +423,7 @@ impl Jobs {
         // list before Cinder is done with it. Any outcome seen here
         // replaces it.
         job.next_attempt_at = Some(self.settled_at(posted_at));
-        if !self.save(job).await {
+        if !self.save_fenced(job, fence).await {
             return Posted::NotClaimed;
         }
         let mut metadata = job.options.metadata.clone();

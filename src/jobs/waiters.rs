@@ -75,6 +75,15 @@ impl Waiters {
         }
     }
 
+    /// Wakes every waiter (changes may have been missed): each reads its
+    /// job again.
+    pub fn notify_all(&self) {
+        let all: Vec<Arc<Notify>> = self.lock().jobs.values().map(|(n, _)| n.clone()).collect();
+        for notify in all {
+            notify.notify_waiters();
+        }
+    }
+
     /// Waiters registered now.
     pub fn count(&self) -> usize {
         self.lock().total

@@ -12,7 +12,7 @@
 //! tenant's due jobs are submitted a few at a time (`--tenant-concurrency`).
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -21,6 +21,7 @@ use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::{
     error::upstream_problem,
+    leases::Leases,
     model::{Job, JobState, ago, human, now},
     service::Jobs,
     submission::is_due,
@@ -28,6 +29,7 @@ use super::{
 use crate::{
     openstack::{self, BackupFilter, CallContext},
     problem::{Problem, ProblemKind},
+    store::{Fence, TenantKey},
 };
 
 /// Limits of the worker's parallelism.
@@ -40,17 +42,15 @@ pub struct WorkerLimits {
     pub per_tenant: usize,
 }
 
-/// A tenant as the worker sees it: its cloud entry and its project.
-type TenantKey = (String, String);
-
 /// Runs cycles of job reconciliation.
 #[derive(Clone)]
 pub struct Worker {
     jobs: Arc<Jobs>,
+    leases: Arc<Leases>,
     limits: WorkerLimits,
     permits: Arc<Semaphore>,
     /// Tenants whose pass is running.
-    busy: Arc<Mutex<HashSet<TenantKey>>>,
+    busy: Arc<Mutex<BTreeSet<TenantKey>>>,
     /// Ids of unfinished rows that cannot be read, for readiness; each is
     /// logged once.
     unreadable: Arc<Mutex<BTreeMap<String, String>>>,
@@ -58,7 +58,7 @@ pub struct Worker {
 
 /// Leaves the busy set when a tenant's pass ends, however.
 struct Busy {
-    set: Arc<Mutex<HashSet<TenantKey>>>,
+    set: Arc<Mutex<BTreeSet<TenantKey>>>,
     key: TenantKey,
 }
 
@@ -74,10 +74,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Worker {
-    /// A worker over the job service.
-    pub fn new(jobs: Arc<Jobs>, limits: WorkerLimits) -> Self {
+    /// A worker over the job service, working the tenants whose leases it
+    /// holds.
+    pub fn new(jobs: Arc<Jobs>, leases: Arc<Leases>, limits: WorkerLimits) -> Self {
         Worker {
             jobs,
+            leases,
             permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             limits,
             busy: Arc::default(),
@@ -90,15 +92,32 @@ impl Worker {
         lock(&self.unreadable).keys().cloned().collect()
     }
 
-    /// Starts a pass for every idle tenant every `interval`, until the task
-    /// is dropped. Jobs left in the store by an earlier process are picked
-    /// up at the first tick.
+    /// The tenant leases of this replica.
+    pub fn leases(&self) -> &Arc<Leases> {
+        &self.leases
+    }
+
+    /// Starts a pass for every idle tenant it holds every `interval`, and
+    /// renews its leases in between, until the task is dropped. Jobs left
+    /// in the store by an earlier process are picked up at the first tick.
     pub async fn run(self, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewal = tokio::time::interval(self.leases.renew_every());
+        renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut passes = JoinSet::new();
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = renewal.tick() => {
+                    // Passes can outlast a lease's time to live (a slow
+                    // Cinder): renewing apart from the cycle keeps them.
+                    if let Err(e) = self.leases.renew().await {
+                        tracing::warn!(error = %e, "could not renew the tenant leases");
+                    }
+                    continue;
+                }
+            }
             // Reap finished passes (their panics are logged).
             while let Some(done) = passes.try_join_next() {
                 if let Err(e) = done {
@@ -124,19 +143,29 @@ impl Worker {
         Ok(())
     }
 
-    /// Reads the unfinished jobs and starts a pass for each tenant that has
-    /// none running.
+    /// Reads the unfinished jobs, takes or renews the leases of their
+    /// tenants, and starts a pass for each tenant held that has none
+    /// running.
     async fn start_passes(&self, passes: &mut JoinSet<()>) -> anyhow::Result<()> {
         let scan = self.jobs.store.active().await?;
         self.note_unreadable(scan.unreadable);
         let mut by_tenant: BTreeMap<TenantKey, Vec<Job>> = BTreeMap::new();
         for job in scan.jobs {
             by_tenant
-                .entry((job.cloud.clone(), job.project_id.clone()))
+                .entry(TenantKey {
+                    cloud: job.cloud.clone(),
+                    project_id: job.project_id.clone(),
+                })
                 .or_default()
                 .push(job);
         }
+        let wanted = by_tenant.keys().cloned().collect();
+        let busy = lock(&self.busy).clone();
+        let mut fences = self.leases.claim(&wanted, &busy).await?;
         for (key, jobs) in by_tenant {
+            let Some(fence) = fences.remove(&key) else {
+                continue;
+            };
             if !lock(&self.busy).insert(key.clone()) {
                 continue;
             }
@@ -147,7 +176,7 @@ impl Worker {
             let this = self.clone();
             passes.spawn(async move {
                 let _busy = busy;
-                this.tenant_pass(&key.0, &key.1, jobs).await;
+                this.tenant_pass(&key, jobs, &fence).await;
             });
         }
         Ok(())
@@ -165,14 +194,15 @@ impl Worker {
         *known = now_unreadable;
     }
 
-    async fn tenant_pass(&self, cloud: &str, project_id: &str, jobs: Vec<Job>) {
+    async fn tenant_pass(&self, tenant: &TenantKey, jobs: Vec<Job>, fence: &Fence) {
+        let cloud = tenant.cloud.as_str();
         // Jobs are worked in their own project: an entry that now acts for
         // another one cannot see their backups (they would look deleted).
         let project = self.jobs.cinder.project_id(cloud).await;
         if let Ok(current) = &project
-            && current != project_id
+            && current != &tenant.project_id
         {
-            self.project_changed(cloud, current, jobs).await;
+            self.project_changed(cloud, current, jobs, fence).await;
             return;
         }
         let at = now();
@@ -183,8 +213,8 @@ impl Worker {
             // backups; running jobs still end once they have waited too
             // long. Queued jobs go on below: each ends by its own rules (the
             // token failure is remembered, so this costs Keystone nothing).
-            Err(e) => self.fail_if_stuck(running, &e).await,
-            Ok(_) if !running.is_empty() => self.follow_running(cloud, running).await,
+            Err(e) => self.fail_if_stuck(running, &e, fence).await,
+            Ok(_) if !running.is_empty() => self.follow_running(cloud, running, fence).await,
             Ok(_) => {}
         }
         let tenant_permits = Arc::new(Semaphore::new(self.limits.per_tenant.max(1)));
@@ -193,13 +223,14 @@ impl Worker {
             let jobs = self.jobs.clone();
             let global = self.permits.clone();
             let local = tenant_permits.clone();
+            let fence = fence.clone();
             submissions.spawn(async move {
                 let (Ok(_local), Ok(_global)) =
                     (local.acquire_owned().await, global.acquire_owned().await)
                 else {
                     return;
                 };
-                jobs.resubmit(job).await;
+                jobs.resubmit(job, &fence).await;
             });
         }
         while let Some(done) = submissions.join_next().await {
@@ -209,7 +240,7 @@ impl Worker {
         }
     }
 
-    async fn follow_running(&self, cloud: &str, running: Vec<Job>) {
+    async fn follow_running(&self, cloud: &str, running: Vec<Job>, fence: &Fence) {
         let ctx = CallContext::default();
         let filter = BackupFilter {
             status: Some("creating".into()),
@@ -227,7 +258,7 @@ impl Worker {
                 // Without a complete listing nothing can be concluded, but
                 // the stuck limit still holds.
                 tracing::warn!(cloud, error = %e, "could not list creating backups; will retry");
-                self.fail_if_stuck(running, &e).await;
+                self.fail_if_stuck(running, &e, fence).await;
                 return;
             }
         };
@@ -238,14 +269,14 @@ impl Worker {
             if creating.contains(&backup_id) {
                 if self.is_stuck(&job) {
                     job.fail(self.stuck(&backup_id, "creating"));
-                    self.jobs.save(&mut job).await;
+                    self.jobs.save_fenced(&mut job, Some(fence)).await;
                 }
                 continue;
             }
             let Ok(_permit) = self.permits.acquire().await else {
                 return;
             };
-            self.conclude(cloud, job, &backup_id, &ctx).await;
+            self.conclude(cloud, job, &backup_id, &ctx, fence).await;
         }
     }
 
@@ -268,7 +299,7 @@ impl Worker {
     /// the stuck limit end all the same. A passing failure is reported as
     /// the backup being stuck; a lasting one (credentials refused, tenant no
     /// longer configured) as itself, saying the backup may still finish.
-    async fn fail_if_stuck(&self, running: Vec<Job>, cause: &openstack::Error) {
+    async fn fail_if_stuck(&self, running: Vec<Job>, cause: &openstack::Error, fence: &Fence) {
         for mut job in running.into_iter().filter(|j| self.is_stuck(j)) {
             let backup_id = job.backup_id.as_deref().unwrap_or("(unknown)");
             let limit = human(self.jobs.settings.stuck_after);
@@ -288,13 +319,13 @@ impl Worker {
             };
             tracing::warn!(job_id = %job.id, error = %cause, "failing a job whose backup could not be followed");
             job.fail(problem);
-            self.jobs.save(&mut job).await;
+            self.jobs.save_fenced(&mut job, Some(fence)).await;
         }
     }
 
     /// The cloud entry now acts for another project: the tenant's jobs in
     /// the old project end, saying so (their backups are not deleted).
-    async fn project_changed(&self, cloud: &str, current: &str, jobs: Vec<Job>) {
+    async fn project_changed(&self, cloud: &str, current: &str, jobs: Vec<Job>, fence: &Fence) {
         for mut job in jobs {
             let backup = match (&job.backup_id, job.posted_at) {
                 (Some(id), _) => format!("; its backup {id} stays in project {}", job.project_id),
@@ -311,12 +342,19 @@ impl Worker {
                 ),
             ));
             tracing::warn!(job_id = %job.id, cloud, project_id = %current, "the job's cloud entry acts for another project; failing the job");
-            self.jobs.save(&mut job).await;
+            self.jobs.save_fenced(&mut job, Some(fence)).await;
         }
     }
 
     /// The backup left `creating`: read it once to learn how it ended.
-    async fn conclude(&self, cloud: &str, mut job: Job, backup_id: &str, ctx: &CallContext) {
+    async fn conclude(
+        &self,
+        cloud: &str,
+        mut job: Job,
+        backup_id: &str,
+        ctx: &CallContext,
+        fence: &Fence,
+    ) {
         match self.jobs.cinder.show_backup(cloud, backup_id, ctx).await {
             Ok(backup) => match backup.status.as_str() {
                 "available" => job.succeed(),
@@ -349,13 +387,13 @@ impl Worker {
             Err(e) => {
                 tracing::warn!(job_id = %job.id, backup_id, error = %e, "could not read the backup; will retry");
                 if self.is_stuck(&job) {
-                    self.fail_if_stuck(vec![job], &e).await;
+                    self.fail_if_stuck(vec![job], &e, fence).await;
                 }
                 return;
             }
         }
         tracing::info!(job_id = %job.id, backup_id, state = job.state.as_str(), "job finished");
-        self.jobs.save(&mut job).await;
+        self.jobs.save_fenced(&mut job, Some(fence)).await;
     }
 }
 

@@ -1,38 +1,89 @@
-//! The job store: one trait, [`JobStore`], and its implementations (SQLite
-//! now; PostgreSQL joins behind the same trait). SQL lives in the
-//! implementations, business rules in `jobs`.
+//! The job store: one trait, [`JobStore`], and its implementations: SQLite
+//! (the embedded default, one process) and PostgreSQL (several replicas).
+//! SQL lives in the implementations, business rules in `jobs`.
 
+mod postgres;
 mod sqlite;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
+use crate::jobs::model::{Job, JobId, JobState};
+
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub url: String,
+    /// Most connections the store's pool opens.
+    pub pool_size: u32,
+}
+
+impl StoreOptions {
+    /// The store at `url` with the default pool.
+    pub fn new(url: &str) -> Self {
+        StoreOptions {
+            url: url.to_owned(),
+            pool_size: 8,
+        }
+    }
+}
+
 /// Opens the store a `--database-url` names and brings its schema up to
-/// date. Only `sqlite://` is offered by this version.
-pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn JobStore>> {
+/// date: `sqlite://PATH` or `postgres://` (`postgresql://`).
+pub async fn connect(options: &StoreOptions) -> anyhow::Result<Arc<dyn JobStore>> {
+    let url = options.url.as_str();
     match url.split_once(':').map(|(scheme, _)| scheme) {
         Some("sqlite") => {
-            let store = SqliteStore::connect(url)
+            let store = SqliteStore::connect(url, options.pool_size)
                 .await
                 .with_context(|| format!("--database-url {url}: cannot open the SQLite store"))?;
             Ok(Arc::new(store))
         }
+        Some("postgres" | "postgresql") => {
+            let store = PostgresStore::connect(url, options.pool_size)
+                .await
+                .with_context(|| {
+                    format!(
+                        "--database-url {}: cannot open the PostgreSQL store",
+                        redact_url(url)
+                    )
+                })?;
+            Ok(Arc::new(store))
+        }
         Some(scheme) => anyhow::bail!(
-            "--database-url: `{scheme}:` stores are not supported by this version; use sqlite://PATH"
+            "--database-url: `{scheme}:` stores are not supported; use sqlite://PATH or postgres://USER@HOST/DATABASE"
         ),
         None => anyhow::bail!(
-            "--database-url `{url}` is not a URL such as sqlite://data/backup-gateway.db"
+            "--database-url `{}` is not a URL such as sqlite://data/backup-gateway.db",
+            redact_url(url)
         ),
     }
 }
 
-use chrono::{DateTime, Utc};
-
-use crate::jobs::model::{Job, JobId, JobState};
+/// A database URL fit for messages: its password, if any, replaced.
+pub fn redact_url(url: &str) -> String {
+    // scheme://user:password@host...: only the part between the first `:`
+    // after the scheme's `//` and the last `@` before the path is secret.
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
 
 /// What a store can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -107,11 +158,46 @@ pub struct KeyUse<'a> {
     pub reserved_at: DateTime<Utc>,
 }
 
+/// The lease a worker holds on a tenant, carried by its job writes: a
+/// write whose lease has ended (expired, or taken over by another replica)
+/// is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The replica holding the lease.
+    pub holder: String,
+    /// The lease's generation when it was taken.
+    pub generation: i64,
+}
+
+/// A tenant as leases name it: its clouds.yaml entry and its project.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TenantKey {
+    /// The clouds.yaml entry acting for the tenant.
+    pub cloud: String,
+    /// The Keystone project.
+    pub project_id: String,
+}
+
+/// A lease held by a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLease {
+    /// The tenant.
+    pub tenant: TenantKey,
+    /// Its generation.
+    pub generation: i64,
+}
+
+/// Called with the id of each job that changed (`None`: changes may have
+/// been missed, so every waiter should look again).
+pub type ChangeListener = Arc<dyn Fn(Option<JobId>) + Send + Sync>;
+
 /// Durable storage of jobs. Every write of a job is compare-and-set on its
 /// row version, so that two writers racing (a cancel and a submission, a
-/// handler and the worker) have one winner.
+/// handler and the worker, two replicas) have one winner.
 #[async_trait]
 pub trait JobStore: Send + Sync {
+    /// `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
     /// Records a new job, and binds `key` (reserved before) to it in the
     /// same transaction. [`Error::ActiveJobExists`] when the snapshot has an
     /// unfinished job of the same tenant.
@@ -128,8 +214,10 @@ pub trait JobStore: Send + Sync {
         before: Option<JobId>,
     ) -> Result<Vec<Job>, Error>;
     /// Writes `job` if its stored version is still `job.version`, storing
-    /// `job.version + 1`; false when another writer came first.
-    async fn update(&self, job: &Job) -> Result<bool, Error>;
+    /// `job.version + 1`; false when another writer came first. With a
+    /// `fence`, also false unless that lease on the job's tenant is still
+    /// held (the worker's writes).
+    async fn update(&self, job: &Job, fence: Option<&Fence>) -> Result<bool, Error>;
     /// Removes a job still at `version` whose id was never shown (see
     /// [`JobStore::mark_shown`]), and the idempotency key bound to it: a
     /// create Cinder refused while its caller waited leaves nothing behind.
@@ -173,4 +261,31 @@ pub trait JobStore: Send + Sync {
     async fn purge_keys(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
     /// Answers when the store is usable (readiness).
     async fn ping(&self) -> Result<(), Error>;
+
+    /// Takes the tenant's lease for `holder` until `ttl` from now, or
+    /// extends it when `holder` holds it already. The generation held, or
+    /// `None` while another holder's lease runs. One statement, so two
+    /// replicas taking the same lease have one winner.
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantKey,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<i64>, Error>;
+    /// Extends every unexpired lease of `holder` to `ttl` from now; the
+    /// leases it still holds.
+    async fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<HeldLease>, Error>;
+    /// Gives up `holder`'s lease on the tenant (another replica may take it
+    /// at once).
+    async fn release_lease(&self, tenant: &TenantKey, holder: &str) -> Result<(), Error>;
+    /// Records that `replica` is alive; how many replicas (itself included)
+    /// were seen within `ttl`.
+    async fn heartbeat(&self, replica: &str, ttl: Duration) -> Result<u32, Error>;
+    /// Forgets `replica` and gives up all its leases (graceful shutdown).
+    async fn leave(&self, replica: &str) -> Result<(), Error>;
+    /// Calls `listener` for every job change made by any process on this
+    /// store, until the store is dropped. Stores only one process uses
+    /// offer nothing (the process wakes its own waiters); PostgreSQL
+    /// forwards its notifications.
+    fn watch_changes(&self, listener: ChangeListener);
 }

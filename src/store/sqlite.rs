@@ -14,7 +14,10 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{ActiveJobs, Error, IdempotencyRecord, JobFilter, JobStore, KeyUse, Reservation};
+use super::{
+    ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
+    KeyUse, Reservation, TenantKey,
+};
 use crate::jobs::model::{Job, JobId, JobState};
 
 /// The SQLite store.
@@ -25,7 +28,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating the file and its folder if needed) and migrates.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -38,7 +41,7 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)?;
         }
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(pool_size.max(1))
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -82,6 +85,11 @@ struct JobRow {
 
 fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
+}
+
+/// `ttl` after `at`, in milliseconds (saturating).
+fn expiry(at: DateTime<Utc>, ttl: Duration) -> i64 {
+    millis(at).saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn time(ms: i64) -> Result<DateTime<Utc>, Error> {
@@ -166,6 +174,10 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 #[async_trait]
 impl JobStore for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn insert(&self, job: &Job, key: Option<KeyUse<'_>>) -> Result<(), Error> {
         let sql = concat!(
             "INSERT INTO jobs (",
@@ -270,12 +282,15 @@ impl JobStore for SqliteStore {
             .collect())
     }
 
-    async fn update(&self, job: &Job) -> Result<bool, Error> {
+    async fn update(&self, job: &Job, fence: Option<&Fence>) -> Result<bool, Error> {
         let result = sqlx::query(
             "UPDATE jobs SET backup_id = ?1, state = ?2, error = ?3, attempts = ?4, next_attempt_at = ?5, \
                  upstream_request_id = ?6, updated_at = ?7, started_at = ?8, finished_at = ?9, \
                  posted_at = ?10, version = version + 1 \
-             WHERE id = ?11 AND version = ?12",
+             WHERE id = ?11 AND version = ?12 \
+               AND (?13 IS NULL OR EXISTS (SELECT 1 FROM tenant_leases l \
+                   WHERE l.cloud = jobs.cloud AND l.project_id = jobs.project_id \
+                     AND l.holder = ?13 AND l.generation = ?14 AND l.expires_at > ?15))",
         )
         .bind(&job.backup_id)
         .bind(job.state.as_str())
@@ -289,6 +304,9 @@ impl JobStore for SqliteStore {
         .bind(job.posted_at.map(millis))
         .bind(job.id.to_string())
         .bind(job.version)
+        .bind(fence.map(|f| f.holder.as_str()))
+        .bind(fence.map(|f| f.generation))
+        .bind(millis(Utc::now()))
         .execute(&self.pool)
         .await;
         match result {
@@ -477,5 +495,118 @@ impl JobStore for SqliteStore {
     async fn ping(&self) -> Result<(), Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantKey,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<i64>, Error> {
+        let now = Utc::now();
+        // Taken when free, expired or already ours; a new holder (or an
+        // expired lease taken again) gets the next generation.
+        let generation: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO tenant_leases (cloud, project_id, holder, generation, expires_at) \
+             VALUES (?1, ?2, ?3, 1, ?4) \
+             ON CONFLICT (cloud, project_id) DO UPDATE SET \
+                 generation = CASE WHEN tenant_leases.holder = excluded.holder \
+                                    AND tenant_leases.expires_at > ?5 \
+                               THEN tenant_leases.generation ELSE tenant_leases.generation + 1 END, \
+                 holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE tenant_leases.holder = excluded.holder OR tenant_leases.expires_at <= ?5 \
+             RETURNING generation",
+        )
+        .bind(&tenant.cloud)
+        .bind(&tenant.project_id)
+        .bind(holder)
+        .bind(expiry(now, ttl))
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(generation)
+    }
+
+    async fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<HeldLease>, Error> {
+        let now = Utc::now();
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "UPDATE tenant_leases SET expires_at = ?1 WHERE holder = ?2 AND expires_at > ?3 \
+             RETURNING cloud, project_id, generation",
+        )
+        .bind(expiry(now, ttl))
+        .bind(holder)
+        .bind(millis(now))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(cloud, project_id, generation)| HeldLease {
+                tenant: TenantKey { cloud, project_id },
+                generation,
+            })
+            .collect())
+    }
+
+    async fn release_lease(&self, tenant: &TenantKey, holder: &str) -> Result<(), Error> {
+        // Expired rather than deleted: the next holder gets the next
+        // generation, so generations never repeat.
+        sqlx::query(
+            "UPDATE tenant_leases SET expires_at = 0 \
+             WHERE cloud = ?1 AND project_id = ?2 AND holder = ?3",
+        )
+        .bind(&tenant.cloud)
+        .bind(&tenant.project_id)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, replica: &str, ttl: Duration) -> Result<u32, Error> {
+        let now = Utc::now();
+        let since = millis(now).saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        sqlx::query(
+            "INSERT INTO gateway_replicas (id, started_at, seen_at) VALUES (?1, ?2, ?2) \
+             ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(replica)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        // Replicas gone for long are forgotten.
+        sqlx::query("DELETE FROM gateway_replicas WHERE seen_at < ?1")
+            .bind(
+                since.saturating_sub(
+                    i64::try_from(ttl.as_millis())
+                        .unwrap_or(0)
+                        .saturating_mul(9),
+                ),
+            )
+            .execute(&self.pool)
+            .await?;
+        let live: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM gateway_replicas WHERE seen_at >= ?1")
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u32::try_from(live).unwrap_or(u32::MAX).max(1))
+    }
+
+    async fn leave(&self, replica: &str) -> Result<(), Error> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        sqlx::query("UPDATE tenant_leases SET expires_at = 0 WHERE holder = ?1")
+            .bind(replica)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM gateway_replicas WHERE id = ?1")
+            .bind(replica)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn watch_changes(&self, _listener: ChangeListener) {
+        // One process per SQLite file: it wakes its own long polls.
     }
 }

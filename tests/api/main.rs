@@ -1,10 +1,11 @@
 //! Integration tests of backup-gateway: the gateway on real TCP, the
-//! OpenStack simulator over HTTP, a real SQLite file per test. One binary,
-//! one link step.
+//! OpenStack simulator over HTTP, a real SQLite file or PostgreSQL schema
+//! per test. One binary, one link step.
 
 mod backups;
 mod cancel;
 mod chaos;
+mod databases;
 mod errors;
 mod faults;
 mod helpers;
@@ -18,4 +19,5 @@ mod process;
 mod restart;
 mod retention;
 mod scenarios;
+mod store_conformance;
 mod upstream;

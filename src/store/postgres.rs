@@ -1,0 +1,622 @@
+//! PostgreSQL job store: the store several replicas share.
+//!
+//! The same rules as the SQLite store, in PostgreSQL's types (UUID ids,
+//! `timestamptz` times, JSONB options and errors). Lease times are taken on
+//! the database's clock, so replicas with skewed clocks still agree on who
+//! holds a tenant. Job changes are announced with `NOTIFY` (a trigger on
+//! `jobs`), which [`JobStore::watch_changes`] forwards to long polls.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{
+    FromRow, PgPool, Row,
+    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
+    types::Json,
+};
+use uuid::Uuid;
+
+use super::{
+    ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
+    KeyUse, Reservation, TenantKey,
+};
+use crate::jobs::model::{Job, JobId, JobState};
+
+/// The channel the `jobs_changed` trigger notifies (see the migration).
+const CHANGES_CHANNEL: &str = "backup_gateway_job_changes";
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects (TLS as the URL's `sslmode` asks, with rustls) and migrates.
+    pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        // Several replicas starting at once: the migrator serialises them
+        // with an advisory lock.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+/// The columns of a job, in [`JobRow`]'s order (a macro so that statements
+/// stay `&'static str` literals).
+macro_rules! columns {
+    () => {
+        "id, project_id, cloud, snapshot_id, volume_id, backup_id, options, state, error, \
+         attempts, next_attempt_at, upstream_request_id, created_at, updated_at, started_at, finished_at, \
+         posted_at, version, shown"
+    };
+}
+
+#[derive(FromRow)]
+struct JobRow {
+    id: Uuid,
+    project_id: String,
+    cloud: String,
+    snapshot_id: String,
+    volume_id: String,
+    backup_id: Option<String>,
+    // Decoded as plain JSON, then read in `TryFrom`: a value of the wrong
+    // shape makes that one row unreadable instead of failing the query.
+    options: serde_json::Value,
+    state: String,
+    error: Option<serde_json::Value>,
+    attempts: i32,
+    next_attempt_at: Option<DateTime<Utc>>,
+    upstream_request_id: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    posted_at: Option<DateTime<Utc>>,
+    version: i64,
+    shown: bool,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = Error;
+
+    fn try_from(row: JobRow) -> Result<Self, Error> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Corrupt(format!("job {}: {what}: {e}", row.id))
+        };
+        Ok(Job {
+            id: JobId(row.id),
+            options: serde_json::from_value(row.options).map_err(|e| corrupt("options", &e))?,
+            state: row.state.parse().map_err(|e| corrupt("state", &e))?,
+            error: row
+                .error
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| corrupt("error", &e))?,
+            attempts: u32::try_from(row.attempts).map_err(|e| corrupt("attempts", &e))?,
+            next_attempt_at: row.next_attempt_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            posted_at: row.posted_at,
+            version: row.version,
+            shown: row.shown,
+            project_id: row.project_id,
+            cloud: row.cloud,
+            snapshot_id: row.snapshot_id,
+            volume_id: row.volume_id,
+            backup_id: row.backup_id,
+            upstream_request_id: row.upstream_request_id,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct KeyRow {
+    request: String,
+    job_id: Option<Uuid>,
+    answered: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<KeyRow> for IdempotencyRecord {
+    fn from(row: KeyRow) -> Self {
+        IdempotencyRecord {
+            request: row.request,
+            job_id: row.job_id.map(JobId),
+            answered: row.answered,
+            created_at: row.created_at,
+        }
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+/// A duration as PostgreSQL `interval` input: whole milliseconds.
+fn interval_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn i32_attempts(attempts: u32) -> i32 {
+    i32::try_from(attempts).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn insert(&self, job: &Job, key: Option<KeyUse<'_>>) -> Result<(), Error> {
+        let sql = concat!(
+            "INSERT INTO jobs (",
+            columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        );
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(sql)
+            .bind(job.id.0)
+            .bind(&job.project_id)
+            .bind(&job.cloud)
+            .bind(&job.snapshot_id)
+            .bind(&job.volume_id)
+            .bind(&job.backup_id)
+            .bind(Json(&job.options))
+            .bind(job.state.as_str())
+            .bind(job.error.as_ref().map(Json))
+            .bind(i32_attempts(job.attempts))
+            .bind(job.next_attempt_at)
+            .bind(&job.upstream_request_id)
+            .bind(job.created_at)
+            .bind(job.updated_at)
+            .bind(job.started_at)
+            .bind(job.finished_at)
+            .bind(job.posted_at)
+            .bind(job.version)
+            .bind(job.shown)
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(Error::ActiveJobExists),
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(key) = key {
+            let bound = sqlx::query(
+                "UPDATE idempotency_keys SET job_id = $1 \
+                 WHERE project_id = $2 AND key = $3 AND job_id IS NULL AND created_at = $4",
+            )
+            .bind(job.id.0)
+            .bind(key.project_id)
+            .bind(key.key)
+            .bind(key.reserved_at)
+            .execute(&mut *tx)
+            .await?;
+            if bound.rows_affected() != 1 {
+                return Err(Error::KeyLost);
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, Error> {
+        let sql = concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1");
+        let row: Option<JobRow> = sqlx::query_as(sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn list(
+        &self,
+        project_id: &str,
+        filter: &JobFilter,
+        limit: u32,
+        before: Option<JobId>,
+    ) -> Result<Vec<Job>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM jobs \
+             WHERE project_id = $1 \
+               AND ($2::text IS NULL OR state = $2) \
+               AND ($3::text IS NULL OR snapshot_id = $3) \
+               AND ($4::text IS NULL OR volume_id = $4) \
+               AND ($5::uuid IS NULL OR id < $5) \
+             ORDER BY id DESC LIMIT $6"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(sql)
+            .bind(project_id)
+            .bind(filter.state.map(JobState::as_str))
+            .bind(&filter.snapshot_id)
+            .bind(&filter.volume_id)
+            .bind(before.map(|id| id.0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let id = row.id;
+                Job::try_from(row)
+                    .inspect_err(|e| tracing::error!(job_id = %id, error = %e, "leaving an unreadable job row out of a listing"))
+                    .ok()
+            })
+            .collect())
+    }
+
+    async fn update(&self, job: &Job, fence: Option<&Fence>) -> Result<bool, Error> {
+        let result = sqlx::query(
+            "UPDATE jobs SET backup_id = $1, state = $2, error = $3, attempts = $4, next_attempt_at = $5, \
+                 upstream_request_id = $6, updated_at = $7, started_at = $8, finished_at = $9, \
+                 posted_at = $10, version = version + 1 \
+             WHERE id = $11 AND version = $12 \
+               AND ($13::text IS NULL OR EXISTS (SELECT 1 FROM tenant_leases l \
+                   WHERE l.cloud = jobs.cloud AND l.project_id = jobs.project_id \
+                     AND l.holder = $13 AND l.generation = $14 AND l.expires_at > clock_timestamp()))",
+        )
+        .bind(&job.backup_id)
+        .bind(job.state.as_str())
+        .bind(job.error.as_ref().map(Json))
+        .bind(i32_attempts(job.attempts))
+        .bind(job.next_attempt_at)
+        .bind(&job.upstream_request_id)
+        .bind(job.updated_at)
+        .bind(job.started_at)
+        .bind(job.finished_at)
+        .bind(job.posted_at)
+        .bind(job.id.0)
+        .bind(job.version)
+        .bind(fence.map(|f| f.holder.as_str()))
+        .bind(fence.map(|f| f.generation))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            Err(e) if is_unique_violation(&e) => Err(Error::ActiveJobExists),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(
+        &self,
+        id: JobId,
+        version: i64,
+        key: Option<KeyUse<'_>>,
+    ) -> Result<bool, Error> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND version = $2 AND NOT shown")
+            .bind(id.0)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(key) = key {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE project_id = $1 AND key = $2 AND job_id = $3",
+            )
+            .bind(key.project_id)
+            .bind(key.key)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn mark_shown(&self, id: JobId) -> Result<(), Error> {
+        sqlx::query("UPDATE jobs SET shown = TRUE WHERE id = $1 AND NOT shown")
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn active(&self) -> Result<ActiveJobs, Error> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
+        );
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        let mut active = ActiveJobs::default();
+        for row in rows {
+            let id = row
+                .try_get::<Uuid, _>("id")
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            match JobRow::from_row(&row)
+                .map_err(|e| Error::Corrupt(format!("job {id}: {e}")))
+                .and_then(Job::try_from)
+            {
+                Ok(job) => active.jobs.push(job),
+                Err(e) => active.unreadable.push((id, e.to_string())),
+            }
+        }
+        Ok(active)
+    }
+
+    async fn active_for_snapshot(
+        &self,
+        project_id: &str,
+        snapshot_id: &str,
+    ) -> Result<Option<Job>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM jobs WHERE project_id = $1 AND snapshot_id = $2 AND state IN ('queued', 'running')"
+        );
+        let row: Option<JobRow> = sqlx::query_as(sql)
+            .bind(project_id)
+            .bind(snapshot_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn reserve_key(
+        &self,
+        key: KeyUse<'_>,
+        request: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, Error> {
+        // Inserted, or the existing row: `ON CONFLICT DO NOTHING` returns
+        // nothing for a taken key, so the row is read in the same statement.
+        loop {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (project_id, key, request, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (project_id, key) DO NOTHING",
+            )
+            .bind(key.project_id)
+            .bind(key.key)
+            .bind(request)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                return Ok(Reservation::Reserved);
+            }
+            let row: Option<KeyRow> = sqlx::query_as(
+                "SELECT request, job_id, answered, created_at FROM idempotency_keys \
+                 WHERE project_id = $1 AND key = $2",
+            )
+            .bind(key.project_id)
+            .bind(key.key)
+            .fetch_optional(&self.pool)
+            .await?;
+            // None: purged between the two statements, as good as free.
+            if let Some(row) = row {
+                return Ok(Reservation::Existing(row.into()));
+            }
+        }
+    }
+
+    async fn take_over_key(
+        &self,
+        key: KeyUse<'_>,
+        created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "UPDATE idempotency_keys SET created_at = $1 \
+             WHERE project_id = $2 AND key = $3 AND job_id IS NULL AND created_at = $4",
+        )
+        .bind(now)
+        .bind(key.project_id)
+        .bind(key.key)
+        .bind(created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn mark_key_answered(&self, key: KeyUse<'_>) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET answered = TRUE WHERE project_id = $1 AND key = $2",
+        )
+        .bind(key.project_id)
+        .bind(key.key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_key(&self, key: KeyUse<'_>) -> Result<(), Error> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys \
+             WHERE project_id = $1 AND key = $2 AND job_id IS NULL AND created_at = $3",
+        )
+        .bind(key.project_id)
+        .bind(key.key)
+        .bind(key.reserved_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+                 WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1 \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_keys(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (project_id, key) IN \
+                 (SELECT project_id, key FROM idempotency_keys WHERE created_at < $1 \
+                  LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantKey,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<i64>, Error> {
+        // Taken when free, expired or already ours; a new holder (or an
+        // expired lease taken again) gets the next generation. The upsert
+        // locks the row, so two replicas racing have one winner.
+        let generation: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO tenant_leases (cloud, project_id, holder, generation, expires_at) \
+             VALUES ($1, $2, $3, 1, clock_timestamp() + $4 * interval '1 millisecond') \
+             ON CONFLICT (cloud, project_id) DO UPDATE SET \
+                 generation = CASE WHEN tenant_leases.holder = excluded.holder \
+                                    AND tenant_leases.expires_at > clock_timestamp() \
+                               THEN tenant_leases.generation ELSE tenant_leases.generation + 1 END, \
+                 holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE tenant_leases.holder = excluded.holder OR tenant_leases.expires_at <= clock_timestamp() \
+             RETURNING generation",
+        )
+        .bind(&tenant.cloud)
+        .bind(&tenant.project_id)
+        .bind(holder)
+        .bind(interval_ms(ttl))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(generation)
+    }
+
+    async fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<HeldLease>, Error> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "UPDATE tenant_leases SET expires_at = clock_timestamp() + $1 * interval '1 millisecond' \
+             WHERE holder = $2 AND expires_at > clock_timestamp() \
+             RETURNING cloud, project_id, generation",
+        )
+        .bind(interval_ms(ttl))
+        .bind(holder)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(cloud, project_id, generation)| HeldLease {
+                tenant: TenantKey { cloud, project_id },
+                generation,
+            })
+            .collect())
+    }
+
+    async fn release_lease(&self, tenant: &TenantKey, holder: &str) -> Result<(), Error> {
+        // Expired rather than deleted: the next holder gets the next
+        // generation, so generations never repeat.
+        sqlx::query(
+            "UPDATE tenant_leases SET expires_at = '-infinity' \
+             WHERE cloud = $1 AND project_id = $2 AND holder = $3",
+        )
+        .bind(&tenant.cloud)
+        .bind(&tenant.project_id)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, replica: &str, ttl: Duration) -> Result<u32, Error> {
+        sqlx::query(
+            "INSERT INTO gateway_replicas (id, started_at, seen_at) \
+             VALUES ($1, clock_timestamp(), clock_timestamp()) \
+             ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(replica)
+        .execute(&self.pool)
+        .await?;
+        // Replicas gone for ten lease times are forgotten.
+        sqlx::query(
+            "DELETE FROM gateway_replicas \
+             WHERE seen_at < clock_timestamp() - 10 * $1 * interval '1 millisecond'",
+        )
+        .bind(interval_ms(ttl))
+        .execute(&self.pool)
+        .await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM gateway_replicas \
+             WHERE seen_at >= clock_timestamp() - $1 * interval '1 millisecond'",
+        )
+        .bind(interval_ms(ttl))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(live).unwrap_or(u32::MAX).max(1))
+    }
+
+    async fn leave(&self, replica: &str) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE tenant_leases SET expires_at = '-infinity' WHERE holder = $1")
+            .bind(replica)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM gateway_replicas WHERE id = $1")
+            .bind(replica)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn watch_changes(&self, listener: ChangeListener) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut subscription = match PgListener::connect_with(&pool).await {
+                Ok(subscription) => subscription,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for job changes; long polls will see other replicas' changes only when they time out");
+                    return;
+                }
+            };
+            if let Err(e) = subscription.listen(CHANGES_CHANNEL).await {
+                tracing::error!(error = %e, "cannot listen for job changes");
+                return;
+            }
+            loop {
+                match subscription.try_recv().await {
+                    Ok(Some(note)) => match note.payload().parse::<JobId>() {
+                        Ok(id) => listener(Some(id)),
+                        Err(_) => listener(None),
+                    },
+                    // The connection was lost (and is being made again):
+                    // changes meanwhile were missed, so everyone looks again.
+                    Ok(None) => {
+                        tracing::warn!("lost the job-change subscription; reconnecting");
+                        listener(None);
+                    }
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "job-change subscription failed; retrying");
+                        listener(None);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,684 @@
+//! One conformance suite for every job store: each case runs against
+//! SQLite and against PostgreSQL (a schema of its own per test). The cases
+//! hold the store to the `JobStore` contract the job rules rely on: every
+//! method, the per-snapshot uniqueness and compare-and-set under concurrent
+//! writers, idempotency keys racing, paging and filters, purging, and the
+//! tenant leases with their fencing.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use backup_gateway::{
+    jobs::model::{BackupOptions, Job, JobId, JobState},
+    problem::{Problem, ProblemKind},
+    store::{Error, Fence, JobFilter, JobStore, KeyUse, Reservation, TenantKey},
+};
+use chrono::{DateTime, Utc};
+
+use super::databases::TestDatabase;
+
+/// Runs each listed case once per store kind.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let db = super::TestDatabase::sqlite();
+                    super::$case(&db, db.store().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let db = super::TestDatabase::postgres().await;
+                    super::$case(&db, db.store().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_job_reads_back_as_written,
+    one_unfinished_job_per_snapshot_and_tenant_under_concurrent_inserts,
+    compare_and_set_updates_racing_have_one_winner,
+    an_idempotency_key_reserved_by_racing_requests_has_one_owner,
+    an_idempotency_key_binds_its_job_and_follows_its_life,
+    listing_pages_newest_first_and_filters,
+    only_an_unshown_job_at_its_version_is_deleted,
+    the_unfinished_jobs_are_scanned_and_unreadable_rows_reported,
+    purging_removes_only_old_finished_jobs_and_keys_in_batches,
+    a_lease_has_one_holder_and_fences_the_writes_of_a_lost_one,
+    racing_replicas_take_a_free_lease_once,
+    replicas_are_counted_while_they_beat_and_forgotten_when_they_leave,
+);
+
+fn job(project: &str, snapshot: &str, volume: &str) -> Job {
+    Job::new(
+        project.into(),
+        format!("cloud-{project}"),
+        snapshot.into(),
+        volume.into(),
+        BackupOptions::default(),
+    )
+}
+
+fn tenant_of(job: &Job) -> TenantKey {
+    TenantKey {
+        cloud: job.cloud.clone(),
+        project_id: job.project_id.clone(),
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).expect("time")
+}
+
+async fn a_job_reads_back_as_written(_db: &TestDatabase, store: Arc<dyn JobStore>) {
+    let mut written = job("p1", "snap-1", "vol-1");
+    written.options = BackupOptions {
+        name: Some("nightly ü".into()),
+        description: Some("with \"quotes\"".into()),
+        incremental: Some(true),
+        force: Some(false),
+        container: Some("c1".into()),
+        availability_zone: Some("az-2".into()),
+        metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+    };
+    store.insert(&written, None).await.expect("insert");
+    assert_eq!(
+        store.get(written.id).await.expect("get"),
+        Some(written.clone())
+    );
+
+    // Every field a write changes comes back.
+    let mut changed = written.clone();
+    changed.start("backup-1".into(), Some("req-1".into()));
+    changed.attempts = 3;
+    changed.error = Some(Problem::new(ProblemKind::UpstreamUnavailable, "was slow"));
+    changed.posted_at = Some(ms(Utc::now()));
+    changed.next_attempt_at = Some(ms(Utc::now()));
+    assert!(store.update(&changed, None).await.expect("update"));
+    changed.version += 1;
+    assert_eq!(store.get(written.id).await.expect("get"), Some(changed));
+    assert_eq!(store.get(JobId::new()).await.expect("get"), None);
+    store.ping().await.expect("ping");
+    assert!(["sqlite", "postgres"].contains(&store.kind()));
+}
+
+async fn one_unfinished_job_per_snapshot_and_tenant_under_concurrent_inserts(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let attempts: Vec<Job> = (0..20).map(|_| job("p1", "snap-1", "vol-1")).collect();
+    let results = futures_join(attempts.iter().map(|j| {
+        let store = store.clone();
+        let j = j.clone();
+        async move { store.insert(&j, None).await }
+    }))
+    .await;
+    let won: Vec<&Job> = attempts
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(j, _)| j)
+        .collect();
+    assert_eq!(won.len(), 1, "one insert wins: {results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(Error::ActiveJobExists))),
+        "the others are told the snapshot is busy: {results:?}"
+    );
+    // Another tenant's job of the same snapshot id is its own.
+    store
+        .insert(&job("p2", "snap-1", "vol-1"), None)
+        .await
+        .expect("another tenant");
+    let active = store
+        .active_for_snapshot("p1", "snap-1")
+        .await
+        .expect("read")
+        .expect("the winner");
+    assert_eq!(active.id, won[0].id);
+
+    // Once it finished, the snapshot takes a new job; a finished job never
+    // turns unfinished next to another one.
+    let mut finished = active.clone();
+    finished.succeed();
+    assert!(store.update(&finished, None).await.expect("finish"));
+    let next = job("p1", "snap-1", "vol-1");
+    store
+        .insert(&next, None)
+        .await
+        .expect("a new job after the end");
+    let mut revived = finished.clone();
+    revived.version += 1;
+    revived.state = JobState::Queued;
+    assert!(matches!(
+        store.update(&revived, None).await,
+        Err(Error::ActiveJobExists)
+    ));
+}
+
+async fn compare_and_set_updates_racing_have_one_winner(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let original = job("p1", "snap-1", "vol-1");
+    store.insert(&original, None).await.expect("insert");
+    let writers: Vec<Job> = (0..10)
+        .map(|n| {
+            let mut j = original.clone();
+            if n % 2 == 0 {
+                j.cancel();
+            } else {
+                j.attempts = n;
+                j.posted_at = Some(ms(Utc::now()));
+            }
+            j
+        })
+        .collect();
+    let results = futures_join(writers.iter().map(|j| {
+        let store = store.clone();
+        let j = j.clone();
+        async move { store.update(&j, None).await.expect("update") }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|w| **w).count(), 1, "{results:?}");
+    let winner = &writers[results.iter().position(|w| *w).expect("winner")];
+    let stored = store.get(original.id).await.expect("get").expect("kept");
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.state, winner.state);
+    assert_eq!(stored.attempts, winner.attempts);
+    // A write from the old version loses from now on.
+    assert!(!store.update(&writers[0], None).await.expect("update"));
+}
+
+fn key_use<'a>(project: &'a str, key: &'a str, at: DateTime<Utc>) -> KeyUse<'a> {
+    KeyUse {
+        project_id: project,
+        key,
+        reserved_at: at,
+    }
+}
+
+async fn an_idempotency_key_reserved_by_racing_requests_has_one_owner(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let at = ms(Utc::now());
+    let results = futures_join((0..10).map(|n| {
+        let store = store.clone();
+        async move {
+            store
+                .reserve_key(key_use("p1", "key-1", at), &format!("request {n}"), at)
+                .await
+                .expect("reserve")
+        }
+    }))
+    .await;
+    let owners = results
+        .iter()
+        .filter(|r| **r == Reservation::Reserved)
+        .count();
+    assert_eq!(owners, 1, "{results:?}");
+    for result in &results {
+        if let Reservation::Existing(record) = result {
+            assert!(record.request.starts_with("request "));
+            assert_eq!(record.job_id, None);
+            assert!(!record.answered);
+            assert_eq!(record.created_at, at);
+        }
+    }
+    // The same key in another tenant is another key.
+    assert_eq!(
+        store
+            .reserve_key(key_use("p2", "key-1", at), "x", at)
+            .await
+            .expect("reserve"),
+        Reservation::Reserved
+    );
+
+    // An abandoned reservation is taken over once, by one of the racers.
+    let later = at + chrono::Duration::seconds(5);
+    let takeovers = futures_join((0..10).map(|_| {
+        let store = store.clone();
+        async move {
+            store
+                .take_over_key(key_use("p1", "key-1", at), at, later)
+                .await
+                .expect("take over")
+        }
+    }))
+    .await;
+    assert_eq!(takeovers.iter().filter(|t| **t).count(), 1, "{takeovers:?}");
+
+    // The request that lost its key can no longer bind a job to it.
+    let lost = job("p1", "snap-1", "vol-1");
+    assert!(matches!(
+        store.insert(&lost, Some(key_use("p1", "key-1", at))).await,
+        Err(Error::KeyLost)
+    ));
+    assert_eq!(
+        store.get(lost.id).await.expect("get"),
+        None,
+        "nothing recorded"
+    );
+    // The one that holds it can; a released key is free again.
+    store
+        .release_key(key_use("p1", "key-1", later))
+        .await
+        .expect("release");
+    assert_eq!(
+        store
+            .reserve_key(key_use("p1", "key-1", later), "again", later)
+            .await
+            .expect("reserve"),
+        Reservation::Reserved
+    );
+}
+
+async fn an_idempotency_key_binds_its_job_and_follows_its_life(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let at = ms(Utc::now());
+    let key = key_use("p1", "key-1", at);
+    assert_eq!(
+        store.reserve_key(key, "req", at).await.expect("reserve"),
+        Reservation::Reserved
+    );
+    let bound = job("p1", "snap-1", "vol-1");
+    store.insert(&bound, Some(key)).await.expect("insert");
+    store.mark_key_answered(key).await.expect("answered");
+    let Reservation::Existing(record) = store.reserve_key(key, "req", at).await.expect("read")
+    else {
+        panic!("the key is taken");
+    };
+    assert_eq!(record.job_id, Some(bound.id));
+    assert!(record.answered);
+    // A bound key is neither taken over nor released.
+    assert!(!store.take_over_key(key, at, at).await.expect("take over"));
+    store.release_key(key).await.expect("release");
+    assert!(matches!(
+        store.reserve_key(key, "req", at).await.expect("read"),
+        Reservation::Existing(_)
+    ));
+    // Removing the job (refused before anyone saw it) frees its key too.
+    assert!(store.delete(bound.id, 0, Some(key)).await.expect("delete"));
+    assert_eq!(
+        store.reserve_key(key, "req", at).await.expect("reserve"),
+        Reservation::Reserved
+    );
+}
+
+async fn listing_pages_newest_first_and_filters(_db: &TestDatabase, store: Arc<dyn JobStore>) {
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let mut j = job("p1", &format!("snap-{}", n % 3), &format!("vol-{}", n % 2));
+        if n < 4 {
+            // Finished, so the snapshot takes more jobs.
+            j.fail(Problem::new(ProblemKind::BackupFailed, "no"));
+        }
+        store.insert(&j, None).await.expect("insert");
+        ids.push(j.id);
+        // Ids are time-ordered at millisecond grain.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    store
+        .insert(&job("p2", "snap-0", "vol-0"), None)
+        .await
+        .expect("other tenant");
+    let all = |filter: JobFilter, limit, before| {
+        let store = store.clone();
+        async move {
+            store
+                .list("p1", &filter, limit, before)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|j| j.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let newest_first: Vec<JobId> = ids.iter().rev().copied().collect();
+    assert_eq!(all(JobFilter::default(), 100, None).await, newest_first);
+    assert_eq!(all(JobFilter::default(), 3, None).await, newest_first[..3]);
+    assert_eq!(
+        all(JobFilter::default(), 3, Some(newest_first[2])).await,
+        newest_first[3..6]
+    );
+    assert_eq!(
+        all(JobFilter::default(), 3, Some(newest_first[6])).await,
+        Vec::<JobId>::new()
+    );
+    let failed = JobFilter {
+        state: Some(JobState::Failed),
+        ..Default::default()
+    };
+    assert_eq!(all(failed, 100, None).await, newest_first[3..]);
+    let snapshot = JobFilter {
+        snapshot_id: Some("snap-1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        all(snapshot, 100, None).await,
+        vec![ids[4], ids[1]],
+        "jobs 1 and 4 are of snap-1"
+    );
+    let volume_and_state = JobFilter {
+        volume_id: Some("vol-1".into()),
+        state: Some(JobState::Queued),
+        ..Default::default()
+    };
+    assert_eq!(all(volume_and_state, 100, None).await, vec![ids[5]]);
+}
+
+async fn only_an_unshown_job_at_its_version_is_deleted(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let unshown = job("p1", "snap-1", "vol-1");
+    store.insert(&unshown, None).await.expect("insert");
+    assert!(
+        !store.delete(unshown.id, 1, None).await.expect("delete"),
+        "wrong version"
+    );
+    assert!(store.delete(unshown.id, 0, None).await.expect("delete"));
+    assert_eq!(store.get(unshown.id).await.expect("get"), None);
+
+    let shown = job("p1", "snap-1", "vol-1");
+    store.insert(&shown, None).await.expect("insert");
+    store.mark_shown(shown.id).await.expect("shown");
+    store
+        .mark_shown(shown.id)
+        .await
+        .expect("shown twice is fine");
+    let stored = store.get(shown.id).await.expect("get").expect("kept");
+    assert!(stored.shown);
+    assert_eq!(stored.version, 0, "showing is not a change of the job");
+    assert!(!store.delete(shown.id, 0, None).await.expect("delete"));
+    assert!(store.get(shown.id).await.expect("get").is_some());
+}
+
+async fn the_unfinished_jobs_are_scanned_and_unreadable_rows_reported(
+    db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let queued = job("p1", "snap-1", "vol-1");
+    let mut running = job("p1", "snap-2", "vol-1");
+    running.start("b".into(), None);
+    let mut done = job("p2", "snap-3", "vol-2");
+    done.succeed();
+    let bad = job("p2", "snap-4", "vol-2");
+    for j in [&queued, &running, &done, &bad] {
+        store.insert(j, None).await.expect("insert");
+    }
+    let damage = match db {
+        TestDatabase::Sqlite { .. } => {
+            format!(
+                "UPDATE jobs SET options = 'not json' WHERE id = '{}'",
+                bad.id
+            )
+        }
+        TestDatabase::Postgres { .. } => format!(
+            "UPDATE jobs SET options = '{{\"incremental\": \"yes\"}}' WHERE id = '{}'",
+            bad.id
+        ),
+    };
+    db.execute(&damage).await;
+
+    let scan = store.active().await.expect("scan");
+    let ids: Vec<JobId> = scan.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(
+        ids,
+        vec![queued.id, running.id],
+        "oldest first, finished left out"
+    );
+    assert_eq!(scan.unreadable.len(), 1, "{:?}", scan.unreadable);
+    assert_eq!(scan.unreadable[0].0, bad.id.to_string());
+    // A listing leaves the bad row out and shows the rest.
+    let listed = store
+        .list("p2", &JobFilter::default(), 10, None)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![done.id]
+    );
+    assert_eq!(
+        store
+            .active_for_snapshot("p1", "snap-2")
+            .await
+            .expect("read")
+            .map(|j| j.id),
+        Some(running.id)
+    );
+    assert_eq!(
+        store
+            .active_for_snapshot("p2", "snap-3")
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+async fn purging_removes_only_old_finished_jobs_and_keys_in_batches(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let mut old = Vec::new();
+    for n in 0..5 {
+        let mut j = job("p1", &format!("snap-{n}"), "vol-1");
+        j.succeed();
+        j.finished_at = Some(ms(Utc::now() - chrono::Duration::days(2)));
+        store.insert(&j, None).await.expect("insert");
+        old.push(j.id);
+    }
+    let mut recent = job("p1", "snap-r", "vol-1");
+    recent.cancel();
+    let unfinished = job("p1", "snap-u", "vol-1");
+    store.insert(&recent, None).await.expect("insert");
+    store.insert(&unfinished, None).await.expect("insert");
+    let cutoff = Utc::now() - chrono::Duration::days(1);
+
+    assert_eq!(store.purge_finished(cutoff, 3).await.expect("purge"), 3);
+    assert_eq!(store.purge_finished(cutoff, 3).await.expect("purge"), 2);
+    assert_eq!(store.purge_finished(cutoff, 3).await.expect("purge"), 0);
+    for id in old {
+        assert_eq!(store.get(id).await.expect("get"), None);
+    }
+    assert!(store.get(recent.id).await.expect("get").is_some());
+    assert!(store.get(unfinished.id).await.expect("get").is_some());
+
+    let long_ago = ms(Utc::now() - chrono::Duration::days(3));
+    let now = ms(Utc::now());
+    for key in ["a", "b", "c"] {
+        store
+            .reserve_key(key_use("p1", key, long_ago), "r", long_ago)
+            .await
+            .expect("reserve");
+    }
+    store
+        .reserve_key(key_use("p1", "fresh", now), "r", now)
+        .await
+        .expect("reserve");
+    assert_eq!(store.purge_keys(cutoff, 2).await.expect("purge"), 2);
+    assert_eq!(store.purge_keys(cutoff, 2).await.expect("purge"), 1);
+    assert!(matches!(
+        store
+            .reserve_key(key_use("p1", "fresh", now), "r", now)
+            .await
+            .expect("read"),
+        Reservation::Existing(_)
+    ));
+}
+
+async fn a_lease_has_one_holder_and_fences_the_writes_of_a_lost_one(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let queued = job("p1", "snap-1", "vol-1");
+    store.insert(&queued, None).await.expect("insert");
+    let tenant = tenant_of(&queued);
+    let short = Duration::from_millis(600);
+
+    let first = store
+        .acquire_lease(&tenant, "replica-a", short)
+        .await
+        .expect("acquire")
+        .expect("free, so taken");
+    assert_eq!(
+        store
+            .acquire_lease(&tenant, "replica-b", short)
+            .await
+            .expect("acquire"),
+        None,
+        "held by a"
+    );
+    assert_eq!(
+        store
+            .acquire_lease(&tenant, "replica-a", short)
+            .await
+            .expect("renew"),
+        Some(first),
+        "taking one's own lease again keeps its generation"
+    );
+    let a = Fence {
+        holder: "replica-a".into(),
+        generation: first,
+    };
+    let mut write = queued.clone();
+    write.attempts = 1;
+    assert!(store.update(&write, Some(&a)).await.expect("fenced write"));
+    write.version += 1;
+    let renewed = store.renew_leases("replica-a", short).await.expect("renew");
+    assert_eq!(renewed.len(), 1);
+    assert_eq!(renewed[0].tenant, tenant);
+
+    // a stops renewing (it died, or stalled): once the lease expired b
+    // takes it with a new generation, and a's writes are refused.
+    tokio::time::sleep(short * 2).await;
+    let second = store
+        .acquire_lease(&tenant, "replica-b", short * 100)
+        .await
+        .expect("acquire")
+        .expect("expired, so taken over");
+    assert!(second > first);
+    write.attempts = 2;
+    assert!(
+        !store.update(&write, Some(&a)).await.expect("fenced write"),
+        "the old holder's write is refused"
+    );
+    assert!(
+        store
+            .renew_leases("replica-a", short)
+            .await
+            .expect("renew")
+            .is_empty()
+    );
+    let b = Fence {
+        holder: "replica-b".into(),
+        generation: second,
+    };
+    assert!(store.update(&write, Some(&b)).await.expect("fenced write"));
+    assert_eq!(
+        store
+            .get(queued.id)
+            .await
+            .expect("get")
+            .expect("kept")
+            .attempts,
+        2
+    );
+    // Given back, it is free for anyone at once.
+    store
+        .release_lease(&tenant, "replica-a")
+        .await
+        .expect("not a's to give");
+    assert_eq!(
+        store
+            .acquire_lease(&tenant, "replica-c", short)
+            .await
+            .expect("acquire"),
+        None
+    );
+    store
+        .release_lease(&tenant, "replica-b")
+        .await
+        .expect("release");
+    assert!(
+        store
+            .acquire_lease(&tenant, "replica-c", short)
+            .await
+            .expect("acquire")
+            .is_some_and(|g| g > second)
+    );
+}
+
+async fn racing_replicas_take_a_free_lease_once(_db: &TestDatabase, store: Arc<dyn JobStore>) {
+    let tenant = TenantKey {
+        cloud: "cloud".into(),
+        project_id: "p1".into(),
+    };
+    let results = futures_join((0..10).map(|n| {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        async move {
+            store
+                .acquire_lease(&tenant, &format!("replica-{n}"), Duration::from_secs(60))
+                .await
+                .expect("acquire")
+        }
+    }))
+    .await;
+    assert_eq!(results.iter().flatten().count(), 1, "{results:?}");
+}
+
+async fn replicas_are_counted_while_they_beat_and_forgotten_when_they_leave(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let ttl = Duration::from_secs(60);
+    assert_eq!(store.heartbeat("replica-a", ttl).await.expect("beat"), 1);
+    assert_eq!(store.heartbeat("replica-b", ttl).await.expect("beat"), 2);
+    assert_eq!(store.heartbeat("replica-a", ttl).await.expect("beat"), 2);
+    let tenant = TenantKey {
+        cloud: "cloud".into(),
+        project_id: "p1".into(),
+    };
+    store
+        .acquire_lease(&tenant, "replica-b", ttl)
+        .await
+        .expect("acquire")
+        .expect("taken");
+    store.leave("replica-b").await.expect("leave");
+    assert_eq!(store.heartbeat("replica-a", ttl).await.expect("beat"), 1);
+    assert!(
+        store
+            .acquire_lease(&tenant, "replica-a", ttl)
+            .await
+            .expect("acquire")
+            .is_some(),
+        "a replica that left holds nothing"
+    );
+}
+
+/// Runs futures concurrently (each on its own task, so that they race for
+/// real) and returns their outputs in order.
+async fn futures_join<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        outputs.push(handle.await.expect("task"));
+    }
+    outputs
+}
