@@ -182,7 +182,7 @@ pub struct TestApp {
     /// The simulator, to steer it and count calls.
     pub sim: Sim,
     /// Keeps the simulator, the store and clouds.yaml for the test's life.
-    _cloud: TestCloud,
+    cloud: TestCloud,
 }
 
 /// An `openstack-sim` on real TCP, with the store and the clouds.yaml of a
@@ -217,9 +217,38 @@ impl TestCloud {
 
     /// The gateway flags naming its store, its clouds.yaml and the tenants.
     pub fn flags(&self) -> Vec<&str> {
+        self.flags_on(&self.database_url)
+    }
+
+    /// Adds a volume of 1 GiB with one available snapshot to `project`.
+    pub fn add_snapshot(&self, project: &str, volume_id: &str, snapshot_id: &str) {
+        self.sim.add_volume(
+            project,
+            VolumeSeed {
+                id: volume_id.to_owned(),
+                name: format!("volume-{volume_id}"),
+                size: 1,
+                status: "in-use".into(),
+            },
+        );
+        self.sim.add_snapshot(
+            project,
+            SnapshotSeed {
+                id: snapshot_id.to_owned(),
+                name: format!("snapshot-{snapshot_id}"),
+                description: None,
+                volume_id: volume_id.to_owned(),
+                status: "available".into(),
+                metadata: Default::default(),
+            },
+        );
+    }
+
+    /// The same flags with another store (replicas on one PostgreSQL).
+    pub fn flags_on<'a>(&'a self, database_url: &'a str) -> Vec<&'a str> {
         vec![
             "--database-url",
-            &self.database_url,
+            database_url,
             "--clouds-file",
             &self.clouds_file,
             "--tenant",
@@ -350,32 +379,13 @@ impl TestApp {
         TestApp {
             gateway: Gateway::start_with(&flags, worker_loop).await,
             sim: cloud.sim.clone(),
-            _cloud: cloud,
+            cloud,
         }
     }
 
     /// Adds a volume of 1 GiB with one available snapshot to `project`.
     pub fn add_snapshot(&self, project: &str, volume_id: &str, snapshot_id: &str) {
-        self.sim.add_volume(
-            project,
-            VolumeSeed {
-                id: volume_id.to_owned(),
-                name: format!("volume-{volume_id}"),
-                size: 1,
-                status: "in-use".into(),
-            },
-        );
-        self.sim.add_snapshot(
-            project,
-            SnapshotSeed {
-                id: snapshot_id.to_owned(),
-                name: format!("snapshot-{snapshot_id}"),
-                description: None,
-                volume_id: volume_id.to_owned(),
-                status: "available".into(),
-                metadata: Default::default(),
-            },
-        );
+        self.cloud.add_snapshot(project, volume_id, snapshot_id);
     }
 
     /// Ends every simulated backup in `creating` now.

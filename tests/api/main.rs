@@ -16,6 +16,7 @@ mod jobs;
 mod limits;
 mod openapi;
 mod process;
+mod replicas;
 mod restart;
 mod retention;
 mod scenarios;

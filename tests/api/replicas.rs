@@ -1,0 +1,236 @@
+//! Several replicas on one PostgreSQL store, in this process: creates of
+//! the same snapshot racing on two replicas, one Idempotency-Key sent to
+//! both, and a long poll on one replica woken by the other's change. (The
+//! replicas as processes, one of them killed, are in `takeover`.)
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{
+    databases::TestDatabase,
+    helpers::{Answer, Gateway, PROJECT_A, TestApp, TestCloud},
+};
+
+/// Two replicas on one fresh PostgreSQL schema in front of one simulator.
+/// `worker_loops` says which run their worker on their own.
+struct Replicas {
+    a: Gateway,
+    b: Gateway,
+    cloud: TestCloud,
+    _db: TestDatabase,
+}
+
+impl Replicas {
+    async fn start(backup_duration: Duration, worker_loops: [bool; 2]) -> Replicas {
+        let db = TestDatabase::postgres().await;
+        let cloud = TestCloud::start(TestApp::sim_config(backup_duration)).await;
+        let mut flags = cloud.flags_on(db.url());
+        flags.extend(["--poll-interval", "100ms", "--lease-ttl", "2s"]);
+        let a = Gateway::start_with(&flags, worker_loops[0]).await;
+        let b = Gateway::start_with(&flags, worker_loops[1]).await;
+        Replicas {
+            a,
+            b,
+            cloud,
+            _db: db,
+        }
+    }
+}
+
+/// A UUID-shaped id (Cinder's volume ids are UUIDs), `n`-th of a family.
+fn uuid_like(family: u16, n: usize) -> String {
+    format!("{family:04x}0000-0000-4000-8000-{n:012x}")
+}
+
+fn job_id(answer: &Answer) -> Option<String> {
+    match answer.status {
+        StatusCode::ACCEPTED => answer.body["id"].as_str().map(str::to_owned),
+        StatusCode::CONFLICT => answer.body["job_id"].as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_create_on_two_replicas_at_once_makes_one_job_per_snapshot() {
+    // Arrange: 50 snapshots of their own volumes.
+    let replicas = Replicas::start(Duration::from_secs(3600), [false, false]).await;
+    let snapshots: Vec<String> = (0..50).map(|n| uuid_like(0x5ace, n)).collect();
+    for (n, snapshot) in snapshots.iter().enumerate() {
+        replicas
+            .cloud
+            .add_snapshot(PROJECT_A, &uuid_like(0x7ace, n), snapshot);
+    }
+
+    for snapshot in &snapshots {
+        // Act: the same create to both replicas at once.
+        let (on_a, on_b) = tokio::join!(
+            replicas.a.create_backup("tenant-a", snapshot, json!({})),
+            replicas.b.create_backup("tenant-a", snapshot, json!({})),
+        );
+
+        // Assert: one 202 and one 409 naming the same job; one job and one
+        // backup of the snapshot.
+        let mut statuses = [on_a.status, on_b.status];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::ACCEPTED, StatusCode::CONFLICT],
+            "{snapshot}: {} / {}",
+            on_a.text,
+            on_b.text
+        );
+        assert_eq!(
+            job_id(&on_a),
+            job_id(&on_b),
+            "{snapshot}: both name one job"
+        );
+        let listed = replicas
+            .a
+            .get("tenant-a", &format!("/jobs?snapshot_id={snapshot}"))
+            .await;
+        assert_eq!(
+            listed.body["jobs"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            listed.text
+        );
+        let backups: Vec<Value> = replicas
+            .cloud
+            .sim
+            .backups(PROJECT_A)
+            .into_iter()
+            .filter(|b| b["snapshot_id"] == snapshot.as_str())
+            .collect();
+        assert_eq!(backups.len(), 1, "{snapshot}: {backups:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_sent_to_two_replicas_at_once_makes_one_job() {
+    let replicas = Replicas::start(Duration::from_secs(3600), [false, false]).await;
+    for n in 0..20 {
+        let snapshot = uuid_like(0x5eed, n);
+        replicas
+            .cloud
+            .add_snapshot(PROJECT_A, &uuid_like(0x7eed, n), &snapshot);
+        let key = format!("one-key-{n}");
+
+        let (on_a, on_b) = tokio::join!(
+            replicas
+                .a
+                .create_with_key("tenant-a", &snapshot, json!({"name": "keyed"}), &key),
+            replicas
+                .b
+                .create_with_key("tenant-a", &snapshot, json!({"name": "keyed"}), &key),
+        );
+
+        // Each answer is the job (first or replayed) or "key in use" while
+        // the first request is still being answered: never a second job.
+        let ids: Vec<String> = [&on_a, &on_b]
+            .into_iter()
+            .filter_map(|answer| match answer.status {
+                StatusCode::ACCEPTED => answer.body["id"].as_str().map(str::to_owned),
+                StatusCode::CONFLICT => {
+                    answer.assert_problem(409, "idempotency-key-in-use");
+                    None
+                }
+                other => panic!("unexpected {other}: {}", answer.text),
+            })
+            .collect();
+        assert!(!ids.is_empty(), "one of them is answered the job");
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+        let listed = replicas
+            .b
+            .get("tenant-a", &format!("/jobs?snapshot_id={snapshot}"))
+            .await;
+        let jobs = listed.body["jobs"].as_array().cloned().unwrap_or_default();
+        assert_eq!(jobs.len(), 1, "{}", listed.text);
+        assert_eq!(jobs[0]["id"], ids[0].as_str());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_on_one_replica_wakes_when_another_replica_finishes_the_job() {
+    // Arrange: only replica b runs a worker, so only b can conclude the
+    // job; the caller long-polls replica a.
+    let replicas = Replicas::start(Duration::from_secs(1), [false, true]).await;
+    let job = replicas
+        .a
+        .create_ok("tenant-a", &crate::helpers::snapshot('a', 1))
+        .await;
+    assert_eq!(job["state"], "running", "{job}");
+    let id = job["id"].as_str().expect("id");
+
+    // Act: a wait far longer than the backup takes.
+    let waited = replicas
+        .a
+        .request(
+            Method::GET,
+            &format!("/jobs/{id}?wait=60"),
+            Some("tenant-a"),
+        )
+        .timeout(Duration::from_secs(90))
+        .send()
+        .await
+        .expect("answered");
+    let waited = Answer::read(waited).await;
+
+    // Assert: woken by b's write (a's own copy would still say `running`
+    // had the poll run out its time instead).
+    assert_eq!(waited.status, StatusCode::OK, "{}", waited.text);
+    assert_eq!(waited.body["state"], "succeeded", "{}", waited.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_the_store_and_the_tenants_this_replica_works() {
+    let replicas = Replicas::start(Duration::from_secs(3600), [false, false]).await;
+    let idle = replicas.a.get("tenant-a", "/readyz").await;
+    assert_eq!(idle.body["store"], "postgres", "{}", idle.text);
+    assert_eq!(
+        idle.body["leased_tenants"],
+        json!([]),
+        "nothing to work yet"
+    );
+    assert!(idle.body["replica"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_ne!(
+        idle.body["replica"],
+        replicas.b.get("tenant-a", "/readyz").await.body["replica"],
+        "each replica has a name of its own"
+    );
+
+    replicas
+        .a
+        .create_ok("tenant-a", &crate::helpers::snapshot('a', 1))
+        .await;
+    replicas
+        .a
+        .create_ok("tenant-b", &crate::helpers::snapshot('b', 1))
+        .await;
+    // a starts alone and takes both; once b is seen alive, a gives one
+    // back and b takes it.
+    replicas.a.cycle().await;
+    replicas.b.cycle().await;
+    replicas.a.cycle().await;
+    replicas.b.cycle().await;
+
+    // Two tenants with work, two replicas: one each.
+    let on_a = replicas.a.get("tenant-a", "/readyz").await.body;
+    let on_b = replicas.b.get("tenant-a", "/readyz").await.body;
+    let mut all: Vec<Value> = [&on_a, &on_b]
+        .iter()
+        .flat_map(|r| r["leased_tenants"].as_array().cloned().unwrap_or_default())
+        .collect();
+    all.sort_by_key(|t| t.to_string());
+    assert_eq!(
+        all,
+        vec![json!("tenant-a"), json!("tenant-b")],
+        "{on_a} {on_b}"
+    );
+    assert_eq!(
+        on_a["leased_tenants"].as_array().map(Vec::len),
+        Some(1),
+        "{on_a}"
+    );
+}
