@@ -36,7 +36,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 /// The callers' HS256 secret.
-const JWT_SECRET: &str = "chaos-jwt-secret";
+pub(super) const JWT_SECRET: &str = "chaos-jwt-secret";
 /// Snapshots per volume: a volume's backup listing holds several backups.
 const SNAPSHOTS_PER_VOLUME: usize = 4;
 /// Requests one submission may send before its caller gives up.
@@ -70,8 +70,8 @@ async fn every_answered_job_ends_with_one_backup_under_chaos_and_sigkill() {
     }));
     let mut gateway = gateway_process(&dir, &cloud, &seed);
     gateway.start().await;
-    let callers = Callers::new(&gateway.address, &seed);
-    let submissions = plan(&settings, &seed);
+    let callers = Callers::new(std::slice::from_ref(&gateway.address), &seed);
+    let submissions = plan(&settings, &seed, 1);
 
     // Act: submit from several callers while the killer strikes; then stop
     // the chaos and wait for every job to end.
@@ -162,13 +162,13 @@ async fn every_answered_job_ends_with_one_backup_under_chaos_and_sigkill() {
 }
 
 /// The run's size, from the environment.
-struct Settings {
-    submissions: usize,
-    kills: usize,
-    tenants: usize,
-    concurrency: usize,
-    drain: Duration,
-    seed: u64,
+pub(super) struct Settings {
+    pub(super) submissions: usize,
+    pub(super) kills: usize,
+    pub(super) tenants: usize,
+    pub(super) concurrency: usize,
+    pub(super) drain: Duration,
+    pub(super) seed: u64,
 }
 
 impl Settings {
@@ -184,7 +184,7 @@ impl Settings {
     }
 }
 
-fn env_or<T: FromStr>(name: &str, default: T) -> T {
+pub(super) fn env_or<T: FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
         Ok(text) => text
             .trim()
@@ -218,7 +218,7 @@ fn tenant_name(t: usize) -> String {
 
 /// Tenants with a member credential, unlimited backup quotas, and enough
 /// snapshots for one per submission, several per volume.
-fn chaos_seed(settings: &Settings) -> Seed {
+pub(super) fn chaos_seed(settings: &Settings) -> Seed {
     let per_tenant = settings.submissions.div_ceil(settings.tenants).max(1);
     let tenants = (0..settings.tenants)
         .map(|t| {
@@ -263,15 +263,18 @@ fn chaos_seed(settings: &Settings) -> Seed {
     seed
 }
 
-/// One create request: its tenant, its own snapshot, and its key if any.
-struct Submission {
+/// One create request: its tenant, its own snapshot, its key if any, and
+/// the gateway (of several replicas) it is sent to first.
+pub(super) struct Submission {
     tenant: usize,
     snapshot_id: String,
     key: Option<String>,
+    gateway: usize,
 }
 
-/// Tenants take turns; every other submission carries a key.
-fn plan(settings: &Settings, seed: &Seed) -> Vec<Submission> {
+/// Tenants take turns; every other submission carries a key; with several
+/// gateways, they take turns too.
+pub(super) fn plan(settings: &Settings, seed: &Seed, gateways: usize) -> Vec<Submission> {
     (0..settings.submissions)
         .map(|i| {
             let tenant = i % settings.tenants;
@@ -281,6 +284,7 @@ fn plan(settings: &Settings, seed: &Seed) -> Vec<Submission> {
                     .id
                     .clone(),
                 key: (i % 2 == 0).then(|| format!("chaos-{}-{i}", settings.seed)),
+                gateway: i % gateways.max(1),
             }
         })
         .collect()
@@ -301,9 +305,21 @@ fn kill_thresholds(settings: &Settings) -> Vec<usize> {
     at
 }
 
-/// The chaos gateway's flags: the simulator's clouds.yaml, a store in
-/// `dir`, and fast polling and retries.
+/// The chaos gateway: its flags with a SQLite store in `dir`.
 fn gateway_process(dir: &Path, cloud: &RunningSim, seed: &Seed) -> GatewayProcess {
+    let store = format!("sqlite://{}", dir.join("jobs.db").display());
+    GatewayProcess::new(dir, gateway_flags(dir, cloud, seed, &store))
+}
+
+/// The flags of a gateway in front of the simulator: its clouds.yaml
+/// (written to `dir`), the store `database_url`, the seed's tenants, and
+/// fast polling and retries.
+pub(super) fn gateway_flags(
+    dir: &Path,
+    cloud: &RunningSim,
+    seed: &Seed,
+    database_url: &str,
+) -> Vec<String> {
     let clouds_file = dir.join("clouds.yaml");
     std::fs::write(&clouds_file, cloud.clouds_yaml()).expect("write clouds.yaml");
     let mut args: Vec<String> = [
@@ -314,7 +330,7 @@ fn gateway_process(dir: &Path, cloud: &RunningSim, seed: &Seed) -> GatewayProces
         "--jwt-audience",
         "backup-gateway",
         "--database-url",
-        &format!("sqlite://{}", dir.join("jobs.db").display()),
+        database_url,
         "--clouds-file",
         &clouds_file.display().to_string(),
         "--poll-interval",
@@ -349,7 +365,7 @@ fn gateway_process(dir: &Path, cloud: &RunningSim, seed: &Seed) -> GatewayProces
         args.push("--tenant".into());
         args.push(format!("{}={}", tenant.name, tenant.name));
     }
-    GatewayProcess::new(dir, args)
+    args
 }
 
 /// Kills the gateway once `done` reaches each threshold (plus a random
@@ -373,15 +389,17 @@ async fn killer(
     gateway
 }
 
-/// Callers of every tenant, with their tokens.
-struct Callers {
-    address: String,
+/// Callers of every tenant, with their tokens, in front of one gateway or
+/// several replicas (as behind a load balancer: a request a replica cannot
+/// take is sent to the next).
+pub(super) struct Callers {
+    addresses: Vec<String>,
     client: reqwest::Client,
     tokens: Vec<String>,
 }
 
 impl Callers {
-    fn new(address: &str, seed: &Seed) -> Callers {
+    pub(super) fn new(addresses: &[String], seed: &Seed) -> Callers {
         let secret = SecretString::from(JWT_SECRET.to_owned());
         let tokens = seed
             .tenants
@@ -400,7 +418,7 @@ impl Callers {
             })
             .collect();
         Callers {
-            address: address.to_owned(),
+            addresses: addresses.to_vec(),
             // A fresh connection per request: a connection error then means
             // this request was cut, never a stale pooled connection.
             client: reqwest::Client::builder()
@@ -411,20 +429,32 @@ impl Callers {
         }
     }
 
-    /// `GET path` as tenant `t`: status and JSON body, `None` when no
-    /// answer came.
+    /// The gateway a request's `n`-th try goes to.
+    fn address(&self, n: usize) -> &str {
+        &self.addresses[n % self.addresses.len()]
+    }
+
+    /// `GET path` as tenant `t` (from the first gateway that answers):
+    /// status and JSON body, `None` when no answer came.
     async fn get(&self, t: usize, path: &str) -> Option<(StatusCode, Value)> {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.address))
-            .bearer_auth(&self.tokens[t])
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .ok()?;
-        let status = response.status();
-        let body = response.json().await.unwrap_or(Value::Null);
-        Some((status, body))
+        for n in 0..self.addresses.len() {
+            let sent = self
+                .client
+                .get(format!("{}{path}", self.address(n)))
+                .bearer_auth(&self.tokens[t])
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(e) if e.is_connect() => continue,
+                Err(_) => return None,
+            };
+            let status = response.status();
+            let body = response.json().await.unwrap_or(Value::Null);
+            return Some((status, body));
+        }
+        None
     }
 
     /// Every job of tenant `t`, through `GET /jobs` pages; `None` when a
@@ -451,7 +481,7 @@ impl Callers {
 
     /// Polls until every listed job and every answered id is done, or
     /// `bound` passes; answers the jobs by id.
-    async fn wait_until_all_done(
+    pub(super) async fn wait_until_all_done(
         &self,
         outcomes: &Outcomes,
         bound: Duration,
@@ -483,16 +513,16 @@ impl Callers {
 
 /// What the callers learnt from their submissions.
 #[derive(Debug, Default)]
-struct Outcomes {
+pub(super) struct Outcomes {
     /// Every job id an answer named (a `202`, or a `409` naming the job
     /// that holds the snapshot), with its tenant.
-    answered: BTreeMap<String, usize>,
+    pub(super) answered: BTreeMap<String, usize>,
     /// Submissions answered `202`.
-    accepted: usize,
+    pub(super) accepted: usize,
     /// Submissions whose caller gave up without an answer.
-    unanswered: usize,
+    pub(super) unanswered: usize,
     /// Submissions finally refused, by status.
-    refused: BTreeMap<u16, usize>,
+    pub(super) refused: BTreeMap<u16, usize>,
 }
 
 /// How one submission ended for its caller.
@@ -509,7 +539,7 @@ enum Outcome {
 
 /// Runs every submission, `concurrency` at a time; `done` counts the
 /// finished ones (the killer watches it).
-async fn submit_all(
+pub(super) async fn submit_all(
     callers: &Callers,
     submissions: &[Submission],
     concurrency: usize,
@@ -566,15 +596,18 @@ async fn join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<It
 /// key, `409 idempotency-key-in-use` (the first request is still being
 /// answered).
 async fn submit(callers: &Callers, submission: &Submission) -> Outcome {
-    let url = format!(
-        "{}/snapshots/{}/backups",
-        callers.address, submission.snapshot_id
-    );
     let body = json!({"name": format!("chaos-{}", submission.snapshot_id)});
     let mut attempt = 0;
     loop {
         attempt += 1;
         let last = attempt >= MAX_ATTEMPTS;
+        // A retry goes to the next replica, as a load balancer would send
+        // it past one that is down.
+        let url = format!(
+            "{}/snapshots/{}/backups",
+            callers.address(submission.gateway + attempt as usize - 1),
+            submission.snapshot_id
+        );
         let mut request = callers
             .client
             .post(&url)
@@ -633,31 +666,31 @@ async fn submit(callers: &Callers, submission: &Submission) -> Outcome {
 }
 
 /// What the records say once every job has ended.
-struct Report {
+pub(super) struct Report {
     /// Answered job ids the gateway does not know.
-    lost: Vec<String>,
+    pub(super) lost: Vec<String>,
     /// Jobs not done.
-    not_done: Vec<String>,
+    pub(super) not_done: Vec<String>,
     /// Backups whose `gateway_job_id` names no job of their tenant.
-    orphans: Vec<String>,
+    pub(super) orphans: Vec<String>,
     /// Jobs with more than one backup.
-    duplicates: Vec<String>,
+    pub(super) duplicates: Vec<String>,
     /// Succeeded jobs without exactly one backup, or naming another one.
-    succeeded_without_backup: Vec<String>,
+    pub(super) succeeded_without_backup: Vec<String>,
     /// Failed jobs for which a backup was made (it will be `available`).
-    failed_with_backup: Vec<String>,
+    pub(super) failed_with_backup: Vec<String>,
     /// Snapshots with more than one job (keyed retries while the key is ignored).
     snapshots_with_two_jobs: usize,
     /// Backups in the simulator.
-    backups: usize,
+    pub(super) backups: usize,
     /// Jobs by id.
-    jobs: BTreeMap<String, Value>,
+    pub(super) jobs: BTreeMap<String, Value>,
     /// Backups by the job id they carry.
     by_job: BTreeMap<String, Vec<Value>>,
 }
 
 impl Report {
-    async fn new(
+    pub(super) async fn new(
         seed: &Seed,
         sim: &Sim,
         jobs: &BTreeMap<String, Value>,
@@ -749,7 +782,7 @@ impl Report {
         report
     }
 
-    fn is_clean(&self) -> bool {
+    pub(super) fn is_clean(&self) -> bool {
         self.lost.is_empty()
             && self.not_done.is_empty()
             && self.orphans.is_empty()
@@ -759,7 +792,7 @@ impl Report {
     }
 
     /// `succeeded=N failed=N ...`: jobs by state.
-    fn states(&self) -> String {
+    pub(super) fn states(&self) -> String {
         let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
         for job in self.jobs.values() {
             *by_state
@@ -775,7 +808,7 @@ impl Report {
 
     /// What happened to each job that broke a rule: the job, its backups,
     /// and what the gateway logged about it, in order.
-    fn sequences(&self, dir: &Path) -> String {
+    pub(super) fn sequences(&self, dir: &Path) -> String {
         let logs = gateway_logs(dir);
         let mut out = String::from("chaos: jobs that broke a rule\n");
         let broken: BTreeSet<&String> = self

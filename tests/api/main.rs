@@ -21,4 +21,5 @@ mod restart;
 mod retention;
 mod scenarios;
 mod store_conformance;
+mod takeover;
 mod upstream;
