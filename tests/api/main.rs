@@ -22,4 +22,5 @@ mod retention;
 mod scenarios;
 mod store_conformance;
 mod takeover;
+mod throughput;
 mod upstream;
