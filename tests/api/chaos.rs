@@ -577,7 +577,9 @@ pub(super) async fn submit_all(
 
 /// Awaits futures together on this task, so that they may borrow the
 /// caller's data (no spawned tasks).
-pub(super) async fn join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+pub(super) async fn join_all<F: std::future::Future<Output = ()>>(
+    futures: impl Iterator<Item = F>,
+) {
     let mut futures: Vec<_> = futures.map(Box::pin).collect();
     std::future::poll_fn(|cx| {
         futures.retain_mut(|f| f.as_mut().poll(cx).is_pending());

@@ -85,11 +85,18 @@ async fn measure(kind: &str, creates: usize, gets: usize, concurrency: usize) ->
         _ => TestDatabase::postgres().await,
     };
     let dir = tempfile::tempdir().expect("dir");
-    let mut gateway = GatewayProcess::new(dir.path(), gateway_flags(dir.path(), &cloud, &seed, db.url()));
+    let mut gateway = GatewayProcess::new(
+        dir.path(),
+        gateway_flags(dir.path(), &cloud, &seed, db.url()),
+    );
     gateway.start().await;
     let token = caller_token(&seed);
     let client = reqwest::Client::new();
-    let snapshots: Vec<&str> = seed.tenants[0].snapshots.iter().map(|s| s.id.as_str()).collect();
+    let snapshots: Vec<&str> = seed.tenants[0]
+        .snapshots
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
 
     let ids = std::sync::Mutex::new(Vec::with_capacity(creates));
     let next = AtomicUsize::new(0);
