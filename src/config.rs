@@ -41,8 +41,9 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_LEASE_TTL", default_value = "15s", value_parser = parse_duration)]
     pub lease_ttl: Duration,
 
-    /// This replica's name in the store's leases (default: the host name
-    /// and a random suffix, new at every start).
+    /// This replica's name in the store's leases (default: on PostgreSQL
+    /// the host name and a random suffix, new at every start; on SQLite
+    /// `local`).
     #[arg(long, env = "BACKUP_GATEWAY_REPLICA_ID")]
     pub replica_id: Option<String>,
 
@@ -420,20 +421,27 @@ impl Config {
         Ok(())
     }
 
-    /// This replica's name in the store: `--replica-id`, or the host name
-    /// with a random suffix (a restarted process is a new holder, so it
-    /// never mistakes the leases of its previous life for its own).
-    pub fn replica(&self) -> String {
-        self.replica_id.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .or_else(|| std::env::var("HOSTNAME").ok())
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "backup-gateway".to_owned());
-            let suffix = uuid::Uuid::new_v4().simple().to_string();
-            format!("{host}-{}", &suffix[..8])
-        })
+    /// This replica's name in the store's leases: `--replica-id`; else, on
+    /// a SQLite store (one process), `local`, so that a restarted process
+    /// takes its leases back at once; else the host name with a random
+    /// suffix (a restarted replica is a new holder, so it never mistakes a
+    /// lease of its earlier life, or of a replica on the same host, for its
+    /// own).
+    pub fn replica(&self, store_kind: &str) -> String {
+        if let Some(id) = &self.replica_id {
+            return id.clone();
+        }
+        if store_kind == "sqlite" {
+            return "local".to_owned();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "backup-gateway".to_owned());
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        format!("{host}-{}", &suffix[..8])
     }
 }
 

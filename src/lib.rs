@@ -91,7 +91,7 @@ impl Application {
         let leases = Arc::new(Leases::new(
             store.clone(),
             LeaseSettings {
-                replica: config.replica(),
+                replica: config.replica(store.kind()),
                 ttl: config.lease_ttl,
             },
         ));

@@ -5,6 +5,10 @@
 //! backups; a running job whose backup is absent from a complete listing has
 //! finished, and is read once to learn how.
 //!
+//! A replica works only the tenants whose lease it holds (see `leases`),
+//! and every job write of a pass carries that lease, so that replicas on
+//! one store never work a tenant at the same time.
+//!
 //! Tenants are worked independently: each tick starts a pass for every
 //! tenant whose previous pass has ended, without waiting for the others, so
 //! a slow or failing tenant never delays another's conclusions. The

@@ -67,22 +67,37 @@ pub async fn connect(options: &StoreOptions) -> anyhow::Result<Arc<dyn JobStore>
     }
 }
 
-/// A database URL fit for messages: its password, if any, replaced.
+/// A database URL fit for messages: its password, in the authority or as
+/// a `password=` parameter, replaced.
 pub fn redact_url(url: &str) -> String {
-    // scheme://user:password@host...: only the part between the first `:`
-    // after the scheme's `//` and the last `@` before the path is secret.
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    // user:password@host: the password runs from the first `:` to the last
+    // `@` (a password may hold `@`).
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
         },
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => param.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// What a store can fail with.
@@ -187,6 +202,32 @@ pub struct HeldLease {
     pub generation: i64,
 }
 
+/// Leases from `(cloud, project_id, generation)` rows.
+fn held_leases(rows: Vec<(String, String, i64)>) -> Vec<HeldLease> {
+    rows.into_iter()
+        .map(|(cloud, project_id, generation)| HeldLease {
+            tenant: TenantKey { cloud, project_id },
+            generation,
+        })
+        .collect()
+}
+
+/// The jobs of a listing's rows: a row that cannot be read is left out (and
+/// logged), so that one bad row never hides the tenant's other jobs.
+fn readable_jobs<R>(rows: Vec<R>, id: impl Fn(&R) -> String) -> Vec<Job>
+where
+    Job: TryFrom<R, Error = Error>,
+{
+    rows.into_iter()
+        .filter_map(|row| {
+            let row_id = id(&row);
+            Job::try_from(row)
+                .inspect_err(|e| tracing::error!(job_id = %row_id, error = %e, "leaving an unreadable job row out of a listing"))
+                .ok()
+        })
+        .collect()
+}
+
 /// Called with the id of each job that changed (`None`: changes may have
 /// been missed, so every waiter should look again).
 pub type ChangeListener = Arc<dyn Fn(Option<JobId>) + Send + Sync>;
@@ -288,4 +329,33 @@ pub trait JobStore: Send + Sync {
     /// offer nothing (the process wakes its own waiters); PostgreSQL
     /// forwards its notifications.
     fn watch_changes(&self, listener: ChangeListener);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_database_urls_password_is_hidden_and_nothing_else_changes() {
+        for (url, shown) in [
+            (
+                "postgres://gw:secret@db:5432/jobs?sslmode=require",
+                "postgres://gw:***@db:5432/jobs?sslmode=require",
+            ),
+            (
+                "postgres://gw:p@ss@word@db/jobs",
+                "postgres://gw:***@db/jobs",
+            ),
+            ("postgres://gw@db/jobs", "postgres://gw@db/jobs"),
+            ("postgres://db/jobs?user=gw", "postgres://db/jobs?user=gw"),
+            (
+                "postgres://db/jobs?user=gw&password=secret&sslmode=require",
+                "postgres://db/jobs?user=gw&password=***&sslmode=require",
+            ),
+            ("sqlite://data/jobs.db", "sqlite://data/jobs.db"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
 }

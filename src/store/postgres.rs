@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
-    KeyUse, Reservation, TenantKey,
+    KeyUse, Reservation, TenantKey, held_leases, readable_jobs,
 };
 use crate::jobs::model::{Job, JobId, JobState};
 
@@ -245,15 +245,7 @@ impl JobStore for PostgresStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                let id = row.id;
-                Job::try_from(row)
-                    .inspect_err(|e| tracing::error!(job_id = %id, error = %e, "leaving an unreadable job row out of a listing"))
-                    .ok()
-            })
-            .collect())
+        Ok(readable_jobs(rows, |row| row.id.to_string()))
     }
 
     async fn update(&self, job: &Job, fence: Option<&Fence>) -> Result<bool, Error> {
@@ -518,13 +510,7 @@ impl JobStore for PostgresStore {
         .bind(holder)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(cloud, project_id, generation)| HeldLease {
-                tenant: TenantKey { cloud, project_id },
-                generation,
-            })
-            .collect())
+        Ok(held_leases(rows))
     }
 
     async fn release_lease(&self, tenant: &TenantKey, holder: &str) -> Result<(), Error> {

@@ -16,7 +16,7 @@ use sqlx::{
 
 use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
-    KeyUse, Reservation, TenantKey,
+    KeyUse, Reservation, TenantKey, held_leases, readable_jobs,
 };
 use crate::jobs::model::{Job, JobId, JobState};
 
@@ -269,17 +269,7 @@ impl JobStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        // A row that cannot be read is left out (and logged), so that one
-        // bad row never hides the tenant's other jobs.
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                let id = row.id.clone();
-                Job::try_from(row)
-                    .inspect_err(|e| tracing::error!(job_id = %id, error = %e, "leaving an unreadable job row out of a listing"))
-                    .ok()
-            })
-            .collect())
+        Ok(readable_jobs(rows, |row| row.id.clone()))
     }
 
     async fn update(&self, job: &Job, fence: Option<&Fence>) -> Result<bool, Error> {
@@ -538,13 +528,7 @@ impl JobStore for SqliteStore {
         .bind(millis(now))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(cloud, project_id, generation)| HeldLease {
-                tenant: TenantKey { cloud, project_id },
-                generation,
-            })
-            .collect())
+        Ok(held_leases(rows))
     }
 
     async fn release_lease(&self, tenant: &TenantKey, holder: &str) -> Result<(), Error> {

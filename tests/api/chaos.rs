@@ -129,36 +129,7 @@ async fn every_answered_job_ends_with_one_backup_under_chaos_and_sigkill() {
         eprintln!("{}", report.sequences(&gateway.dir));
     }
     drop(gateway);
-    assert!(
-        report.lost.is_empty(),
-        "answered jobs missing: {:?}",
-        report.lost
-    );
-    assert!(
-        report.not_done.is_empty(),
-        "jobs not done: {:?}",
-        report.not_done
-    );
-    assert!(
-        report.orphans.is_empty(),
-        "backups without a job: {:?}",
-        report.orphans
-    );
-    assert!(
-        report.duplicates.is_empty(),
-        "jobs with two backups: {:?}",
-        report.duplicates
-    );
-    assert!(
-        report.succeeded_without_backup.is_empty(),
-        "succeeded jobs without their one backup: {:?}",
-        report.succeeded_without_backup
-    );
-    assert!(
-        report.failed_with_backup.is_empty(),
-        "failed jobs whose backup was made: {:?}",
-        report.failed_with_backup
-    );
+    report.assert_clean();
 }
 
 /// The run's size, from the environment.
@@ -782,6 +753,29 @@ impl Report {
         report.jobs = jobs;
         report.by_job = by_job;
         report
+    }
+
+    /// Asserts every rule held: no answered job lost, every job done, no
+    /// orphan or second backup, each succeeded job with its one backup, no
+    /// failed job whose backup was made.
+    #[track_caller]
+    pub(super) fn assert_clean(&self) {
+        for (rule, broken) in [
+            ("answered jobs missing", &self.lost),
+            ("jobs not done", &self.not_done),
+            ("backups without a job", &self.orphans),
+            ("jobs with two backups", &self.duplicates),
+            (
+                "succeeded jobs without their one backup",
+                &self.succeeded_without_backup,
+            ),
+            (
+                "failed jobs whose backup was made",
+                &self.failed_with_backup,
+            ),
+        ] {
+            assert!(broken.is_empty(), "{rule}: {broken:?}");
+        }
     }
 
     pub(super) fn is_clean(&self) -> bool {

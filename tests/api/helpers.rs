@@ -95,6 +95,11 @@ pub fn logs() -> String {
     String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
 }
 
+/// The JWT flags of the tests' callers (secret, issuer, audience).
+pub fn test_jwt_flags() -> Vec<&'static str> {
+    jwt_defaults::<&str>(&[])
+}
+
 /// Parses the gateway's own flags, so tests get exactly the defaults users get.
 #[derive(Parser)]
 struct Flags {

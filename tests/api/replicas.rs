@@ -234,3 +234,27 @@ async fn readiness_names_the_store_and_the_tenants_this_replica_works() {
         "{on_a}"
     );
 }
+
+#[tokio::test]
+async fn a_postgresql_store_that_cannot_be_reached_is_named_without_its_password() {
+    // Arrange: nothing listens on port 1.
+    let cloud = TestCloud::start(TestApp::sim_config(Duration::from_secs(3600))).await;
+    let url = "postgres://gateway:s3cret-password@127.0.0.1:1/jobs";
+    let mut flags = cloud.flags_on(url);
+    flags.extend(crate::helpers::test_jwt_flags());
+
+    // Act
+    let built = backup_gateway::Application::build(
+        crate::helpers::parse_config(&flags).expect("flags parse"),
+    )
+    .await;
+
+    // Assert
+    let error = format!("{:#}", built.err().expect("the gateway does not start"));
+    assert!(error.contains("--database-url"), "{error}");
+    assert!(
+        error.contains("postgres://gateway:***@127.0.0.1:1/jobs"),
+        "{error}"
+    );
+    assert!(!error.contains("s3cret-password"), "{error}");
+}

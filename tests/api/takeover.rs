@@ -141,36 +141,7 @@ async fn a_killed_replicas_tenants_are_taken_over_and_every_job_ends_with_one_ba
         "the survivor took over {:?}",
         takeover.held_by_victim
     );
-    assert!(
-        report.lost.is_empty(),
-        "answered jobs missing: {:?}",
-        report.lost
-    );
-    assert!(
-        report.not_done.is_empty(),
-        "jobs not done: {:?}",
-        report.not_done
-    );
-    assert!(
-        report.orphans.is_empty(),
-        "backups without a job: {:?}",
-        report.orphans
-    );
-    assert!(
-        report.duplicates.is_empty(),
-        "jobs with two backups: {:?}",
-        report.duplicates
-    );
-    assert!(
-        report.succeeded_without_backup.is_empty(),
-        "succeeded jobs without their one backup: {:?}",
-        report.succeeded_without_backup
-    );
-    assert!(
-        report.failed_with_backup.is_empty(),
-        "failed jobs whose backup was made: {:?}",
-        report.failed_with_backup
-    );
+    report.assert_clean();
     let succeeded = jobs.values().filter(|j| j["state"] == "succeeded").count();
     assert_eq!(
         succeeded,

@@ -20,6 +20,7 @@ macro_rules! every_scenario {
             wrong_secret_is_502_and_never_shown,
             jobs_finish_across_token_expiry,
             sigkill_after_202_still_ends_in_one_backup,
+            a_replica_killed_while_it_works_the_tenant_is_taken_over,
             cancelling_a_job_cinder_has_is_409_and_the_backup_completes,
         );
     };
@@ -40,6 +41,7 @@ pub mod real;
 pub mod sim;
 
 pub use lifecycle::{
+    a_replica_killed_while_it_works_the_tenant_is_taken_over,
     cancelling_a_job_cinder_has_is_409_and_the_backup_completes,
     sigkill_after_202_still_ends_in_one_backup,
 };
@@ -117,6 +119,15 @@ impl Upstream {
         match self {
             Upstream::Sim(cloud) => cloud.reset_snapshot_later(snapshot_id),
             Upstream::Real(cloud) => cloud.reset_snapshot_later(snapshot_id),
+        }
+    }
+
+    /// Makes backups take seconds, as a real cloud's do (which are left
+    /// as they are), until the guard drops.
+    pub fn slow_backups(&self) -> CloudGuard {
+        match self {
+            Upstream::Sim(cloud) => cloud.slow_backups(),
+            Upstream::Real(_) => CloudGuard::new(|| {}),
         }
     }
 

@@ -63,6 +63,13 @@ impl SimCloud {
         CloudGuard::new(move || sim.set_snapshot_status(&snapshot_id, "available"))
     }
 
+    /// Backups of 5 s, as long as a real cloud's.
+    pub(super) fn slow_backups(&self) -> CloudGuard {
+        self.app.sim.set_backup_duration(Duration::from_secs(5));
+        let sim = self.app.sim.clone();
+        CloudGuard::new(move || sim.set_backup_duration(BACKUP_DURATION))
+    }
+
     /// Tokens of 2 s, and backups of 5 s so that a job outlives a token.
     pub(super) fn shorten_tokens(&self) -> (Duration, CloudGuard) {
         let lifetime = Duration::from_secs(2);
