@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use openstack_sim::{Fault, FaultKind, Op};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -257,4 +258,34 @@ async fn a_postgresql_store_that_cannot_be_reached_is_named_without_its_password
         "{error}"
     );
     assert!(!error.contains("s3cret-password"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_on_one_replica_is_never_posted_again_by_the_others_worker() {
+    // Arrange: Cinder takes 1.5 s to accept the next backup.
+    let replicas = Replicas::start(Duration::from_secs(3600), [false, false]).await;
+    replicas.a.get("tenant-a", "/snapshots").await;
+    replicas.cloud.sim.inject(Fault {
+        op: Op::BackupCreate,
+        kind: FaultKind::Delay(Duration::from_millis(1500)),
+        times: 1,
+    });
+
+    // Act: while replica a waits for Cinder, replica b's worker cycles.
+    let snapshot = crate::helpers::snapshot('a', 1);
+    let create = replicas.a.create_backup("tenant-a", &snapshot, json!({}));
+    tokio::pin!(create);
+    let created = loop {
+        tokio::select! {
+            answer = &mut create => break answer,
+            () = replicas.b.cycle() => {}
+        }
+    };
+    replicas.b.cycle().await;
+
+    // Assert: one POST, one backup, the caller told it runs.
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
+    assert_eq!(created.body["state"], "running", "{}", created.text);
+    assert_eq!(replicas.cloud.sim.calls(Op::BackupCreate), 1);
+    assert_eq!(replicas.cloud.sim.backups(PROJECT_A).len(), 1);
 }
