@@ -220,6 +220,9 @@ impl Application {
         let served = server::serve(self.listener, self.router, self.limits, stop).await;
         worker.abort();
         purger.abort();
+        // Ended before the leases are given back: a claim cut short must
+        // not take a lease after they are.
+        let _ = worker.await;
         self.worker_alive.store(false, Ordering::Relaxed);
         // Other replicas take this one's tenants at once, not after the
         // leases expire.

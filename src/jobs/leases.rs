@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use crate::store::{Fence, JobStore, TenantKey};
+use crate::store::{Fence, HeldLease, JobStore, TenantKey};
 
 /// Who this replica is and how long its leases last.
 #[derive(Debug, Clone)]
@@ -33,7 +33,11 @@ pub struct LeaseSettings {
 pub struct Leases {
     store: Arc<dyn JobStore>,
     settings: LeaseSettings,
+    /// The tenants this process took, with the generation of its tenure.
     held: Mutex<BTreeMap<TenantKey, i64>>,
+    /// One renewal or claim at a time: a renewal must never see a lease a
+    /// claim has just taken but not yet noted.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl Leases {
@@ -43,6 +47,7 @@ impl Leases {
             store,
             settings,
             held: Mutex::default(),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -76,6 +81,11 @@ impl Leases {
     /// Records this replica alive and renews its leases; how many replicas
     /// are alive. A lease that could not be renewed is forgotten.
     pub async fn renew(&self) -> Result<u32, crate::store::Error> {
+        let _turn = self.turn.lock().await;
+        self.renew_in_turn().await
+    }
+
+    async fn renew_in_turn(&self) -> Result<u32, crate::store::Error> {
         let live = self
             .store
             .heartbeat(&self.settings.replica, self.settings.ttl)
@@ -84,17 +94,30 @@ impl Leases {
             .store
             .renew_leases(&self.settings.replica, self.settings.ttl)
             .await?;
-        let mut held = self.lock();
-        for lost in held
-            .keys()
-            .filter(|k| !renewed.iter().any(|l| &l.tenant == *k))
+        // Leases under this name that this process did not take are an
+        // earlier life's (a restart with the same name): given back, so that
+        // whoever takes them next starts a new tenure.
+        let (mine, strays): (Vec<HeldLease>, Vec<HeldLease>) = {
+            let held = self.lock();
+            renewed
+                .into_iter()
+                .partition(|l| held.get(&l.tenant) == Some(&l.generation))
+        };
         {
-            tracing::warn!(cloud = %lost.cloud, project_id = %lost.project_id, "lost the lease on a tenant; another replica works it now");
+            let mut held = self.lock();
+            for lost in held
+                .keys()
+                .filter(|k| !mine.iter().any(|l| &l.tenant == *k))
+            {
+                tracing::warn!(cloud = %lost.cloud, project_id = %lost.project_id, "lost the lease on a tenant; another replica works it now");
+            }
+            *held = mine.into_iter().map(|l| (l.tenant, l.generation)).collect();
         }
-        *held = renewed
-            .into_iter()
-            .map(|l| (l.tenant, l.generation))
-            .collect();
+        for stray in strays {
+            self.store
+                .release_lease(&stray.tenant, &self.settings.replica)
+                .await?;
+        }
         Ok(live)
     }
 
@@ -107,7 +130,8 @@ impl Leases {
         wanted: &BTreeSet<TenantKey>,
         busy: &BTreeSet<TenantKey>,
     ) -> Result<BTreeMap<TenantKey, Fence>, crate::store::Error> {
-        let live = self.renew().await?;
+        let _turn = self.turn.lock().await;
+        let live = self.renew_in_turn().await?;
         let share = wanted.len().div_ceil(live as usize);
         let held = self.held();
         // Give back what this replica need not hold: tenants with nothing
@@ -161,6 +185,7 @@ impl Leases {
     /// Gives back every lease and forgets this replica (graceful shutdown):
     /// other replicas take its tenants at once instead of after `ttl`.
     pub async fn release_all(&self) {
+        let _turn = self.turn.lock().await;
         match self.store.leave(&self.settings.replica).await {
             Ok(()) => {
                 self.lock().clear();

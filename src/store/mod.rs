@@ -68,23 +68,21 @@ pub async fn connect(options: &StoreOptions) -> anyhow::Result<Arc<dyn JobStore>
 }
 
 /// A database URL fit for messages: its password, in the authority or as
-/// a `password=` parameter, replaced.
+/// a `password=` parameter, replaced. Errs on the side of hiding: anything
+/// between the first `:` after the scheme and the last `@` is taken for a
+/// password, even when the URL is malformed.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    // user:password@host: the password runs from the first `:` to the last
-    // `@` (a password may hold `@`).
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => authority.to_owned(),
+    let rest = match rest.rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{}:***{}", &rest[..colon], &rest[at..]),
+            None => rest.to_owned(),
         },
-        None => authority.to_owned(),
+        None => rest.to_owned(),
     };
-    let tail = match tail.split_once('?') {
+    let rest = match rest.split_once('?') {
         Some((path, query)) => {
             let params: Vec<String> = query
                 .split('&')
@@ -95,9 +93,9 @@ pub fn redact_url(url: &str) -> String {
                 .collect();
             format!("{path}?{}", params.join("&"))
         }
-        None => tail.to_owned(),
+        None => rest,
     };
-    format!("{scheme}://{authority}{tail}")
+    format!("{scheme}://{rest}")
 }
 
 /// What a store can fail with.
@@ -303,18 +301,19 @@ pub trait JobStore: Send + Sync {
     /// Answers when the store is usable (readiness).
     async fn ping(&self) -> Result<(), Error>;
 
-    /// Takes the tenant's lease for `holder` until `ttl` from now, or
-    /// extends it when `holder` holds it already. The generation held, or
-    /// `None` while another holder's lease runs. One statement, so two
-    /// replicas taking the same lease have one winner.
+    /// Takes the tenant's lease for `holder` until `ttl` from now when it
+    /// is free, expired, or held under `holder`'s own name (an earlier life
+    /// of it): a new tenure, with the next generation. `None` while another
+    /// holder's lease runs. One statement, so two replicas taking the same
+    /// lease have one winner.
     async fn acquire_lease(
         &self,
         tenant: &TenantKey,
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<i64>, Error>;
-    /// Extends every unexpired lease of `holder` to `ttl` from now; the
-    /// leases it still holds.
+    /// Extends every unexpired lease held under `holder`'s name to `ttl`
+    /// from now; those leases, with their generations.
     async fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<HeldLease>, Error>;
     /// Gives up `holder`'s lease on the tenant (another replica may take it
     /// at once).

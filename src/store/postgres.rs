@@ -6,7 +6,7 @@
 //! holds a tenant. Job changes are announced with `NOTIFY` (a trigger on
 //! `jobs`), which [`JobStore::watch_changes`] forwards to long polls.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -30,6 +30,11 @@ const CHANGES_CHANNEL: &str = "backup_gateway_job_changes";
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    options: PgConnectOptions,
+    /// Dropped with the last copy of the store: ends the task that listens
+    /// for job changes.
+    _alive: Arc<tokio::sync::watch::Sender<()>>,
+    alive: tokio::sync::watch::Receiver<()>,
 }
 
 impl PostgresStore {
@@ -39,12 +44,68 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         // Several replicas starting at once: the migrator serialises them
         // with an advisory lock.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStore { pool })
+        let (alive_tx, alive) = tokio::sync::watch::channel(());
+        Ok(PostgresStore {
+            pool,
+            options,
+            _alive: Arc::new(alive_tx),
+            alive,
+        })
+    }
+}
+
+/// Subscribes to the job-change channel on a connection of its own (never
+/// one of the pool's, which queries need).
+async fn subscribe(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(options.clone());
+    let mut subscription = PgListener::connect_with(&own).await?;
+    subscription.listen(CHANGES_CHANNEL).await?;
+    Ok(subscription)
+}
+
+/// Forwards job changes to `listener` until the store is dropped. Each
+/// time the subscription is (re)made, every waiter is woken: changes made
+/// while there was none were not announced.
+async fn forward_changes(options: PgConnectOptions, listener: ChangeListener) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut subscription = match subscribe(&options).await {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for job changes; retrying (long polls see other replicas' changes when they time out)");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        listener(None);
+        loop {
+            match subscription.try_recv().await {
+                Ok(Some(note)) => match note.payload().parse::<JobId>() {
+                    Ok(id) => listener(Some(id)),
+                    Err(_) => listener(None),
+                },
+                // The connection was lost: subscribe again (and wake all).
+                Ok(None) => {
+                    tracing::warn!("lost the job-change subscription; subscribing again");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the job-change subscription failed; subscribing again");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
     }
 }
 
@@ -256,7 +317,8 @@ impl JobStore for PostgresStore {
              WHERE id = $11 AND version = $12 \
                AND ($13::text IS NULL OR EXISTS (SELECT 1 FROM tenant_leases l \
                    WHERE l.cloud = jobs.cloud AND l.project_id = jobs.project_id \
-                     AND l.holder = $13 AND l.generation = $14 AND l.expires_at > clock_timestamp()))",
+                     AND l.holder = $13 AND l.generation = $14 AND l.expires_at > clock_timestamp() \
+                   FOR SHARE OF l))",
         )
         .bind(&job.backup_id)
         .bind(job.state.as_str())
@@ -477,16 +539,15 @@ impl JobStore for PostgresStore {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<i64>, Error> {
-        // Taken when free, expired or already ours; a new holder (or an
-        // expired lease taken again) gets the next generation. The upsert
+        // Taken when free, expired or held under this holder's name (by an
+        // earlier life of it); every taking is a new tenure with the next
+        // generation, so an earlier tenure's writes are refused. The upsert
         // locks the row, so two replicas racing have one winner.
         let generation: Option<i64> = sqlx::query_scalar(
             "INSERT INTO tenant_leases (cloud, project_id, holder, generation, expires_at) \
              VALUES ($1, $2, $3, 1, clock_timestamp() + $4 * interval '1 millisecond') \
              ON CONFLICT (cloud, project_id) DO UPDATE SET \
-                 generation = CASE WHEN tenant_leases.holder = excluded.holder \
-                                    AND tenant_leases.expires_at > clock_timestamp() \
-                               THEN tenant_leases.generation ELSE tenant_leases.generation + 1 END, \
+                 generation = tenant_leases.generation + 1, \
                  holder = excluded.holder, expires_at = excluded.expires_at \
              WHERE tenant_leases.holder = excluded.holder OR tenant_leases.expires_at <= clock_timestamp() \
              RETURNING generation",
@@ -570,38 +631,13 @@ impl JobStore for PostgresStore {
     }
 
     fn watch_changes(&self, listener: ChangeListener) {
-        let pool = self.pool.clone();
+        let options = self.options.clone();
+        let mut alive = self.alive.clone();
         tokio::spawn(async move {
-            let mut subscription = match PgListener::connect_with(&pool).await {
-                Ok(subscription) => subscription,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for job changes; long polls will see other replicas' changes only when they time out");
-                    return;
-                }
-            };
-            if let Err(e) = subscription.listen(CHANGES_CHANNEL).await {
-                tracing::error!(error = %e, "cannot listen for job changes");
-                return;
-            }
-            loop {
-                match subscription.try_recv().await {
-                    Ok(Some(note)) => match note.payload().parse::<JobId>() {
-                        Ok(id) => listener(Some(id)),
-                        Err(_) => listener(None),
-                    },
-                    // The connection was lost (and is being made again):
-                    // changes meanwhile were missed, so everyone looks again.
-                    Ok(None) => {
-                        tracing::warn!("lost the job-change subscription; reconnecting");
-                        listener(None);
-                    }
-                    Err(sqlx::Error::PoolClosed) => return,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "job-change subscription failed; retrying");
-                        listener(None);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
+            tokio::select! {
+                () = forward_changes(options, listener) => {}
+                // Every copy of the store is gone.
+                _ = alive.changed() => {}
             }
         });
     }

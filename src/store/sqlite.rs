@@ -494,15 +494,14 @@ impl JobStore for SqliteStore {
         ttl: Duration,
     ) -> Result<Option<i64>, Error> {
         let now = Utc::now();
-        // Taken when free, expired or already ours; a new holder (or an
-        // expired lease taken again) gets the next generation.
+        // Taken when free, expired or held under this holder's name (by an
+        // earlier life of it); every taking is a new tenure with the next
+        // generation, so an earlier tenure's writes are refused.
         let generation: Option<i64> = sqlx::query_scalar(
             "INSERT INTO tenant_leases (cloud, project_id, holder, generation, expires_at) \
              VALUES (?1, ?2, ?3, 1, ?4) \
              ON CONFLICT (cloud, project_id) DO UPDATE SET \
-                 generation = CASE WHEN tenant_leases.holder = excluded.holder \
-                                    AND tenant_leases.expires_at > ?5 \
-                               THEN tenant_leases.generation ELSE tenant_leases.generation + 1 END, \
+                 generation = tenant_leases.generation + 1, \
                  holder = excluded.holder, expires_at = excluded.expires_at \
              WHERE tenant_leases.holder = excluded.holder OR tenant_leases.expires_at <= ?5 \
              RETURNING generation",

@@ -46,7 +46,14 @@ impl TestDatabase {
     /// when it does not answer.
     pub async fn postgres() -> TestDatabase {
         let server = postgres_server();
-        let schema = format!("bg_test_{}", uuid::Uuid::new_v4().simple());
+        // The creation time in the name lets a later run remove the schemas
+        // of runs killed before they could (`.ci/run` drops those over an
+        // hour old), never a schema a running test uses.
+        let schema = format!(
+            "bg_test_{}_{}",
+            chrono::Utc::now().timestamp(),
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         let admin = sqlx::PgPool::connect(&server).await.unwrap_or_else(|e| {
             panic!("the tests need PostgreSQL at {server} (set BACKUP_GATEWAY_TEST_POSTGRES): {e}")
         });

@@ -260,6 +260,8 @@ async fn a_postgresql_store_that_cannot_be_reached_is_named_without_its_password
     assert!(!error.contains("s3cret-password"), "{error}");
 }
 
+/// The create's claim, written before its POST, keeps the other
+/// replica's worker from posting the job while Cinder is slow to answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_on_one_replica_is_never_posted_again_by_the_others_worker() {
     // Arrange: Cinder takes 1.5 s to accept the next backup.

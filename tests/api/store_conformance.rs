@@ -540,36 +540,55 @@ async fn a_lease_has_one_holder_and_fences_the_writes_of_a_lost_one(
         None,
         "held by a"
     );
-    assert_eq!(
-        store
-            .acquire_lease(&tenant, "replica-a", short)
-            .await
-            .expect("renew"),
-        Some(first),
-        "taking one's own lease again keeps its generation"
-    );
-    let a = Fence {
+    // Taken again under the same name (a restarted replica): a new tenure,
+    // whose generation the earlier one's writes do not carry.
+    let first_again = store
+        .acquire_lease(&tenant, "replica-a", short)
+        .await
+        .expect("acquire")
+        .expect("its own name");
+    assert!(first_again > first);
+    let stale = Fence {
         holder: "replica-a".into(),
         generation: first,
     };
+    let a = Fence {
+        holder: "replica-a".into(),
+        generation: first_again,
+    };
     let mut write = queued.clone();
     write.attempts = 1;
+    assert!(
+        !store
+            .update(&write, Some(&stale))
+            .await
+            .expect("fenced write")
+    );
     assert!(store.update(&write, Some(&a)).await.expect("fenced write"));
     write.version += 1;
     let renewed = store.renew_leases("replica-a", short).await.expect("renew");
     assert_eq!(renewed.len(), 1);
     assert_eq!(renewed[0].tenant, tenant);
+    assert_eq!(
+        renewed[0].generation, first_again,
+        "renewing keeps the tenure"
+    );
 
-    // a stops renewing (it died, or stalled): once the lease expired b
-    // takes it with a new generation, and a's writes are refused.
+    // a stops renewing (it died, or stalled): once the lease expired its
+    // writes are refused, even before anyone else takes the tenant.
     tokio::time::sleep(short * 2).await;
+    write.attempts = 2;
+    assert!(
+        !store.update(&write, Some(&a)).await.expect("fenced write"),
+        "a write under an expired lease is refused"
+    );
+    // b takes it with a new generation.
     let second = store
         .acquire_lease(&tenant, "replica-b", short * 100)
         .await
         .expect("acquire")
         .expect("expired, so taken over");
-    assert!(second > first);
-    write.attempts = 2;
+    assert!(second > first_again);
     assert!(
         !store.update(&write, Some(&a)).await.expect("fenced write"),
         "the old holder's write is refused"
