@@ -1,16 +1,18 @@
 //! Several replicas on one PostgreSQL store, in this process: creates of
 //! the same snapshot racing on two replicas, one Idempotency-Key sent to
-//! both, and a long poll on one replica woken by the other's change. (The
-//! replicas as processes, one of them killed, are in `takeover`.)
+//! both, a long poll on one replica woken by the other's change; and the
+//! PostgreSQL store's connection: TLS, migrations, errors. (The replicas
+//! as processes, one of them killed, are in `takeover`.)
 
 use std::time::Duration;
 
+use backup_gateway::store::{self, StoreOptions};
 use openstack_sim::{Fault, FaultKind, Op};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
-    databases::TestDatabase,
+    databases::{TestDatabase, postgres_server},
     helpers::{Answer, Gateway, PROJECT_A, TestApp, TestCloud},
 };
 
@@ -290,4 +292,87 @@ async fn a_create_on_one_replica_is_never_posted_again_by_the_others_worker() {
     assert_eq!(created.body["state"], "running", "{}", created.text);
     assert_eq!(replicas.cloud.sim.calls(Op::BackupCreate), 1);
     assert_eq!(replicas.cloud.sim.backups(PROJECT_A).len(), 1);
+}
+
+#[tokio::test]
+async fn the_postgresql_store_speaks_tls_when_the_url_asks_and_checks_the_certificate() {
+    // Arrange: the local server offers TLS with a self-signed certificate.
+    let db = TestDatabase::postgres().await;
+    let name = format!("bg-tls-{}", uuid::Uuid::new_v4().simple());
+
+    // Act: `sslmode=require` encrypts without checking the certificate;
+    // `verify-full` checks it against the known roots.
+    let encrypted = store::connect(&StoreOptions::new(&format!(
+        "{}&sslmode=require&application_name={name}",
+        db.url()
+    )))
+    .await
+    .expect("opens over TLS");
+    encrypted.ping().await.expect("answers");
+    let verified = store::connect(&StoreOptions::new(&format!(
+        "{}&sslmode=verify-full",
+        db.url()
+    )))
+    .await;
+
+    // Assert: the server sees the store's connections encrypted, and a
+    // certificate no root vouches for is refused.
+    let admin = sqlx::PgPool::connect(&postgres_server())
+        .await
+        .expect("server");
+    let over_tls: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.application_name = $1 AND s.ssl",
+    )
+    .bind(&name)
+    .fetch_one(&admin)
+    .await
+    .expect("query");
+    assert!(over_tls >= 1, "no TLS connection named {name}");
+    let refused = verified.err().map(|e| format!("{e:#}"));
+    assert!(
+        refused.is_some(),
+        "a self-signed certificate passed verify-full"
+    );
+}
+
+#[tokio::test]
+async fn backup_gateway_migrate_brings_a_postgresql_schema_up_to_date_and_may_run_again() {
+    let db = TestDatabase::postgres().await;
+    let TestDatabase::Postgres { schema, .. } = &db else {
+        unreachable!("a PostgreSQL database");
+    };
+    for run in 0..2 {
+        let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_backup-gateway"))
+            .args(["migrate", "--database-url", db.url()])
+            .env_remove("BACKUP_GATEWAY_DATABASE_URL")
+            .output()
+            .expect("migrate runs");
+        assert!(
+            migrated.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
+    }
+    let admin = sqlx::PgPool::connect(&postgres_server())
+        .await
+        .expect("server");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = $1 ORDER BY table_name",
+    )
+    .bind(schema)
+    .fetch_all(&admin)
+    .await
+    .expect("query");
+    assert_eq!(
+        tables,
+        [
+            "_sqlx_migrations",
+            "gateway_replicas",
+            "idempotency_keys",
+            "jobs",
+            "tenant_leases"
+        ]
+    );
 }
