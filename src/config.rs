@@ -27,9 +27,10 @@ pub struct Config {
         long,
         env = "BACKUP_GATEWAY_DATABASE_URL",
         default_value = DEFAULT_DATABASE_URL,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = parse_secret
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
 
     /// Most connections the job store's pool opens.
     #[arg(long, env = "BACKUP_GATEWAY_DATABASE_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::Context;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::{
@@ -86,8 +86,8 @@ impl Demo {
             .iter()
             .map(|t| (t.name.clone(), t.name.clone()))
             .collect();
-        if config.database_url == crate::config::DEFAULT_DATABASE_URL {
-            config.database_url = DEMO_DATABASE_URL.to_owned();
+        if config.database_url.expose_secret() == crate::config::DEFAULT_DATABASE_URL {
+            config.database_url = SecretString::from(DEMO_DATABASE_URL);
             remove_sqlite_files(Path::new("data/demo.db"))?;
         }
         let secret = config

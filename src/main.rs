@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use backup_gateway::{Application, api, config::Config, demo::Demo, store, telemetry};
 use clap::{Parser, Subcommand};
+use secrecy::SecretString;
 
 /// Makes OpenStack Cinder backups from volume snapshots and tracks each one as a job.
 #[derive(Debug, Parser)]
@@ -35,7 +36,7 @@ enum Command {
     Migrate {
         /// Job store: `sqlite://PATH` or `postgres://USER@HOST/DATABASE`.
         #[arg(long, env = "BACKUP_GATEWAY_DATABASE_URL", default_value = backup_gateway::config::DEFAULT_DATABASE_URL, hide_env_values = true)]
-        database_url: String,
+        database_url: SecretString,
         /// Log format: `compact` or `json`.
         #[arg(long, env = "BACKUP_GATEWAY_LOG_FORMAT", default_value = "compact")]
         log_format: telemetry::LogFormat,
@@ -68,7 +69,11 @@ async fn main() -> anyhow::Result<()> {
             log_format,
         } => {
             telemetry::init(log_format);
-            store::connect(&store::StoreOptions::new(&database_url)).await?;
+            store::connect(&store::StoreOptions {
+                url: database_url,
+                pool_size: 1,
+            })
+            .await?;
             tracing::info!("the job store is ready: its schema is at the latest migration");
             Ok(())
         }

@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::jobs::model::{Job, JobId, JobState};
 
@@ -19,8 +20,9 @@ pub use sqlite::SqliteStore;
 /// How to open the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// `sqlite://PATH` or `postgres://...`.
-    pub url: String,
+    /// `sqlite://PATH` or `postgres://...` (a secret: it may hold a
+    /// password).
+    pub url: SecretString,
     /// Most connections the store's pool opens.
     pub pool_size: u32,
 }
@@ -29,7 +31,7 @@ impl StoreOptions {
     /// The store at `url` with the default pool.
     pub fn new(url: &str) -> Self {
         StoreOptions {
-            url: url.to_owned(),
+            url: SecretString::from(url),
             pool_size: 8,
         }
     }
@@ -38,7 +40,7 @@ impl StoreOptions {
 /// Opens the store a `--database-url` names and brings its schema up to
 /// date: `sqlite://PATH` or `postgres://` (`postgresql://`).
 pub async fn connect(options: &StoreOptions) -> anyhow::Result<Arc<dyn JobStore>> {
-    let url = options.url.as_str();
+    let url = options.url.expose_secret();
     match url.split_once(':').map(|(scheme, _)| scheme) {
         Some("sqlite") => {
             let store = SqliteStore::connect(url, options.pool_size)

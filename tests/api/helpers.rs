@@ -19,7 +19,7 @@ use openstack_sim::{
     VolumeSeed,
 };
 use reqwest::{Method, StatusCode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tracing_subscriber::EnvFilter;
@@ -546,7 +546,7 @@ impl Gateway {
     /// Runs SQL on the gateway's SQLite store directly (to damage a row as
     /// a bad write or disk would).
     pub async fn store_sql(&self, sql: &str) {
-        let pool = sqlx::SqlitePool::connect(&self.config.database_url)
+        let pool = sqlx::SqlitePool::connect(self.config.database_url.expose_secret())
             .await
             .expect("store opens");
         // Test-only SQL written by the test itself.
