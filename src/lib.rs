@@ -216,7 +216,12 @@ impl Application {
             self.worker_alive.store(true, Ordering::Relaxed);
             (tokio::spawn(async {}), tokio::spawn(async {}))
         };
-        tracing::info!(address = %self.address, "backup-gateway listening");
+        tracing::info!(
+            address = %self.address,
+            store = self.jobs.store().kind(),
+            replica = leases.replica(),
+            "backup-gateway listening"
+        );
         let served = server::serve(self.listener, self.router, self.limits, stop).await;
         worker.abort();
         purger.abort();

@@ -34,7 +34,8 @@ enum Command {
     },
     /// Create or upgrade the job store's schema, then exit.
     Migrate {
-        /// Job store: `sqlite://PATH` or `postgres://USER@HOST/DATABASE`.
+        /// Job store: `sqlite://PATH` or
+        /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
         #[arg(long, env = "BACKUP_GATEWAY_DATABASE_URL", default_value = backup_gateway::config::DEFAULT_DATABASE_URL, hide_env_values = true)]
         database_url: SecretString,
         /// Log format: `compact` or `json`.

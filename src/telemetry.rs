@@ -19,9 +19,16 @@ pub enum LogFormat {
 /// Installs the global subscriber. Calling it twice is harmless (the second
 /// call changes nothing), which lets tests call it freely.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::builder()
+    let mut filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .from_env_lossy();
+    // PostgreSQL's notices ("relation ... already exists, skipping" at
+    // every start) are not the operator's business unless asked for.
+    if std::env::var_os("RUST_LOG").is_none()
+        && let Ok(quiet) = "sqlx::postgres::notice=warn".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         // Colours only for a person at a terminal, not in files or pipes.

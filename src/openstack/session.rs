@@ -180,16 +180,28 @@ impl Session {
     pub async fn max_version(&self) -> Result<Microversion, Error> {
         self.max_version
             .get_or_try_init(|| async {
-                let token = self.token().await?;
-                let root = version_root(&token.cinder_url);
-                let response = self
-                    .http
-                    .get(&root)
-                    .header("Accept", "application/json")
-                    .header("X-Auth-Token", token.value.expose_secret())
-                    .send()
-                    .await
-                    .map_err(|e| transport_error(Service::Cinder, &e, self.settings.timeout))?;
+                let mut retried = false;
+                let (root, response) = loop {
+                    let token = self.token().await?;
+                    let root = version_root(&token.cinder_url);
+                    let response = self
+                        .http
+                        .get(&root)
+                        .header("Accept", "application/json")
+                        .header("X-Auth-Token", token.value.expose_secret())
+                        .send()
+                        .await
+                        .map_err(|e| transport_error(Service::Cinder, &e, self.settings.timeout))?;
+                    if response.status().as_u16() == 401 && !retried {
+                        // As for every Cinder call: the token was revoked or
+                        // expired early; renew it once.
+                        tracing::info!(cloud = %self.cloud.name, "Cinder refused the token; renewing it");
+                        self.drop_token(&token).await;
+                        retried = true;
+                        continue;
+                    }
+                    break (root, response);
+                };
                 let status = response.status().as_u16();
                 let request_id = request_id_of(&response);
                 let unexpected = |message: String| Error::Unexpected {

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
-    FromRow, PgPool, Row,
+    Connection, FromRow, PgPool, Row,
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
     types::Json,
 };
@@ -41,6 +41,16 @@ impl PostgresStore {
     /// Connects (TLS as the URL's `sslmode` asks, with rustls) and migrates.
     pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
         let options: PgConnectOptions = url.parse()?;
+        // One connection first: its error says what is wrong (refused,
+        // unknown database, password), where the pool's would only say
+        // that it timed out.
+        let first = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| match e.as_database_error() {
+                Some(db) => anyhow::anyhow!("{}", db.message()),
+                None => anyhow::Error::new(e),
+            })?;
+        let _ = first.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(Duration::from_secs(10))

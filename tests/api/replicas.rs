@@ -260,6 +260,24 @@ async fn a_postgresql_store_that_cannot_be_reached_is_named_without_its_password
         "{error}"
     );
     assert!(!error.contains("s3cret-password"), "{error}");
+    assert!(error.contains("refused"), "says why: {error}");
+
+    // A database the server does not have is named in the server's words.
+    let server = crate::databases::postgres_server();
+    let missing = match server.rsplit_once('/') {
+        Some((host, _)) => format!("{host}/no_such_database"),
+        None => panic!("{server} names no database"),
+    };
+    let error = store::connect(&StoreOptions::new(&missing))
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .expect("refused");
+    assert!(
+        error.contains("\"no_such_database\" does not exist"),
+        "{error}"
+    );
+    assert!(!error.contains(" at line "), "{error}");
 }
 
 /// The create's claim, written before its POST, keeps the other

@@ -142,3 +142,25 @@ async fn the_worker_reads_every_page_of_a_tenants_creating_backups() {
         assert_eq!(app.job("tenant-a", job_id).await["state"], "running");
     }
 }
+
+#[tokio::test]
+async fn a_token_refused_by_cinders_version_discovery_is_renewed_once() {
+    // Arrange: a running job; after a restart the gateway holds a token
+    // (a caller listed snapshots) but has not asked Cinder for its
+    // microversions yet; then every token is revoked (as when Keystone's
+    // keys change) and the backup finishes.
+    let mut app = TestApp::spawn().await;
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+    app.restart().await;
+    app.get("tenant-a", "/snapshots").await;
+    app.sim.expire_tokens();
+    app.finish_backups();
+
+    // Act: the worker's listing is the first call that needs the
+    // microversions.
+    app.cycle().await;
+
+    // Assert: the discovery's 401 renewed the token and the job ended.
+    let job = app.job("tenant-a", job["id"].as_str().expect("id")).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+}
