@@ -394,3 +394,39 @@ async fn backup_gateway_migrate_brings_a_postgresql_schema_up_to_date_and_may_ru
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_gracefully_gives_its_tenants_to_another_at_once() {
+    // Arrange: leases of an hour, so that only a release (not an expiry)
+    // can hand the tenant over within this test; a holds tenant-a.
+    let db = TestDatabase::postgres().await;
+    let cloud = TestCloud::start(TestApp::sim_config(Duration::from_secs(3600))).await;
+    let mut flags = cloud.flags_on(db.url());
+    flags.extend(["--lease-ttl", "1h"]);
+    let mut a = Gateway::start_with(&flags, false).await;
+    let b = Gateway::start_with(&flags, false).await;
+    a.create_ok("tenant-a", &crate::helpers::snapshot('a', 1))
+        .await;
+    a.cycle().await;
+    let leased = |ready: Value| ready["leased_tenants"].clone();
+    assert_eq!(
+        leased(a.get("tenant-a", "/readyz").await.body),
+        json!(["tenant-a"])
+    );
+    b.cycle().await;
+    assert_eq!(
+        leased(b.get("tenant-a", "/readyz").await.body),
+        json!([]),
+        "a holds it"
+    );
+
+    // Act: a stops as on SIGTERM.
+    a.stop().await;
+    b.cycle().await;
+
+    // Assert
+    assert_eq!(
+        leased(b.get("tenant-a", "/readyz").await.body),
+        json!(["tenant-a"])
+    );
+}
