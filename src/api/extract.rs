@@ -15,8 +15,9 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use crate::openstack::CallContext;
 
-/// A JSON body. An empty body reads as `{}` (every create field is
-/// optional, so `curl -X POST` works); a non-JSON content type is refused.
+/// A JSON object body. An empty body or `null` reads as `{}` (every create
+/// field is optional, so `curl -X POST` works); a non-JSON content type, or
+/// JSON that is not an object, is refused.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -55,9 +56,33 @@ where
                 )));
             }
         }
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+        match value {
+            // `null` is "no body", like an empty one.
+            serde_json::Value::Null => Ok(ApiJson(T::default())),
+            // Read as an object only: serde would also read a struct from
+            // an array of its fields, and name the Rust type when it fails.
+            serde_json::Value::Object(_) => serde_json::from_value(value)
+                .map(ApiJson)
+                .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}"))),
+            other => Err(ApiError::BadRequest(format!(
+                "the body must be a JSON object (or empty), not {}",
+                json_kind(&other)
+            ))),
+        }
+    }
+}
+
+/// What kind of JSON value `value` is, in words.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 

@@ -175,7 +175,7 @@ pub async fn get_snapshot(
 }
 
 /// Body of `POST /snapshots/{snapshot_id}/backups`. Every field is
-/// optional; an empty body is fine.
+/// optional; an empty body or `null` is fine.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "nightly-2026-11-25", "description": "before the upgrade", "metadata": {"team": "db"}}))]
@@ -194,8 +194,9 @@ pub struct CreateBackupRequest {
     /// Extra backup metadata: keys of letters, digits and `-_:. /`, values
     /// of at most 255 characters. `gateway_job_id` is reserved.
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Availability zone of the backup service (Cinder microversion 3.51).
-    #[schema(max_length = 255)]
+    /// Availability zone of the backup service (Cinder microversion 3.51);
+    /// not empty.
+    #[schema(min_length = 1, max_length = 255)]
     pub availability_zone: Option<String>,
     /// Object-store container for the backup.
     #[schema(max_length = 255)]

@@ -5,7 +5,7 @@
 
 use openstack_sim::{Fault, FaultKind, Op};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{PROJECT_A, TestApp, snapshot};
 
@@ -51,6 +51,46 @@ async fn unknown_or_mistyped_fields_are_400() {
         answer.assert_problem(400, "invalid-request");
     }
     assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_400_in_the_apis_own_words() {
+    let app = TestApp::spawn().await;
+    for body in [
+        json!([]),
+        json!([{"name": "x"}]),
+        json!("text"),
+        json!(7),
+        json!(true),
+    ] {
+        let answer = app
+            .create_backup("tenant-a", &snapshot('a', 1), body.clone())
+            .await;
+        answer.assert_problem(400, "invalid-request");
+        let detail = answer.body["detail"].as_str().unwrap_or("");
+        assert!(detail.contains("JSON object"), "{body}: {detail}");
+        for internal in ["struct", "CreateBackupRequest", "sequence"] {
+            assert!(!detail.contains(internal), "{body}: {detail}");
+        }
+    }
+    assert_nothing_changed(&app).await;
+}
+
+#[tokio::test]
+async fn a_null_body_is_a_create_with_no_options() {
+    // The document allows `null` for the optional body: it means what an
+    // empty body means.
+    let app = TestApp::spawn().await;
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), Value::Null)
+        .await;
+    assert_eq!(
+        answer.status,
+        reqwest::StatusCode::ACCEPTED,
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.body["request"], json!({}), "{}", answer.text);
 }
 
 #[tokio::test]
