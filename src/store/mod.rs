@@ -202,6 +202,12 @@ pub struct HeldLease {
     pub generation: i64,
 }
 
+/// `d` in whole milliseconds (saturating): how both stores pass a lease's
+/// time to live.
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Leases from `(cloud, project_id, generation)` rows.
 fn held_leases(rows: Vec<(String, String, i64)>) -> Vec<HeldLease> {
     rows.into_iter()

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
-    KeyUse, Reservation, TenantKey, held_leases, readable_jobs,
+    KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_jobs,
 };
 use crate::jobs::model::{Job, JobId, JobState};
 
@@ -210,11 +210,6 @@ impl From<KeyRow> for IdempotencyRecord {
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(e) if e.is_unique_violation())
-}
-
-/// A duration as PostgreSQL `interval` input: whole milliseconds.
-fn interval_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn i32_attempts(attempts: u32) -> i32 {
@@ -565,7 +560,7 @@ impl JobStore for PostgresStore {
         .bind(&tenant.cloud)
         .bind(&tenant.project_id)
         .bind(holder)
-        .bind(interval_ms(ttl))
+        .bind(duration_ms(ttl))
         .fetch_optional(&self.pool)
         .await?;
         Ok(generation)
@@ -577,7 +572,7 @@ impl JobStore for PostgresStore {
              WHERE holder = $2 AND expires_at > clock_timestamp() \
              RETURNING cloud, project_id, generation",
         )
-        .bind(interval_ms(ttl))
+        .bind(duration_ms(ttl))
         .bind(holder)
         .fetch_all(&self.pool)
         .await?;
@@ -613,14 +608,14 @@ impl JobStore for PostgresStore {
             "DELETE FROM gateway_replicas \
              WHERE seen_at < clock_timestamp() - 10 * $1 * interval '1 millisecond'",
         )
-        .bind(interval_ms(ttl))
+        .bind(duration_ms(ttl))
         .execute(&self.pool)
         .await?;
         let live: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM gateway_replicas \
              WHERE seen_at >= clock_timestamp() - $1 * interval '1 millisecond'",
         )
-        .bind(interval_ms(ttl))
+        .bind(duration_ms(ttl))
         .fetch_one(&self.pool)
         .await?;
         Ok(u32::try_from(live).unwrap_or(u32::MAX).max(1))

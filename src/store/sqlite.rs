@@ -16,7 +16,7 @@ use sqlx::{
 
 use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
-    KeyUse, Reservation, TenantKey, held_leases, readable_jobs,
+    KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_jobs,
 };
 use crate::jobs::model::{Job, JobId, JobState};
 
@@ -89,7 +89,7 @@ fn millis(t: DateTime<Utc>) -> i64 {
 
 /// `ttl` after `at`, in milliseconds (saturating).
 fn expiry(at: DateTime<Utc>, ttl: Duration) -> i64 {
-    millis(at).saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+    millis(at).saturating_add(duration_ms(ttl))
 }
 
 fn time(ms: i64) -> Result<DateTime<Utc>, Error> {
@@ -547,7 +547,7 @@ impl JobStore for SqliteStore {
 
     async fn heartbeat(&self, replica: &str, ttl: Duration) -> Result<u32, Error> {
         let now = Utc::now();
-        let since = millis(now).saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let since = millis(now).saturating_sub(duration_ms(ttl));
         sqlx::query(
             "INSERT INTO gateway_replicas (id, started_at, seen_at) VALUES (?1, ?2, ?2) \
              ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
@@ -556,15 +556,9 @@ impl JobStore for SqliteStore {
         .bind(millis(now))
         .execute(&self.pool)
         .await?;
-        // Replicas gone for long are forgotten.
+        // Replicas gone for ten lease times are forgotten.
         sqlx::query("DELETE FROM gateway_replicas WHERE seen_at < ?1")
-            .bind(
-                since.saturating_sub(
-                    i64::try_from(ttl.as_millis())
-                        .unwrap_or(0)
-                        .saturating_mul(9),
-                ),
-            )
+            .bind(millis(now).saturating_sub(duration_ms(ttl).saturating_mul(10)))
             .execute(&self.pool)
             .await?;
         let live: i64 =
