@@ -79,6 +79,8 @@ pub enum ProblemKind {
     RequestTimeout,
     /// The job store could not be reached.
     StoreUnavailable,
+    /// The worker that follows jobs has stopped (readiness).
+    WorkerStopped,
     /// A bug or an unexpected internal condition.
     Internal,
 }
@@ -167,6 +169,7 @@ impl ProblemKind {
             ),
             RequestTimeout => ("request-timeout", "The request took too long", 408),
             StoreUnavailable => ("store-unavailable", "The job store is unavailable", 503),
+            WorkerStopped => ("worker-stopped", "The worker has stopped", 503),
             Internal => ("internal", "Internal error", 500),
         }
     }

@@ -42,9 +42,7 @@ pub struct HealthStatus {
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = HEALTH_TAG, operation_id = "healthz",
-    responses((status = 200, description = "Alive", body = HealthStatus),
-        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
-    ))]
+    responses((status = 200, description = "Alive", body = HealthStatus)))]
 pub async fn healthz() -> Json<HealthStatus> {
     Json(HealthStatus {
         status: "ok",
@@ -59,8 +57,6 @@ pub async fn healthz() -> Json<HealthStatus> {
 #[utoipa::path(get, path = "/readyz", tag = HEALTH_TAG, operation_id = "readyz",
     responses(
         (status = 200, description = "Ready", body = HealthStatus),
-        (status = 503, description = "The store does not answer or the worker stopped", body = Problem, content_type = "application/problem+json"),
-        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
     if let Err(e) = state.jobs.store().ping().await {
@@ -71,9 +67,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>,
         )));
     }
     if !state.worker_alive.load(Ordering::Relaxed) {
-        return Err(ApiError::from(
-            Problem::new(ProblemKind::Internal, "the worker is not running").with_status(503),
-        ));
+        return Err(ApiError::from(Problem::new(
+            ProblemKind::WorkerStopped,
+            "the worker is not running",
+        )));
     }
     let leases = state.worker.leases();
     let mut leased: Vec<String> = leases

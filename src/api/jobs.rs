@@ -129,9 +129,35 @@ pub(super) fn job_response(
 #[serde(deny_unknown_fields)]
 pub struct JobGetQuery {
     /// Long poll: wait up to this many seconds for the job to change or
-    /// finish before answering (capped by the server's maximum, 60 s by
-    /// default).
+    /// finish before answering; 0 answers at once. At most the server's
+    /// `--max-wait` (60 s unless configured otherwise; the `maximum` of the
+    /// document a gateway serves at `/openapi.json` is its own).
+    #[param(minimum = 0, maximum = 60)]
     pub wait: Option<u32>,
+}
+
+/// Writes the configured longest long poll, `max_wait_secs`, as the
+/// `maximum` of `wait` in `spec` (the committed document has the default).
+pub(super) fn document_max_wait(spec: &mut utoipa::openapi::OpenApi, max_wait_secs: u64) {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let Some(get) = spec
+        .paths
+        .paths
+        .get_mut("/jobs/{job_id}")
+        .and_then(|item| item.get.as_mut())
+    else {
+        return;
+    };
+    for parameter in get.parameters.iter_mut().flatten() {
+        if let RefOr::T(parameter) = parameter
+            && parameter.name == "wait"
+            && let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut()
+        {
+            schema.maximum = Some(utoipa::Number::UInt(
+                usize::try_from(max_wait_secs).unwrap_or(usize::MAX),
+            ));
+        }
+    }
 }
 
 /// One job.
@@ -145,16 +171,8 @@ pub struct JobGetQuery {
     operation_id = "get_job",
     params(("job_id" = String, Path, description = "Job id"), JobGetQuery),
     responses(
-        (status = 200, description = "The job", body = JobView),
-        (status = 400, description = "Bad query; or two `Authorization` headers", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, or the token lacks the operation's scope", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such job in the caller's tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The tenant made too many requests; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
-        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The job", body = JobView,
+            headers(("Retry-After" = u32, description = "While the job is not done: seconds before polling it again"))),
     ),
     security(("bearer" = ["backups:read"]))
 )]
@@ -164,6 +182,12 @@ pub async fn get_job(
     ApiPath(job_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<JobGetQuery>,
 ) -> Result<Response, ApiError> {
+    let max_wait = state.jobs.max_wait().as_secs();
+    if query.wait.is_some_and(|wait| u64::from(wait) > max_wait) {
+        return Err(ApiError::BadRequest(format!(
+            "`wait` must be between 0 and {max_wait} seconds"
+        )));
+    }
     let job = match query.wait {
         Some(wait) if wait > 0 => {
             state
@@ -195,17 +219,6 @@ pub async fn get_job(
     params(("job_id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job, now cancelled", body = JobView),
-        (status = 400, description = "Two `Authorization` headers, or a malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, or the token lacks the operation's scope", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such job in the caller's tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Cinder may already have the backup, or the job has ended (`job_id` names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The tenant made too many requests; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 500, description = "The job kept changing while it was being cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
-        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:write"]))
 )]
@@ -232,7 +245,9 @@ pub struct JobListQuery {
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// `next_page_token` of the previous page.
+    /// Opaque: the `next_page_token` of the previous page of this listing,
+    /// passed back as it was given (with the same filters). Any other value
+    /// is a 400.
     pub page_token: Option<String>,
 }
 
@@ -241,7 +256,8 @@ pub struct JobListQuery {
 pub struct JobListResponse {
     /// Newest first.
     pub jobs: Vec<JobView>,
-    /// Pass as `page_token` for the next page; absent on the last page.
+    /// Opaque token of the next page, to pass as `page_token`; `null` on
+    /// the last page.
     pub next_page_token: Option<String>,
 }
 
@@ -254,14 +270,6 @@ pub struct JobListResponse {
     params(JobListQuery),
     responses(
         (status = 200, description = "A page of jobs", body = JobListResponse),
-        (status = 400, description = "Bad filter, limit or page token; or two `Authorization` headers", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, or the token lacks the operation's scope", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The tenant made too many requests; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 502, description = "The tenant's credentials were refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Keystone or the store is unavailable", body = Problem, content_type = "application/problem+json"),
-        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:read"]))
 )]

@@ -2,6 +2,8 @@
 //! pipeline (request ids, tracing, time and size limits) and the OpenAPI
 //! document generated from the handlers' annotations.
 
+mod contract;
+mod docs;
 pub mod error;
 mod extract;
 mod health;
@@ -242,6 +244,8 @@ fn routes() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut spec) = routes().split_for_parts();
     spec.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    contract::ErrorResponses.modify(&mut spec);
+    contract::JobLinks.modify(&mut spec);
     spec
 }
 
@@ -269,7 +273,9 @@ impl MakeRequestId for MakeOpenStackRequestId {
 /// The whole HTTP application.
 pub fn router(state: AppState, http: &HttpSettings) -> Router {
     let (router, _) = routes().split_for_parts();
-    let spec = Arc::new(openapi());
+    let mut spec = openapi();
+    jobs::document_max_wait(&mut spec, state.jobs.max_wait().as_secs());
+    let spec = Arc::new(spec);
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let matched_path = request
             .extensions()
@@ -288,6 +294,7 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
             "/openapi.json",
             get(move || async move { Json(spec.as_ref().clone()) }),
         )
+        .merge(docs::router())
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
         .layer(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -17,9 +18,12 @@ use super::{
 };
 use crate::{
     auth::Caller,
-    jobs::model::BackupOptions,
+    jobs::{
+        JOB_ID_METADATA_KEY,
+        model::BackupOptions,
+        validation::{MAX_FIELD_CHARS, MAX_METADATA_KEYS, METADATA_KEY_PATTERN},
+    },
     openstack::{Backup, Snapshot},
-    problem::Problem,
 };
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -75,10 +79,13 @@ impl From<Snapshot> for SnapshotView {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotListQuery {
-    /// Page size, 1 to 1000 (default 50).
+    /// Page size, 1 to 1000 (default 50). A cloud whose Cinder pages by
+    /// fewer (its `osapi_max_limit`) answers fewer, with a next page.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// `next_page_token` of the previous page.
+    /// Opaque: the `next_page_token` of the previous page of this listing,
+    /// passed back as it was given (with the same filters). Any other value
+    /// is a 400.
     pub page_token: Option<String>,
 }
 
@@ -87,7 +94,8 @@ pub struct SnapshotListQuery {
 pub struct SnapshotListResponse {
     /// Newest first, as Cinder orders them.
     pub snapshots: Vec<SnapshotView>,
-    /// Pass as `page_token` for the next page; absent on the last page.
+    /// Opaque token of the next page, to pass as `page_token`; `null` on
+    /// the last page.
     pub next_page_token: Option<String>,
 }
 
@@ -100,14 +108,6 @@ pub struct SnapshotListResponse {
     params(SnapshotListQuery),
     responses(
         (status = 200, description = "A page of snapshots", body = SnapshotListResponse),
-        (status = 400, description = "Bad limit or page token; or two `Authorization` headers", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, the token lacks the operation's scope, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The tenant made too many requests; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Keystone or Cinder is unavailable", body = Problem, content_type = "application/problem+json"),
-        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:read"]))
 )]
@@ -149,15 +149,6 @@ pub async fn list_snapshots(
     params(("snapshot_id" = String, Path, description = "Cinder snapshot id")),
     responses(
         (status = 200, description = "The snapshot", body = SnapshotView),
-        (status = 400, description = "Two `Authorization` headers, or a malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, the token lacks the operation's scope, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such snapshot in the caller's tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The tenant made too many requests; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Keystone or Cinder is unavailable", body = Problem, content_type = "application/problem+json"),
-        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:read"]))
 )]
@@ -191,8 +182,10 @@ pub struct CreateBackupRequest {
     pub incremental: Option<bool>,
     /// Passed to Cinder as `force`.
     pub force: Option<bool>,
-    /// Extra backup metadata: keys of letters, digits and `-_:. /`, values
-    /// of at most 255 characters. `gateway_job_id` is reserved.
+    /// Extra backup metadata: at most 50 keys of 1 to 255 letters, digits
+    /// and `-_:. /`, values of at most 255 characters. `gateway_job_id` is
+    /// reserved: the gateway puts the job id there.
+    #[schema(schema_with = metadata_schema)]
     pub metadata: Option<BTreeMap<String, String>>,
     /// Availability zone of the backup service (Cinder microversion 3.51);
     /// not empty.
@@ -201,6 +194,41 @@ pub struct CreateBackupRequest {
     /// Object-store container for the backup.
     #[schema(max_length = 255)]
     pub container: Option<String>,
+}
+
+/// The schema of a create's `metadata`, with the rules the gateway checks
+/// (`jobs::validation`): key pattern and length, the reserved key, value
+/// length, number of keys.
+fn metadata_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let mut key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_FIELD_CHARS))
+        .pattern(Some(METADATA_KEY_PATTERN))
+        .build();
+    // utoipa has no builder for `not`; an extension entry serializes as a
+    // keyword of the schema all the same.
+    key.extensions
+        .get_or_insert_with(Default::default)
+        .insert("not".to_owned(), json!({ "const": JOB_ID_METADATA_KEY }));
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MAX_FIELD_CHARS))
+        .build();
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .description(Some(format!(
+            "Extra backup metadata: at most {MAX_METADATA_KEYS} keys of 1 to {MAX_FIELD_CHARS} letters, digits and `-_:. /`, \
+             values of at most {MAX_FIELD_CHARS} characters. `{JOB_ID_METADATA_KEY}` is reserved: the gateway puts the job id there."
+        )))
+        .property_names(Some(key))
+        .additional_properties(Some(AdditionalProperties::RefOr(value.into())))
+        .max_properties(Some(MAX_METADATA_KEYS))
+        .build()
 }
 
 impl From<CreateBackupRequest> for BackupOptions {
@@ -245,18 +273,6 @@ impl From<CreateBackupRequest> for BackupOptions {
     responses(
         (status = 202, description = "Job recorded; follow it at the Location", body = JobView,
             headers(("Location" = String, description = "/jobs/{job_id}"), ("Retry-After" = u32, description = "Seconds before polling the job"))),
-        (status = 400, description = "Malformed body, unknown field, or bad field; or two `Authorization` headers", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, the token lacks the operation's scope, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such snapshot in the caller's tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Snapshot not available, already being backed up, backup quota exceeded, or a request with this Idempotency-Key still being answered", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Cinder refused the backup (its message is kept), or the Idempotency-Key was used for another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The tenant made too many requests; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Keystone, Cinder or the store is unavailable and nothing was recorded", body = Problem, content_type = "application/problem+json"),
-        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:write"]))
 )]
@@ -344,15 +360,6 @@ pub struct SnapshotBackupsResponse {
     params(("snapshot_id" = String, Path, description = "Cinder snapshot id")),
     responses(
         (status = 200, description = "The snapshot, its jobs and its backups", body = SnapshotBackupsResponse),
-        (status = 400, description = "Two `Authorization` headers, or a malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Tenant not configured, the token lacks the operation's scope, or forbidden by the cloud's policy", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such snapshot in the caller's tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The tenant made too many requests; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait"))),
-        (status = 502, description = "The tenant's credentials were refused, or Cinder answered unexpectedly", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Keystone, Cinder or the store is unavailable", body = Problem, content_type = "application/problem+json"),
-        (status = 431, description = "The request line and headers are larger than the gateway reads", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["backups:read"]))
 )]

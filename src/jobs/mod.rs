@@ -17,7 +17,7 @@ mod retry;
 pub(crate) mod service;
 mod snapshots;
 mod submission;
-mod validation;
+pub(crate) mod validation;
 mod waiters;
 mod worker;
 

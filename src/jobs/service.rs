@@ -132,6 +132,11 @@ impl Jobs {
         self.tenants.of(cloud)
     }
 
+    /// The longest long poll a caller may ask for.
+    pub fn max_wait(&self) -> Duration {
+        self.settings.max_wait
+    }
+
     /// The store (for readiness checks).
     pub fn store(&self) -> &Arc<dyn JobStore> {
         &self.store

@@ -26,7 +26,8 @@ pub struct SnapshotBackups {
 }
 
 impl Jobs {
-    /// One page of the tenant's snapshots.
+    /// One page of the tenant's snapshots, with a marker for the next page
+    /// only when there is one.
     pub async fn list_snapshots(
         &self,
         tenant: &str,
@@ -35,8 +36,21 @@ impl Jobs {
         ctx: &CallContext,
     ) -> Result<Page<Snapshot>, Error> {
         let cloud = self.tenants.cloud(tenant)?;
-        match self.cinder.list_snapshots(cloud, limit, marker, ctx).await {
-            Ok(page) => Ok(page),
+        // Cinder links a next page whenever a page is full, even the last
+        // one: asking for one more than the page tells whether another
+        // follows.
+        let asked = limit.saturating_add(1);
+        match self.cinder.list_snapshots(cloud, asked, marker, ctx).await {
+            Ok(mut page) => {
+                let limit = limit as usize;
+                if page.items.len() > limit {
+                    page.items.truncate(limit);
+                    page.next_marker = page.items.last().map(|s| s.id.clone());
+                }
+                // Fewer than asked: the last page, unless Cinder's own
+                // maximum page (`osapi_max_limit`) cut it, which it links.
+                Ok(page)
+            }
             // Cinder's 404 names the marker (the snapshot a page token
             // continues after, deleted since), not a missing snapshot.
             Err(crate::openstack::Error::Cinder { status: 404, .. }) if marker.is_some() => {

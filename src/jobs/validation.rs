@@ -5,7 +5,24 @@
 use super::{Error, model::BackupOptions, submission::JOB_ID_METADATA_KEY};
 
 /// Cinder's limit on names, descriptions, containers, zones and metadata.
-const MAX_FIELD_CHARS: usize = 255;
+pub const MAX_FIELD_CHARS: usize = 255;
+
+/// Most metadata entries a create may ask for (the gateway adds its own,
+/// `gateway_job_id`, to them).
+pub const MAX_METADATA_KEYS: usize = 50;
+
+/// What a metadata key may hold, as the API document states it: what
+/// [`metadata_key_ok`] accepts.
+pub const METADATA_KEY_PATTERN: &str = "^[A-Za-z0-9 ._:/-]+$";
+
+/// True when `key` is 1 to 255 letters, digits, `-_:./` or spaces.
+fn metadata_key_ok(key: &str) -> bool {
+    !key.is_empty()
+        && key.chars().count() <= MAX_FIELD_CHARS
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.' | ' ' | '/'))
+}
 
 /// Refuses path ids that a URL would turn into dot segments: `.` and `..`
 /// would name another resource of Cinder's, not a snapshot.
@@ -57,18 +74,19 @@ pub(super) fn validate_options(options: &BackupOptions) -> Result<(), Error> {
             "`availability_zone` must not be empty".into(),
         ));
     }
+    if options.metadata.len() > MAX_METADATA_KEYS {
+        return Err(Error::Invalid(format!(
+            "`metadata` has {} keys; at most {MAX_METADATA_KEYS} are allowed",
+            options.metadata.len()
+        )));
+    }
     for (key, value) in &options.metadata {
         if key == JOB_ID_METADATA_KEY {
             return Err(Error::Invalid(format!(
                 "metadata key `{JOB_ID_METADATA_KEY}` is reserved: the gateway puts the job id there"
             )));
         }
-        let key_ok = !key.is_empty()
-            && key.chars().count() <= MAX_FIELD_CHARS
-            && key.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.' | ' ' | '/')
-            });
-        if !key_ok {
+        if !metadata_key_ok(key) {
             return Err(Error::Invalid(format!(
                 "metadata key `{}` must be 1 to 255 characters of letters, digits and - _ : . / or space",
                 crate::problem::echo(key)
@@ -113,6 +131,15 @@ mod tests {
             .metadata
             .insert("team/app:env".into(), "prod".into());
         assert!(validate_options(&options).is_ok());
+        let mut options = BackupOptions::default();
+        for n in 0..MAX_METADATA_KEYS {
+            options.metadata.insert(format!("k{n}"), "v".into());
+        }
+        assert!(validate_options(&options).is_ok());
+        options.metadata.insert("one-more".into(), "v".into());
+        assert!(
+            matches!(validate_options(&options), Err(Error::Invalid(m)) if m.contains("at most 50"))
+        );
     }
 
     #[test]

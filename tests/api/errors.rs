@@ -101,6 +101,7 @@ async fn the_gateways_metadata_key_and_overlong_fields_are_400() {
         json!({"metadata": {"bad*key": "x"}}),
         json!({"name": "n".repeat(256)}),
         json!({"availability_zone": ""}),
+        json!({"metadata": (0..51).map(|n| (format!("k{n}"), json!("v"))).collect::<serde_json::Map<_, _>>()}),
     ] {
         let answer = app.create_backup("tenant-a", &snapshot('a', 1), body).await;
         answer.assert_problem(400, "invalid-request");
@@ -315,6 +316,12 @@ async fn unknown_routes_methods_and_bad_queries_are_problems() {
         .await
         .assert_problem(400, "invalid-request");
     app.get("tenant-a", "/snapshots?limit=5000")
+        .await
+        .assert_problem(400, "invalid-request");
+    app.get("tenant-a", "/jobs/whatever?wait=61")
+        .await
+        .assert_problem(400, "invalid-request");
+    app.get("tenant-a", "/jobs/whatever?wait=4294967295")
         .await
         .assert_problem(400, "invalid-request");
     let answer = app.get("tenant-a", "/healthz").await;

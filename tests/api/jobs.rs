@@ -125,6 +125,34 @@ async fn snapshots_are_paged_as_cinder_pages_them() {
 }
 
 #[tokio::test]
+async fn the_last_full_page_of_snapshots_has_no_next_page_token() {
+    // Arrange: six snapshots, two pages of three.
+    let app = TestApp::spawn().await;
+    add_snapshots(&app, 3);
+
+    // Act
+    let first = app.get("tenant-a", "/snapshots?limit=3").await;
+    let token = first.body["next_page_token"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let last = app
+        .get(
+            "tenant-a",
+            &format!("/snapshots?limit=3&page_token={token}"),
+        )
+        .await;
+    let all = app.get("tenant-a", "/snapshots?limit=6").await;
+
+    // Assert
+    assert_eq!(ids(&first.body, "snapshots").len(), 3);
+    assert_eq!(ids(&last.body, "snapshots").len(), 3, "{}", last.text);
+    assert!(last.body["next_page_token"].is_null(), "{}", last.text);
+    assert_eq!(ids(&all.body, "snapshots").len(), 6);
+    assert!(all.body["next_page_token"].is_null(), "{}", all.text);
+}
+
+#[tokio::test]
 async fn a_page_token_of_one_listing_is_refused_by_another() {
     let app = TestApp::spawn().await;
     let snapshots = app.get("tenant-a", "/snapshots?limit=1").await;
