@@ -22,6 +22,7 @@ macro_rules! every_scenario {
             sigkill_after_202_still_ends_in_one_backup,
             a_replica_killed_while_it_works_the_tenant_is_taken_over,
             cancelling_a_job_cinder_has_is_409_and_the_backup_completes,
+            snapshot_pages_end_with_a_full_page_and_no_token,
         );
     };
     (@tests $start:expr; $($scenario:ident),* $(,)?) => {
@@ -434,6 +435,39 @@ pub async fn reader_only_credential_is_403(cloud: &mut Upstream) {
     );
     let jobs = gateway.get("tenant-r", "/jobs").await;
     assert_eq!(jobs.body["jobs"], json!([]));
+}
+
+/// Paging through the snapshots one at a time: every page holds one, none
+/// repeats, and the last (full) page hands out no token, so a client never
+/// asks for an empty page.
+pub async fn snapshot_pages_end_with_a_full_page_and_no_token(cloud: &mut Upstream) {
+    let first = cloud.fresh_snapshot("tenant-b").await;
+    let second = cloud.fresh_snapshot("tenant-b").await;
+    let gateway = cloud.gateway();
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut path = "/snapshots?limit=1".to_owned();
+    let last = loop {
+        let page = gateway.get("tenant-b", &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        let ids: Vec<String> = page.body["snapshots"]
+            .as_array()
+            .expect("snapshots")
+            .iter()
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(ids.len(), 1, "a page of one: {}", page.text);
+        assert!(!seen.contains(&ids[0]), "{} twice", ids[0]);
+        seen.extend(ids);
+        assert!(seen.len() <= 1000, "paging does not end");
+        match page.body["next_page_token"].as_str() {
+            Some(token) => path = format!("/snapshots?limit=1&page_token={token}"),
+            None => break page,
+        }
+    };
+
+    assert!(last.body["next_page_token"].is_null(), "{}", last.text);
+    assert!(seen.contains(&first) && seen.contains(&second), "{seen:?}");
 }
 
 /// A wrong application-credential secret: `502 tenant-credentials-invalid`,
