@@ -75,6 +75,8 @@ pub enum ProblemKind {
     PayloadTooLarge,
     /// The request line and headers are larger than the limit.
     HeadersTooLarge,
+    /// The request target (path and query) is longer than the limit.
+    UriTooLong,
     /// The request took longer than the gateway allows.
     RequestTimeout,
     /// The job store could not be reached.
@@ -167,6 +169,7 @@ impl ProblemKind {
                 "The request headers are too large",
                 431,
             ),
+            UriTooLong => ("uri-too-long", "The request URI is too long", 414),
             RequestTimeout => ("request-timeout", "The request took too long", 408),
             StoreUnavailable => ("store-unavailable", "The job store is unavailable", 503),
             WorkerStopped => ("worker-stopped", "The worker has stopped", 503),

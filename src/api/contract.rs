@@ -20,9 +20,10 @@ use crate::problem::{Problem, ProblemKind};
 
 use ProblemKind::*;
 
-/// Problems any operation can answer, before it reaches a handler: a head
-/// over the limit, the request time limit, a fault of the gateway.
-const ANY: &[ProblemKind] = &[HeadersTooLarge, RequestTimeout, Internal];
+/// Problems any operation can answer, before it reaches a handler: a target
+/// or a head over the limit, the request time limit, a fault of the
+/// gateway.
+const ANY: &[ProblemKind] = &[UriTooLong, HeadersTooLarge, RequestTimeout, Internal];
 
 /// Problems any operation behind a bearer token can answer: the token, the
 /// tenant, the rate limit, and Keystone (asked for the tenant's project),
@@ -176,6 +177,9 @@ fn example_detail(kind: ProblemKind) -> &'static str {
             "the request line and headers are larger than the 32768 bytes the gateway reads"
         }
         RequestTimeout => "the request took longer than the gateway allows",
+        UriTooLong => {
+            "the request's path and query are longer than the 8192 bytes the gateway accepts"
+        }
         StoreUnavailable => "the job store does not answer",
         WorkerStopped => "the worker is not running",
         Internal => "Internal Server Error",

@@ -90,9 +90,14 @@ pub struct HttpSettings {
     pub max_header_bytes: usize,
 }
 
-/// Refuses a request head over the limit with a problem+json `431` (the
-/// HTTP layer reads up to four times the limit, so that this answer can be
-/// given).
+/// Longest request target (path and query) accepted: ids, filters and a
+/// page token fit in far less.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Refuses a request target over [`MAX_URI_BYTES`] with a problem+json
+/// `414`, and a request head over the limit with a problem+json `431` (the
+/// HTTP layer reads up to four times the limit, so that these answers can
+/// be given).
 async fn head_limit(
     axum::extract::State(max_header_bytes): axum::extract::State<usize>,
     request: Request<axum::body::Body>,
@@ -102,6 +107,16 @@ async fn head_limit(
         .uri()
         .path_and_query()
         .map_or(0, |target| target.as_str().len());
+    if target > MAX_URI_BYTES {
+        return axum::response::IntoResponse::into_response(error::ApiError::from(
+            crate::problem::Problem::new(
+                crate::problem::ProblemKind::UriTooLong,
+                format!(
+                    "the request's path and query are longer than the {MAX_URI_BYTES} bytes the gateway accepts"
+                ),
+            ),
+        ));
+    }
     let line = request.method().as_str().len() + target + 12;
     let headers: usize = request
         .headers()

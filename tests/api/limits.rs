@@ -228,6 +228,65 @@ async fn a_request_head_over_the_limit_is_refused_before_the_token_is_read() {
 }
 
 #[tokio::test]
+async fn a_request_target_over_eight_kib_is_a_414_problem() {
+    let app = TestApp::spawn().await;
+    let long = format!("/jobs?snapshot_id={}", "a".repeat(9 * 1024));
+    let fits = format!("/jobs?snapshot_id={}", "a".repeat(7 * 1024));
+
+    let refused = app.get("tenant-a", &long).await;
+    let answered = app.get("tenant-a", &fits).await;
+
+    refused.assert_problem(414, "uri-too-long");
+    assert!(refused.text.contains("8192 bytes"), "{}", refused.text);
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.text);
+}
+
+/// What the HTTP layer answers itself, before the API sees a request (the
+/// README lists these as the exceptions to problem+json): a head it cannot
+/// parse is a bare 400 and the connection closes. A body whose chunked
+/// framing breaks after the head was read is the API's 400 problem.
+#[tokio::test]
+async fn framing_errors_are_answered_as_the_readme_says() {
+    let app = TestApp::spawn().await;
+    let token = app.token("tenant-a");
+
+    let unparseable = raw_exchange(
+        &app,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n".to_owned(),
+    )
+    .await;
+    let broken_chunks = raw_exchange(
+        &app,
+        format!(
+            "POST /snapshots/{}/backups HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n",
+            crate::helpers::snapshot('a', 1)
+        ),
+    )
+    .await;
+
+    assert!(unparseable.starts_with("HTTP/1.1 400"), "{unparseable}");
+    assert!(broken_chunks.starts_with("HTTP/1.1 400"), "{broken_chunks}");
+    assert!(
+        broken_chunks.contains("application/problem+json"),
+        "{broken_chunks}"
+    );
+    assert_eq!(app.sim.calls(openstack_sim::Op::BackupCreate), 0);
+}
+
+/// Writes `request` on a new connection and reads until the gateway closes
+/// it (or 5 s pass).
+async fn raw_exchange(app: &TestApp, request: String) -> String {
+    let mut stream = tokio::net::TcpStream::connect(host(app))
+        .await
+        .expect("connects");
+    stream.write_all(request.as_bytes()).await.expect("writes");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed() {
     let app = TestApp::spawn_with(&["--header-read-timeout", "1s"]).await;
     let mut stream = tokio::net::TcpStream::connect(host(&app))
