@@ -73,7 +73,7 @@ fn operation_problems(operation_id: &str) -> Vec<ProblemKind> {
         "list_jobs" => &[AUTHENTICATED, STORE],
         "get_job" => &[AUTHENTICATED, STORE, &[JobNotFound]],
         "cancel_job" => &[AUTHENTICATED, STORE, &[JobNotFound, JobNotCancellable]],
-        "readyz" => &[STORE, &[WorkerStopped]],
+        "get_readiness" => &[STORE, &[WorkerStopped]],
         _ => &[],
     };
     parts

@@ -41,7 +41,7 @@ pub struct HealthStatus {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = HEALTH_TAG, operation_id = "healthz",
+#[utoipa::path(get, path = "/healthz", tag = HEALTH_TAG, operation_id = "get_liveness",
     responses((status = 200, description = "Alive", body = HealthStatus)))]
 pub async fn healthz() -> Json<HealthStatus> {
     Json(HealthStatus {
@@ -54,7 +54,7 @@ pub async fn healthz() -> Json<HealthStatus> {
 }
 
 /// Readiness: the job store answers and the worker runs.
-#[utoipa::path(get, path = "/readyz", tag = HEALTH_TAG, operation_id = "readyz",
+#[utoipa::path(get, path = "/readyz", tag = HEALTH_TAG, operation_id = "get_readiness",
     responses(
         (status = 200, description = "Ready", body = HealthStatus),
     ))]

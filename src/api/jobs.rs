@@ -51,24 +51,30 @@ pub struct JobView {
     /// The snapshot's volume.
     pub volume_id: String,
     /// The Cinder backup, once Cinder accepted it.
+    #[schema(required = true)]
     pub backup_id: Option<String>,
     /// The fields of the create request.
     pub request: BackupOptions,
     /// Why the job failed; while `queued`, the last transient failure.
+    #[schema(required = true)]
     pub error: Option<Problem>,
     /// Submissions to Cinder tried so far.
     pub attempts: u32,
     /// `x-openstack-request-id` of the Cinder call that accepted the backup.
+    #[schema(required = true)]
     pub upstream_request_id: Option<String>,
     /// When the job was recorded.
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
     /// When Cinder accepted the backup.
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
     /// When the job reached a terminal state.
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
     /// When a `queued` job will be submitted again.
+    #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Related resources.
     pub links: BTreeMap<String, String>,
@@ -258,6 +264,7 @@ pub struct JobListResponse {
     pub jobs: Vec<JobView>,
     /// Opaque token of the next page, to pass as `page_token`; `null` on
     /// the last page.
+    #[schema(required = true)]
     pub next_page_token: Option<String>,
 }
 

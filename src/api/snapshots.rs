@@ -39,8 +39,10 @@ pub struct SnapshotView {
     /// Snapshot id.
     pub id: String,
     /// Name.
+    #[schema(required = true)]
     pub name: Option<String>,
     /// Description.
+    #[schema(required = true)]
     pub description: Option<String>,
     /// Cinder status. Only `available` snapshots can be backed up; a
     /// snapshot Cinder left `backing-up` after a failed backup needs an
@@ -49,12 +51,15 @@ pub struct SnapshotView {
     /// The volume the snapshot was taken of.
     pub volume_id: String,
     /// Size in GiB.
+    #[schema(required = true)]
     pub size: Option<u64>,
     /// Snapshot metadata.
     pub metadata: BTreeMap<String, String>,
     /// Creation time as Cinder reports it (UTC).
+    #[schema(required = true)]
     pub created_at: Option<String>,
     /// Last update as Cinder reports it (UTC).
+    #[schema(required = true)]
     pub updated_at: Option<String>,
 }
 
@@ -96,6 +101,7 @@ pub struct SnapshotListResponse {
     pub snapshots: Vec<SnapshotView>,
     /// Opaque token of the next page, to pass as `page_token`; `null` on
     /// the last page.
+    #[schema(required = true)]
     pub next_page_token: Option<String>,
 }
 
@@ -303,20 +309,27 @@ pub struct BackupView {
     /// Backup id.
     pub id: String,
     /// Name.
+    #[schema(required = true)]
     pub name: Option<String>,
     /// Description.
+    #[schema(required = true)]
     pub description: Option<String>,
     /// Cinder status (`creating`, `available`, `error`, ...).
     pub status: String,
     /// Cinder's reason, when `error`.
+    #[schema(required = true)]
     pub fail_reason: Option<String>,
     /// Size in GiB.
+    #[schema(required = true)]
     pub size: Option<u64>,
     /// Incremental or full.
+    #[schema(required = true)]
     pub is_incremental: Option<bool>,
     /// Creation time as Cinder reports it (UTC).
+    #[schema(required = true)]
     pub created_at: Option<String>,
     /// The gateway job that made it, when one did.
+    #[schema(required = true)]
     pub job_id: Option<String>,
     /// Backup metadata.
     pub metadata: BTreeMap<String, String>,
