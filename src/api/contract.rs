@@ -332,15 +332,26 @@ fn document_errors(operation: &mut Operation) {
 fn add_request_id_headers(operation: &mut Operation) {
     for response in operation.responses.responses.values_mut() {
         if let RefOr::T(response) = response {
-            response.headers.insert(
-                "X-Request-Id".to_owned(),
-                RefOr::T(header(
-                    Type::String,
-                    "The request's id (the caller's own when it sent a short, safe one): also the problem's `instance`, and Cinder's global request id for the calls made for it",
-                )),
+            let mut request_id = header(
+                Type::String,
+                "The request's id (the caller's own when it sent a short, safe one): also the problem's `instance`, and Cinder's global request id for the calls made for it",
             );
+            mark_required(&mut request_id);
+            response
+                .headers
+                .insert("X-Request-Id".to_owned(), RefOr::T(request_id));
         }
     }
+}
+
+/// Marks a response header as always present. utoipa's header has no
+/// `required` field; an extension entry serializes as the keyword all the
+/// same.
+pub(super) fn mark_required(header: &mut utoipa::openapi::Header) {
+    header
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert("required".to_owned(), serde_json::Value::Bool(true));
 }
 
 /// Links from the job a create answers to the operations on it, so that

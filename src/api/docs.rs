@@ -28,7 +28,10 @@ static CONFIG: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| {
             .validator_url("none")
             .try_it_out_enabled(true)
             .display_operation_id(true)
-            .deep_linking(true),
+            .deep_linking(true)
+            // No top bar: its box invites loading other documents, from
+            // other hosts.
+            .use_base_layout(),
     )
 });
 
@@ -55,8 +58,34 @@ async fn index() -> Json<serde_json::Value> {
     }))
 }
 
+/// The page itself: Swagger UI's, titled with the API's name.
+const INDEX_HTML: &str = r#"<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8">
+    <title>backup-gateway API</title>
+    <link rel="stylesheet" type="text/css" href="./swagger-ui.css" />
+    <link rel="stylesheet" type="text/css" href="./index.css" />
+    <link rel="icon" type="image/png" href="./favicon-32x32.png" sizes="32x32" />
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="./swagger-ui-bundle.js" charset="UTF-8"></script>
+    <script src="./swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+    <script src="./swagger-initializer.js" charset="UTF-8"></script>
+  </body>
+</html>
+"#;
+
 /// One file of the page (`index.html` for the folder itself).
 async fn file(name: String) -> Response {
+    if name.is_empty() || name == "index.html" {
+        return (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            INDEX_HTML,
+        )
+            .into_response();
+    }
     match utoipa_swagger_ui::serve(&name, CONFIG.clone()) {
         Ok(Some(file)) => {
             let content_type = HeaderValue::from_str(&file.content_type)

@@ -15,9 +15,10 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use crate::openstack::CallContext;
 
-/// A JSON object body. An empty body or `null` reads as `{}` (every create
-/// field is optional, so `curl -X POST` works); a non-JSON content type, or
-/// JSON that is not an object, is refused.
+/// A JSON object body. An empty body reads as `{}` (every create field is
+/// optional, so `curl -X POST` works); a non-JSON content type, or JSON
+/// that is not an object (`null` included: the document allows an object
+/// or no body), is refused.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -59,8 +60,6 @@ where
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
         match value {
-            // `null` is "no body", like an empty one.
-            serde_json::Value::Null => Ok(ApiJson(T::default())),
             // Read as an object only: serde would also read a struct from
             // an array of its fields, and name the Rust type when it fails.
             serde_json::Value::Object(_) => serde_json::from_value(value)

@@ -172,7 +172,7 @@ pub async fn get_snapshot(
 }
 
 /// Body of `POST /snapshots/{snapshot_id}/backups`. Every field is
-/// optional; an empty body or `null` is fine.
+/// optional; an empty body asks for none.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "nightly-2026-11-25", "description": "before the upgrade", "metadata": {"team": "db"}}))]
@@ -273,9 +273,9 @@ impl From<CreateBackupRequest> for BackupOptions {
     operation_id = "create_backup",
     params(
         ("snapshot_id" = String, Path, description = "Cinder snapshot id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe: 1 to 255 visible ASCII characters, optionally as a quoted string (`\"key\"`)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe: 1 to 255 visible ASCII characters other than `\"` and `\\`, optionally as a quoted string (`\"key\"`)"),
     ),
-    request_body(content = Option<CreateBackupRequest>, content_type = "application/json"),
+    request_body(content = CreateBackupRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "Job recorded; follow it at the Location", body = JobView,
             headers(("Location" = String, description = "/jobs/{job_id}"), ("Retry-After" = u32, description = "Seconds before polling the job"))),
@@ -302,6 +302,53 @@ pub async fn create_backup(
         .await?;
     Ok(job_response(&state, StatusCode::ACCEPTED, job, true))
 }
+
+/// What the document says of the create beyond its annotation: the body is
+/// optional (an empty one means no options), the `Idempotency-Key` header
+/// has the form [`crate::jobs::idempotency::parse_key`] accepts, and the
+/// `202` always carries `Location`.
+pub(super) fn document_create(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        RefOr, Required,
+        schema::{ObjectBuilder, Type},
+    };
+    let Some(create) = spec
+        .paths
+        .paths
+        .get_mut("/snapshots/{snapshot_id}/backups")
+        .and_then(|item| item.post.as_mut())
+    else {
+        return;
+    };
+    if let Some(RefOr::T(body)) = create.request_body.as_mut() {
+        body.required = Some(Required::False);
+        body.description = Some(
+            "The backup's options, all optional; an empty body (or none) asks for none".to_owned(),
+        );
+    }
+    for parameter in create.parameters.iter_mut().flatten() {
+        if let RefOr::T(parameter) = parameter
+            && parameter.name == "Idempotency-Key"
+        {
+            parameter.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
+                    .build()
+                    .into(),
+            );
+        }
+    }
+    if let Some(RefOr::T(accepted)) = create.responses.responses.get_mut("202")
+        && let Some(RefOr::T(location)) = accepted.headers.get_mut("Location")
+    {
+        super::contract::mark_required(location);
+    }
+}
+
+/// The forms of an `Idempotency-Key`: 1 to 255 visible ASCII characters
+/// other than `"` and `\`, bare or in double quotes.
+const IDEMPOTENCY_KEY_PATTERN: &str = r#"^([!#-\[\]-~]{1,255}|"[!#-\[\]-~]{1,255}")$"#;
 
 /// A Cinder backup made from the snapshot.
 #[derive(Debug, Serialize, ToSchema)]

@@ -77,20 +77,35 @@ async fn a_body_that_is_not_a_json_object_is_400_in_the_apis_own_words() {
 }
 
 #[tokio::test]
-async fn a_null_body_is_a_create_with_no_options() {
-    // The document allows `null` for the optional body: it means what an
-    // empty body means.
+async fn a_null_body_is_400_and_an_empty_one_a_create_with_no_options() {
+    // The document's body is an object, or none at all: `null` is neither
+    // (a generated client that sends no body sends nothing, not `null`).
     let app = TestApp::spawn().await;
-    let answer = app
+    let null = app
         .create_backup("tenant-a", &snapshot('a', 1), Value::Null)
         .await;
+    null.assert_problem(400, "invalid-request");
+    assert_nothing_changed(&app).await;
+
+    let empty = crate::helpers::Answer::read(
+        app.request(
+            reqwest::Method::POST,
+            &format!("/snapshots/{}/backups", snapshot('a', 1)),
+            Some("tenant-a"),
+        )
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("sent"),
+    )
+    .await;
     assert_eq!(
-        answer.status,
+        empty.status,
         reqwest::StatusCode::ACCEPTED,
         "{}",
-        answer.text
+        empty.text
     );
-    assert_eq!(answer.body["request"], json!({}), "{}", answer.text);
+    assert_eq!(empty.body["request"], json!({}), "{}", empty.text);
 }
 
 #[tokio::test]

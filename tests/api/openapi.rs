@@ -195,6 +195,16 @@ async fn the_docs_page_is_served_from_the_binary_and_reads_the_gateways_document
         "{}",
         settings.text
     );
+    assert!(
+        settings.text.contains("\"layout\": \"BaseLayout\""),
+        "{}",
+        settings.text
+    );
+    assert!(
+        page.text.contains("<title>backup-gateway API</title>"),
+        "{}",
+        page.text
+    );
     assert_eq!(script.status, 200);
     assert!(script.text.len() > 100_000);
     missing.assert_problem(404, "not-found");
