@@ -175,7 +175,7 @@ pub(super) fn document_max_wait(spec: &mut utoipa::openapi::OpenApi, max_wait_se
     path = "/jobs/{job_id}",
     tag = JOBS_TAG,
     operation_id = "get_job",
-    params(("job_id" = String, Path, description = "Job id"), JobGetQuery),
+    params(("job_id" = uuid::Uuid, Path, description = "Job id (a UUID; any other text is not a job: 404)"), JobGetQuery),
     responses(
         (status = 200, description = "The job", body = JobView,
             headers(("Retry-After" = u32, description = "While the job is not done: seconds before polling it again"))),
@@ -222,7 +222,7 @@ pub async fn get_job(
     path = "/jobs/{job_id}/cancel",
     tag = JOBS_TAG,
     operation_id = "cancel_job",
-    params(("job_id" = String, Path, description = "Job id")),
+    params(("job_id" = uuid::Uuid, Path, description = "Job id (a UUID; any other text is not a job: 404)")),
     responses(
         (status = 200, description = "The job, now cancelled", body = JobView),
     ),

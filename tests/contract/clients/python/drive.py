@@ -129,7 +129,7 @@ def client_for(token: str) -> AuthenticatedClient:
     )
 
 
-def wait_until_done(client: AuthenticatedClient, job_id: str, label: str) -> JobView:
+def wait_until_done(client: AuthenticatedClient, job_id: uuid.UUID, label: str) -> JobView:
     start = time.monotonic()
     polls = 0
     while True:
@@ -276,10 +276,10 @@ def run() -> None:
     soft("POST /snapshots/{id}/backups with no body (the generated default)", create_without_body)
 
     print("(c) long-poll the jobs until they succeed")
-    done1 = wait_until_done(a, str(job1.id), "job 1")
-    wait_until_done(a, str(job2.id), "job 2")
+    done1 = wait_until_done(a, job1.id, "job 1")
+    wait_until_done(a, job2.id, "job 2")
     for j in job3:
-        wait_until_done(a, str(j.id), "job 3 (no body)")
+        wait_until_done(a, j.id, "job 3 (no body)")
 
     print("(d) list jobs with filters, paging with limit=1")
     seen: list[str] = []
@@ -340,16 +340,16 @@ def run() -> None:
         "snapshot-not-found",
         "POST /snapshots/{missing}/backups",
     )
-    expect_problem(get_job.sync_detailed(str(uuid.uuid4()), client=a), 404, "job-not-found", "GET /jobs/{missing}")
+    expect_problem(get_job.sync_detailed(uuid.uuid4(), client=a), 404, "job-not-found", "GET /jobs/{missing}")
     finished = expect_problem(
-        cancel_job.sync_detailed(str(job1.id), client=a),
+        cancel_job.sync_detailed(job1.id, client=a),
         409,
         "job-not-cancellable",
         "POST /jobs/{finished}/cancel",
     )
     require(finished.job_id == str(job1.id), "the 409 Problem names the finished job (job_id)", finished.job_id)
     expect_problem(
-        get_job.sync_detailed(str(job1.id), client=client_for(TOKEN_B)),
+        get_job.sync_detailed(job1.id, client=client_for(TOKEN_B)),
         404,
         "job-not-found",
         "GET /jobs/{tenant-a's job} as tenant-b",
