@@ -27,6 +27,9 @@ use openstack_sim::{RunningSim, Seed, Sim, SimConfig};
 /// backups when it stops, so jobs of an earlier demo would point nowhere.
 pub const DEMO_DATABASE_URL: &str = "sqlite://data/demo.db";
 
+/// Held by a running demo, so that a second one in the same folder stops.
+const DEMO_LOCK_FILE: &str = "data/demo.lock";
+
 /// Where the demo writes what it prints, for `source` in a shell.
 pub const DEMO_ENV_FILE: &str = "data/demo.env";
 
@@ -41,6 +44,9 @@ const DEMO_AUDIENCE: &str = "backup-gateway";
 
 /// A running demo cloud; dropping it stops the simulator.
 pub struct Demo {
+    /// `data/demo.lock`, held while the demo runs: a second demo in the
+    /// same folder stops before it removes this one's store.
+    _lock: std::fs::File,
     cloud: RunningSim,
     secret: SecretString,
     tenants: Vec<DemoTenant>,
@@ -65,6 +71,8 @@ impl Demo {
     /// the clouds.yaml, the tenant map, a JWT secret (unless one is set),
     /// a fresh store (unless one is set), and quick polling.
     pub async fn start(config: &mut Config) -> anyhow::Result<Demo> {
+        std::fs::create_dir_all("data").context("creating ./data")?;
+        let lock = lock_folder()?;
         let seed = Seed::demo();
         let sim = Sim::new(
             SimConfig {
@@ -77,7 +85,6 @@ impl Demo {
             .start()
             .await
             .context("starting the demo OpenStack simulator")?;
-        std::fs::create_dir_all("data").context("creating ./data")?;
         let clouds_file = PathBuf::from("data/demo-clouds.yaml");
         write_private(&clouds_file, &cloud.clouds_yaml())?;
         config.clouds_file = Some(clouds_file);
@@ -114,6 +121,7 @@ impl Demo {
             })
             .collect();
         Ok(Demo {
+            _lock: lock,
             cloud,
             secret,
             tenants,
@@ -193,6 +201,26 @@ impl Demo {
         out.write_all(banner.as_bytes())?;
         out.flush()?;
         Ok(())
+    }
+}
+
+/// Takes `data/demo.lock`, or says that another demo holds it.
+fn lock_folder() -> anyhow::Result<std::fs::File> {
+    let path = Path::new(DEMO_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another demo runs in this folder (it holds {DEMO_LOCK_FILE}): stop it first, or start this one from another folder"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
     }
 }
 

@@ -55,10 +55,30 @@ pub struct Application {
 }
 
 impl Application {
-    /// Checks the configuration, opens (and migrates) the store, reads the
-    /// clouds.yaml and binds the listener. Nothing is served until
-    /// [`Application::run_until_stopped`].
+    /// Binds `--listen`, then builds the application on it (see
+    /// [`Application::build_on`]).
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let listener = Self::bind(&config).await?;
+        Self::build_on(config, listener).await
+    }
+
+    /// Binds the listener of `--listen`: first, so that a gateway whose
+    /// port is taken stops before it touches anything.
+    pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+        TcpListener::bind(config.listen).await.map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "the address is in use (by another gateway or demo?): stop it, or pass another --listen".to_owned()
+            } else {
+                e.to_string()
+            };
+            anyhow::anyhow!("--listen {}: cannot bind: {why}", config.listen)
+        })
+    }
+
+    /// Checks the configuration, opens (and migrates) the store and reads
+    /// the clouds.yaml, to serve on `listener`. Nothing is served until
+    /// [`Application::run_until_stopped`].
+    pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
         config.validate()?;
         let store = store::connect(&store::StoreOptions {
             url: config.database_url.clone(),
@@ -143,9 +163,6 @@ impl Application {
                 max_header_bytes: config.max_header_bytes,
             },
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
         let address = listener.local_addr()?;
         Ok(Application {
             listener,

@@ -57,8 +57,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { demo, mut config } => {
             telemetry::init(config.log_format);
             if demo {
+                // The port first: a second demo started by mistake stops
+                // here, before it touches the first one's data/.
+                let listener = Application::bind(&config).await?;
                 let demo = Demo::start(&mut config).await?;
-                let app = Application::build(config).await?;
+                let app = Application::build_on(config, listener).await?;
                 demo.announce(app.address())?;
                 app.run_until_stopped().await
             } else {

@@ -6,6 +6,7 @@ mod backups;
 mod cancel;
 mod chaos;
 mod databases;
+mod demo;
 mod errors;
 mod faults;
 mod helpers;
