@@ -224,7 +224,7 @@ fn lock_folder() -> anyhow::Result<std::fs::File> {
     }
 }
 
-/// Writes a file only its owner can read: it holds secrets.
+/// Writes a file only its owner can read (mode 0600): it holds secrets.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -236,6 +236,13 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        // Also when an earlier file had a wider mode.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
     file.write_all(text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())

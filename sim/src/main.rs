@@ -2,6 +2,7 @@
 //! where it listens and a `clouds.yaml` for its tenants, and serves until
 //! Ctrl-C or SIGTERM.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,18 +29,20 @@ struct Args {
         default_value = "127.0.0.1:8776"
     )]
     cinder_listen: SocketAddr,
-    /// JSON file with the tenants, volumes and snapshots to start with
-    /// (the shape of `Seed`); the two demo tenants when absent.
+    /// JSON file with the tenants (projects, application credentials,
+    /// users), volumes, snapshots and quotas to start with; see
+    /// sim/examples/seed.json. The two demo tenants when absent.
     #[arg(long, env = "OPENSTACK_SIM_SEED")]
     seed: Option<PathBuf>,
     /// How long a backup stays `creating` (and a deleted one `deleting`),
     /// e.g. `2s`, `500ms`, `1m`.
-    #[arg(long, env = "OPENSTACK_SIM_BACKUP_DURATION", value_parser = parse_duration)]
-    backup_duration: Option<Duration>,
+    #[arg(long, env = "OPENSTACK_SIM_BACKUP_DURATION", default_value = "2s", value_parser = parse_duration)]
+    backup_duration: Duration,
     /// Lifetime of issued tokens, e.g. `1h`, `90s`.
-    #[arg(long, env = "OPENSTACK_SIM_TOKEN_TTL", value_parser = parse_duration)]
-    token_ttl: Option<Duration>,
-    /// Also write the generated clouds.yaml to this file.
+    #[arg(long, env = "OPENSTACK_SIM_TOKEN_TTL", default_value = "1h", value_parser = parse_duration)]
+    token_ttl: Duration,
+    /// Also write the generated clouds.yaml (it holds the tenants' secrets:
+    /// only its owner may read it) to this file.
     #[arg(long, env = "OPENSTACK_SIM_CLOUDS_YAML_OUT")]
     clouds_yaml_out: Option<PathBuf>,
     /// Chaos: fraction (0 to 1) of Cinder calls answered
@@ -137,6 +140,8 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in files or pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
 
@@ -144,13 +149,11 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => Seed::from_json_file(path)?,
         None => Seed::demo(),
     };
-    let mut config = SimConfig::default();
-    if let Some(d) = args.backup_duration {
-        config.backup_duration = d;
-    }
-    if let Some(d) = args.token_ttl {
-        config.token_ttl = d;
-    }
+    let config = SimConfig {
+        backup_duration: args.backup_duration,
+        token_ttl: args.token_ttl,
+        ..SimConfig::default()
+    };
     let sim = Sim::new(config, seed);
     if let Some(chaos) = args.chaos() {
         tracing::info!(?chaos, "chaos on");
@@ -168,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
 
     let clouds_yaml = running.clouds_yaml();
     if let Some(path) = &args.clouds_yaml_out {
-        std::fs::write(path, &clouds_yaml)
+        write_private(path, &clouds_yaml)
             .with_context(|| format!("writing clouds.yaml to {}", path.display()))?;
     }
     println!("Keystone: {}", running.keystone_url);
@@ -179,6 +182,26 @@ async fn main() -> anyhow::Result<()> {
     shutdown_signal().await?;
     running.shutdown().await;
     Ok(())
+}
+
+/// Writes `text` to `path` readable by its owner only (mode 0600 on Unix,
+/// also when the file existed with a wider mode).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(text.as_bytes())
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.

@@ -4,6 +4,7 @@
 //! `Sim::finish_pending`.
 
 mod backups;
+mod binary;
 mod faults;
 mod keystone;
 mod pipeline;

@@ -1,0 +1,77 @@
+//! The `openstack-sim` binary as a user runs it: its `--help`, the example
+//! seed file, the clouds.yaml it writes, and its log off a terminal.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[test]
+fn help_shows_the_defaults_and_points_to_the_example_seed() {
+    let out = Command::new(env!("CARGO_BIN_EXE_openstack-sim"))
+        .arg("--help")
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for default in [
+        "[default: 127.0.0.1:5000]",
+        "[default: 127.0.0.1:8776]",
+        "[default: 2s]",
+        "[default: 1h]",
+        "sim/examples/seed.json",
+    ] {
+        assert!(help.contains(default), "{default} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn the_example_seed_starts_a_cloud_whose_clouds_yaml_only_its_owner_reads() {
+    let dir = std::env::temp_dir().join(format!("sim-binary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let clouds = dir.join("clouds.yaml");
+    // A file left readable by all: the simulator narrows it.
+    std::fs::write(&clouds, "old").expect("old file");
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_openstack-sim"))
+        .args(["--seed", seed, "--clouds-yaml-out"])
+        .arg(&clouds)
+        .args(["--keystone-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--cinder-listen", &format!("127.0.0.1:{}", free_port())])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while stdout.read_line(&mut line).expect("reads") > 0 && !line.contains("Cinder:") {}
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("ends");
+    let log = String::from_utf8_lossy(&output.stderr);
+    let yaml = std::fs::read_to_string(&clouds).expect("clouds.yaml");
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&clouds)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert!(line.contains("Cinder:"), "no Cinder line: {log}");
+    assert!(yaml.contains("team-db"), "{yaml}");
+    assert_eq!(mode, 0o600);
+    assert!(log.contains("listening"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colours in a piped log: {log:?}");
+}
