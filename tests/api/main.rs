@@ -5,6 +5,7 @@
 mod backups;
 mod cancel;
 mod chaos;
+mod cli;
 mod databases;
 mod demo;
 mod errors;
