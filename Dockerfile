@@ -1,10 +1,24 @@
-# backup-gateway: build with the Rust toolchain, run on a slim Debian.
+# backup-gateway: build with the Rust toolchain, run on a slim Debian as a
+# user of its own. The image holds the gateway and the OpenStack simulator
+# (for the compose demo, docker/compose.yaml).
 #   docker build -t backup-gateway .
-#   docker compose -f docker/compose.yaml up
+#   docker compose -f docker/compose.yaml up          # the demo
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# Dependencies first, in a layer of their own: built from the manifests and
+# empty targets, so that a change to the sources reuses it.
+COPY Cargo.toml Cargo.lock ./
+COPY sim/Cargo.toml sim/Cargo.toml
+RUN mkdir -p src sim/src tests/api sim/tests/sim \
+    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && echo 'fn main() {}' > sim/src/main.rs && touch sim/src/lib.rs \
+    && touch tests/api/main.rs sim/tests/sim/main.rs \
+    && cargo build --release --locked --bins \
+    && rm -rf src sim/src tests sim/tests
 COPY . .
-RUN cargo build --release --locked --bin backup-gateway
+# The sources are newer than the empty targets: cargo builds them again.
+RUN touch src/main.rs src/lib.rs sim/src/main.rs sim/src/lib.rs \
+    && cargo build --release --locked --bins
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -13,6 +27,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --home-dir /var/lib/backup-gateway --create-home gateway \
     && install -d -o gateway -g gateway /var/lib/backup-gateway/data
 COPY --from=build /src/target/release/backup-gateway /usr/local/bin/backup-gateway
+COPY --from=build /src/target/release/openstack-sim /usr/local/bin/openstack-sim
 USER gateway
 WORKDIR /var/lib/backup-gateway
 ENV BACKUP_GATEWAY_LISTEN=0.0.0.0:8080 \
@@ -20,5 +35,9 @@ ENV BACKUP_GATEWAY_LISTEN=0.0.0.0:8080 \
     BACKUP_GATEWAY_LOG_FORMAT=json \
     OS_CLIENT_CONFIG_FILE=/etc/openstack/clouds.yaml
 EXPOSE 8080
+# The image has no curl: the gateway probes its own /healthz (on
+# BACKUP_GATEWAY_LISTEN, loopback when that is all interfaces).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["/usr/local/bin/backup-gateway", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/backup-gateway"]
 CMD ["serve"]

@@ -42,6 +42,17 @@ enum Command {
         #[arg(long, env = "BACKUP_GATEWAY_LOG_FORMAT", default_value = "compact")]
         log_format: telemetry::LogFormat,
     },
+    /// Probe the local gateway's `/healthz` (a container's HEALTHCHECK: the
+    /// image has no curl); exit 0 when it answers 200, 1 otherwise.
+    Healthcheck {
+        /// The address the gateway listens on; an unspecified one
+        /// (`0.0.0.0`, `[::]`) is probed on loopback.
+        #[arg(long, env = "BACKUP_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = backup_gateway::config::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Print the OpenAPI document (JSON) generated from the code.
     Openapi {
         /// Write it to this file instead of standard output.
@@ -102,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("the job store is ready: its schema is at the latest migration");
             Ok(())
         }
+        Command::Healthcheck { listen, timeout } => healthcheck(listen, timeout).await,
         Command::Openapi { output } => {
             let text = api::openapi_json()?;
             match output {
@@ -114,4 +126,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// `GET /healthz` on the gateway listening on `listen`.
+async fn healthcheck(
+    mut listen: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    if listen.ip().is_unspecified() {
+        listen.set_ip(match listen {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{listen}/healthz");
+    let answer = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url} did not answer within {timeout:?}"))?;
+    anyhow::ensure!(
+        answer.status().is_success(),
+        "{url} answered {}",
+        answer.status()
+    );
+    Ok(())
 }

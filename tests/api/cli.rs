@@ -33,3 +33,37 @@ fn a_configuration_error_is_one_line_naming_the_problem_even_with_backtraces_on(
     assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
     assert!(!stderr.contains("Error: "), "{stderr}");
 }
+
+#[tokio::test]
+async fn healthcheck_exits_0_for_a_live_gateway_and_1_for_none() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let live = app.address.trim_start_matches("http://").to_owned();
+    let port = live.rsplit(':').next().expect("port").to_owned();
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+
+    let check = |listen: String| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_backup-gateway"))
+                .args(["healthcheck", "--listen", &listen, "--timeout", "2s"])
+                .output()
+                .expect("runs")
+        })
+    };
+    let up = check(live).await.expect("joined");
+    // As a container gives it: the address it listens on, all interfaces.
+    let unspecified = check(format!("0.0.0.0:{port}")).await.expect("joined");
+    let down = check(nobody).await.expect("joined");
+
+    assert_eq!(
+        up.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert_eq!(unspecified.status.code(), Some(0));
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("/healthz"));
+}
