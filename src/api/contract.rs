@@ -43,21 +43,29 @@ const AUTHENTICATED: &[ProblemKind] = &[
 const STORE: &[ProblemKind] = &[StoreUnavailable];
 
 /// Problems of an operation that calls Cinder.
-const CINDER: &[ProblemKind] = &[
-    UpstreamAuthFailed,
-    ForbiddenByCloudPolicy,
-    MicroversionUnsupported,
-];
+const CINDER: &[ProblemKind] = &[UpstreamAuthFailed, ForbiddenByCloudPolicy];
 
-/// The problems the operation `operation_id` can answer, beyond [`ANY`].
-fn operation_problems(operation_id: &str) -> Vec<ProblemKind> {
+/// Problems of an operation whose Cinder calls need a microversion (backup
+/// metadata, 3.43): a cloud too old refuses them.
+const MICROVERSION: &[ProblemKind] = &[MicroversionUnsupported];
+
+/// The problems the operation `operation_id` can answer, beyond [`ANY`];
+/// `None` for an operation the table does not know.
+pub(super) fn operation_problems(operation_id: &str) -> Option<Vec<ProblemKind>> {
     let parts: &[&[ProblemKind]] = match operation_id {
         "list_snapshots" => &[AUTHENTICATED, CINDER],
         "get_snapshot" => &[AUTHENTICATED, CINDER, &[SnapshotNotFound]],
-        "list_snapshot_backups" => &[AUTHENTICATED, CINDER, STORE, &[SnapshotNotFound]],
+        "list_snapshot_backups" => &[
+            AUTHENTICATED,
+            CINDER,
+            MICROVERSION,
+            STORE,
+            &[SnapshotNotFound],
+        ],
         "create_backup" => &[
             AUTHENTICATED,
             CINDER,
+            MICROVERSION,
             STORE,
             &[
                 SnapshotNotFound,
@@ -74,12 +82,16 @@ fn operation_problems(operation_id: &str) -> Vec<ProblemKind> {
         "get_job" => &[AUTHENTICATED, STORE, &[JobNotFound]],
         "cancel_job" => &[AUTHENTICATED, STORE, &[JobNotFound, JobNotCancellable]],
         "get_readiness" => &[STORE, &[WorkerStopped]],
-        _ => &[],
+        "get_liveness" => &[],
+        // A new operation must say what it answers (a test names it).
+        _ => return None,
     };
-    parts
-        .iter()
-        .flat_map(|kinds| kinds.iter().copied())
-        .collect()
+    Some(
+        parts
+            .iter()
+            .flat_map(|kinds| kinds.iter().copied())
+            .collect(),
+    )
 }
 
 /// What makes the operation `operation_id` answer `invalid-request`, for
@@ -87,31 +99,32 @@ fn operation_problems(operation_id: &str) -> Vec<ProblemKind> {
 fn invalid_request_causes(operation_id: &str) -> Vec<&'static str> {
     const PAGED: &[&str] = &[
         "`limit` out of its range",
-        "a `page_token` this listing did not give out (tokens are opaque), or one whose position is gone",
+        "a malformed `page_token` (pass back only a token this listing gave out: they are opaque), or one whose position is gone",
     ];
     const SNAPSHOT_PATH: &[&str] = &["a `snapshot_id` of `.` or `..`, or not UTF-8"];
-    let mut causes = vec![
-        "two `Authorization` headers",
-        "an unknown query parameter, or one of the wrong type",
-    ];
+    const QUERY: &[&str] = &["an unknown query parameter, or one of the wrong type"];
+    let mut causes = vec!["two `Authorization` headers"];
     let specific: &[&[&str]] = match operation_id {
-        "list_snapshots" => &[PAGED],
+        "list_snapshots" => &[QUERY, PAGED],
         "get_snapshot" | "list_snapshot_backups" => &[SNAPSHOT_PATH],
         "create_backup" => &[
             SNAPSHOT_PATH,
             &[
-                "a body that is not JSON (by its `Content-Type` or its text), or not an object",
+                "a body that cannot be read (broken chunked framing), is not JSON (by its `Content-Type` or its text), or is not an object",
                 "an unknown field, or a field of the wrong type",
                 "`name`, `description`, `container` or `availability_zone` over 255 characters, or an empty `availability_zone`",
                 "`metadata` over 50 keys, a key not matching its pattern or over 255 characters, the reserved key `gateway_job_id`, or a value over 255 characters",
                 "a malformed `Idempotency-Key`, or two of them",
             ],
         ],
-        "list_jobs" => &[&["a `state` that is not a job state"], PAGED],
-        "get_job" => &[&[
-            "a `job_id` that is not UTF-8",
-            "`wait` over the gateway's `--max-wait`",
-        ]],
+        "list_jobs" => &[QUERY, &["a `state` that is not a job state"], PAGED],
+        "get_job" => &[
+            QUERY,
+            &[
+                "a `job_id` that is not UTF-8",
+                "`wait` over the gateway's `--max-wait`",
+            ],
+        ],
         "cancel_job" => &[&["a `job_id` that is not UTF-8"]],
         _ => &[],
     };
@@ -119,11 +132,18 @@ fn invalid_request_causes(operation_id: &str) -> Vec<&'static str> {
     causes
 }
 
-/// A detail such as the gateway writes for `kind`, for the document's
-/// examples.
-fn example_detail(kind: ProblemKind) -> &'static str {
+/// A detail such as the gateway writes for `kind` when `operation_id`
+/// answers it, for the document's examples.
+fn example_detail(kind: ProblemKind, operation_id: &str) -> &'static str {
     match kind {
-        InvalidRequest => "`limit` must be between 1 and 100",
+        InvalidRequest => match operation_id {
+            "list_jobs" => "`limit` must be between 1 and 100",
+            "list_snapshots" => "`limit` must be between 1 and 1000",
+            "get_job" => "`wait` must be between 0 and 60 seconds",
+            "create_backup" => "the body must be a JSON object (or empty), not an array",
+            "get_snapshot" | "list_snapshot_backups" => "`..` is not a snapshot id",
+            _ => "send exactly one `Authorization` header",
+        },
         Unauthenticated => "missing bearer token: send `Authorization: Bearer <JWT>`",
         TenantNotConfigured => "tenant `tenant-c` is not configured in this gateway",
         InsufficientScope => "the token lacks the scope `backups:write` this operation needs",
@@ -145,9 +165,9 @@ fn example_detail(kind: ProblemKind) -> &'static str {
         }
         BackupRejected => "No backups available to do an incremental backup.",
         TenantCredentialsInvalid => {
-            "Keystone refused the credentials of cloud `tenant-a` (401); check its clouds.yaml entry"
+            "Keystone refused the credentials configured for this tenant (clouds.yaml entry `tenant-a`, HTTP 401); an operator must renew them"
         }
-        UpstreamAuthFailed => "Cinder refused the gateway's token twice",
+        UpstreamAuthFailed => "The request you have made requires authentication.",
         MicroversionUnsupported => {
             "the cloud's Cinder offers microversions up to 3.40; `availability_zone` needs 3.51"
         }
@@ -180,15 +200,18 @@ fn example_detail(kind: ProblemKind) -> &'static str {
         UriTooLong => {
             "the request's path and query are longer than the 8192 bytes the gateway accepts"
         }
-        StoreUnavailable => "the job store does not answer",
+        StoreUnavailable => match operation_id {
+            "get_readiness" => "the job store does not answer",
+            _ => "the job store is unavailable; nothing was recorded, retry later",
+        },
         WorkerStopped => "the worker is not running",
-        Internal => "Internal Server Error",
+        Internal => "internal error; the operator's logs have the details",
     }
 }
 
 /// The example problem of `kind`, as answered.
-fn example_problem(kind: ProblemKind) -> serde_json::Value {
-    let mut problem = Problem::new(kind, example_detail(kind));
+fn example_problem(kind: ProblemKind, operation_id: &str) -> serde_json::Value {
+    let mut problem = Problem::new(kind, example_detail(kind, operation_id));
     problem.instance = Some("req-7c1f0c1e-5a43-4c52-9d55-0f3f7e1fb0a1".to_owned());
     if matches!(kind, SnapshotBusy | JobNotCancellable) {
         problem = problem.with_job("0193a0c4-7b3e-7f00-8000-000000000001");
@@ -219,13 +242,17 @@ fn header(type_: Type, description: &str) -> utoipa::openapi::Header {
 
 /// The headers an answer with `status` carries beyond `X-Request-Id`.
 fn problem_headers(status: u16) -> Vec<(&'static str, utoipa::openapi::Header)> {
+    let always = |mut header: utoipa::openapi::Header| {
+        mark_required(&mut header);
+        header
+    };
     match status {
         401 => vec![(
             "WWW-Authenticate",
-            header(
+            always(header(
                 Type::String,
                 "`Bearer` when no token was sent, `Bearer error=\"invalid_token\"` otherwise",
-            ),
+            )),
         )],
         403 => vec![(
             "WWW-Authenticate",
@@ -236,7 +263,7 @@ fn problem_headers(status: u16) -> Vec<(&'static str, utoipa::openapi::Header)> 
         )],
         429 | 503 => vec![(
             "Retry-After",
-            header(Type::Integer, "Seconds to wait before trying again"),
+            always(header(Type::Integer, "Seconds to wait before trying again")),
         )],
         _ => Vec::new(),
     }
@@ -244,7 +271,12 @@ fn problem_headers(status: u16) -> Vec<(&'static str, utoipa::openapi::Header)> 
 
 /// The error answer of `status` made of `kinds` (all of that status);
 /// `causes` says when the `400` is answered.
-fn problem_response(status: u16, kinds: &[ProblemKind], causes: &[&str]) -> Response {
+fn problem_response(
+    status: u16,
+    kinds: &[ProblemKind],
+    operation_id: &str,
+    causes: &[&str],
+) -> Response {
     let mut description = kinds
         .iter()
         .map(|kind| {
@@ -269,7 +301,7 @@ fn problem_response(status: u16, kinds: &[ProblemKind], causes: &[&str]) -> Resp
             slug,
             ExampleBuilder::new()
                 .summary(title)
-                .value(Some(example_problem(kind)))
+                .value(Some(example_problem(kind, operation_id)))
                 .build(),
         )
     });
@@ -296,6 +328,7 @@ impl utoipa::Modify for ErrorResponses {
             for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
                 document_errors(operation);
                 add_request_id_headers(operation);
+                document_snapshot_ids(operation);
             }
         }
     }
@@ -304,7 +337,7 @@ impl utoipa::Modify for ErrorResponses {
 /// Replaces the error answers of `operation` with those of its table.
 fn document_errors(operation: &mut Operation) {
     let id = operation.operation_id.clone().unwrap_or_default();
-    let mut kinds = operation_problems(&id);
+    let mut kinds = operation_problems(&id).unwrap_or_default();
     kinds.extend_from_slice(ANY);
     let responses = &mut operation.responses.responses;
     responses.retain(|status, _| status.starts_with('2'));
@@ -322,9 +355,33 @@ fn document_errors(operation: &mut Operation) {
             RefOr::T(problem_response(
                 status,
                 &of_status,
+                &id,
                 &invalid_request_causes(&id),
             )),
         );
+    }
+}
+
+/// A `snapshot_id` is not empty and not a dot segment (`.` and `..` would
+/// name another resource once in a URL).
+fn document_snapshot_ids(operation: &mut Operation) {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema};
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if let RefOr::T(parameter) = parameter
+            && parameter.name == "snapshot_id"
+        {
+            let mut schema = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .build();
+            // utoipa has no builder for `not`; an extension entry
+            // serializes as a keyword of the schema all the same.
+            schema
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("not".to_owned(), serde_json::json!({ "enum": [".", ".."] }));
+            parameter.schema = Some(RefOr::T(Schema::Object(schema)));
+        }
     }
 }
 
@@ -386,5 +443,26 @@ impl utoipa::Modify for JobLinks {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_table_knows_every_operation_of_the_document() {
+        let spec = super::super::openapi();
+        let mut operations = 0;
+        for item in spec.paths.paths.values() {
+            for operation in [&item.get, &item.post].into_iter().flatten() {
+                operations += 1;
+                let id = operation.operation_id.clone().unwrap_or_default();
+                assert!(
+                    super::operation_problems(&id).is_some(),
+                    "operation `{id}` is not in the problem table"
+                );
+            }
+        }
+        assert_eq!(operations, 9);
+        assert!(super::operation_problems("delete_everything").is_none());
     }
 }

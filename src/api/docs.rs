@@ -90,8 +90,16 @@ async fn file(name: String) -> Response {
         Ok(Some(file)) => {
             let content_type = HeaderValue::from_str(&file.content_type)
                 .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+            // The page's files change only with the binary: a browser may
+            // keep them a while (the API's answers are never cached).
             let mut response = (
-                [(header::CONTENT_TYPE, content_type)],
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("public, max-age=3600"),
+                    ),
+                ],
                 file.bytes.into_owned(),
             )
                 .into_response();

@@ -162,6 +162,9 @@ fn problem_for_status(status: StatusCode, max_body_bytes: usize) -> Problem {
                 "the request body is larger than the {max_body_bytes} bytes the gateway accepts"
             )
         }
+        ProblemKind::Internal if status == StatusCode::INTERNAL_SERVER_ERROR => {
+            "internal error; the operator's logs have the details".to_owned()
+        }
         _ => status.canonical_reason().unwrap_or("error").to_owned(),
     };
     let mut problem = Problem::new(kind, detail);

@@ -333,6 +333,65 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
                     StatusCode::REQUEST_TIMEOUT,
                     http.request_timeout,
                 ))
-                .layer(DefaultBodyLimit::max(http.max_body_bytes)),
+                .layer(DefaultBodyLimit::max(http.max_body_bytes))
+                .layer(catch_panic()),
         )
+}
+
+/// Turns a handler's panic into a `500` (which [`error::problem_details`]
+/// makes a problem), instead of a closed connection; the panic is logged.
+fn catch_panic() -> tower_http::catch_panic::CatchPanicLayer<
+    fn(Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response,
+> {
+    fn answer(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %message, "a request handler panicked");
+        axum::response::IntoResponse::into_response(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+    tower_http::catch_panic::CatchPanicLayer::custom(answer as fn(_) -> _)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, body::Body, http::Request, middleware, routing::get};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_problem_json() {
+        // As in `router`: the problem middleware outside, the catcher inside.
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if "a bug".len() == 5 {
+                        panic!("a bug");
+                    }
+                }),
+            )
+            .layer(
+                ServiceBuilder::new()
+                    .layer(middleware::from_fn_with_state(
+                        1024,
+                        super::error::problem_details,
+                    ))
+                    .layer(super::catch_panic()),
+            );
+
+        let answer = app
+            .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
+            .await
+            .expect("answered");
+
+        assert_eq!(answer.status(), 500);
+        assert_eq!(answer.headers()["content-type"], super::error::PROBLEM_JSON);
+        let body = axum::body::to_bytes(answer.into_body(), 4096)
+            .await
+            .expect("body");
+        let problem: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(problem["type"], "/problems/internal");
+    }
 }

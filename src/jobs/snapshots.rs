@@ -46,9 +46,19 @@ impl Jobs {
                 if page.items.len() > limit {
                     page.items.truncate(limit);
                     page.next_marker = page.items.last().map(|s| s.id.clone());
+                } else if let Some(last) = page.next_marker.clone() {
+                    // Fewer than asked, yet linked: Cinder's own largest
+                    // page (`osapi_max_limit`) cut it, and it links every
+                    // full page. One more snapshot after it says whether
+                    // another page follows.
+                    let after = self
+                        .cinder
+                        .list_snapshots(cloud, 1, Some(&last), ctx)
+                        .await?;
+                    if after.items.is_empty() {
+                        page.next_marker = None;
+                    }
                 }
-                // Fewer than asked: the last page, unless Cinder's own
-                // maximum page (`osapi_max_limit`) cut it, which it links.
                 Ok(page)
             }
             // Cinder's 404 names the marker (the snapshot a page token

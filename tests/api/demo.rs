@@ -34,6 +34,16 @@ fn spawn_demo(dir: &Path, port: u16, name: &str) -> Child {
         .expect("the demo starts")
 }
 
+/// Kills the demo when the test ends, whether it passed or not.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits until the demo in `dir` wrote its variables and answers
 /// `/readyz`; returns `TOKEN_A`.
 async fn wait_ready(dir: &Path, port: u16, child: &mut Child) -> String {
@@ -81,8 +91,8 @@ async fn a_second_demo_never_touches_a_running_ones_store() {
     // Arrange: a demo with a job.
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
-    let mut first = spawn_demo(dir.path(), port, "first");
-    let token = wait_ready(dir.path(), port, &mut first).await;
+    let mut first = Running(spawn_demo(dir.path(), port, "first"));
+    let token = wait_ready(dir.path(), port, &mut first.0).await;
     let client = reqwest::Client::new();
     let created = client
         .post(format!(
@@ -123,6 +133,4 @@ async fn a_second_demo_never_touches_a_running_ones_store() {
         .await
         .expect("answered");
     assert_eq!(still.status(), StatusCode::OK);
-    let _ = first.kill();
-    let _ = first.wait();
 }

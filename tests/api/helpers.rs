@@ -642,12 +642,15 @@ pub struct Answer {
     pub body: Value,
     /// Body as text.
     pub text: String,
+    /// The path the request was sent to.
+    pub path: String,
 }
 
 impl Answer {
     /// Reads a response.
     pub async fn read(response: reqwest::Response) -> Answer {
         let status = response.status();
+        let path = response.url().path().to_owned();
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -656,6 +659,7 @@ impl Answer {
             headers,
             body,
             text,
+            path,
         }
     }
 
@@ -689,6 +693,50 @@ impl Answer {
                 .is_some_and(|i| i.starts_with("req-")),
             "{}",
             self.text
+        );
+        self.assert_documented(status, slug);
+    }
+
+    /// Asserts that the document lists this problem (`status` with an
+    /// example of `slug`) for an operation on this answer's path: every
+    /// error test is a check of the document too. A path the document does
+    /// not know (an unknown route) is not checked.
+    #[track_caller]
+    fn assert_documented(&self, status: u16, slug: &str) {
+        static SPEC: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+            serde_json::to_value(backup_gateway::api::openapi()).expect("the document")
+        });
+        let matches_path = |template: &str| {
+            let (a, b): (Vec<&str>, Vec<&str>) = (
+                template.split('/').collect(),
+                self.path.split('/').collect(),
+            );
+            a.len() == b.len()
+                && a.iter()
+                    .zip(&b)
+                    .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+        };
+        let operations: Vec<&Value> = SPEC["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .filter(|(template, _)| matches_path(template))
+            .flat_map(|(_, item)| item.as_object().expect("item").values())
+            .collect();
+        // An unknown route or method is no operation's answer.
+        if operations.is_empty() || matches!(slug, "not-found" | "method-not-allowed") {
+            return;
+        }
+        let documented = operations.iter().any(|operation| {
+            operation["responses"][status.to_string()]["content"]["application/problem+json"]
+                ["examples"]
+                .get(slug)
+                .is_some()
+        });
+        assert!(
+            documented,
+            "{status} {slug} answered on {} is not in the document for that path",
+            self.path
         );
     }
 }

@@ -1,7 +1,8 @@
 //! Listing jobs and snapshots: newest first, filters, page tokens.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
+use openstack_sim::SimConfig;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -150,6 +151,39 @@ async fn the_last_full_page_of_snapshots_has_no_next_page_token() {
     assert!(last.body["next_page_token"].is_null(), "{}", last.text);
     assert_eq!(ids(&all.body, "snapshots").len(), 6);
     assert!(all.body["next_page_token"].is_null(), "{}", all.text);
+}
+
+#[tokio::test]
+async fn a_page_cut_by_cinders_largest_page_ends_with_no_token_too() {
+    // Arrange: a Cinder that answers at most three snapshots a page, and
+    // six snapshots.
+    let app = TestApp::spawn_on(
+        SimConfig {
+            max_page_limit: 3,
+            ..TestApp::sim_config(Duration::from_secs(3600))
+        },
+        &[],
+    )
+    .await;
+    add_snapshots(&app, 3);
+
+    // Act: pages of five, which Cinder cuts to three.
+    let first = app.get("tenant-a", "/snapshots?limit=5").await;
+    let token = first.body["next_page_token"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let last = app
+        .get(
+            "tenant-a",
+            &format!("/snapshots?limit=5&page_token={token}"),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(ids(&first.body, "snapshots").len(), 3, "{}", first.text);
+    assert_eq!(ids(&last.body, "snapshots").len(), 3, "{}", last.text);
+    assert!(last.body["next_page_token"].is_null(), "{}", last.text);
 }
 
 #[tokio::test]

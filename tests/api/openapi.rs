@@ -206,6 +206,7 @@ async fn the_docs_page_is_served_from_the_binary_and_reads_the_gateways_document
         page.text
     );
     assert_eq!(script.status, 200);
+    assert_eq!(script.header("cache-control"), Some("public, max-age=3600"));
     assert!(script.text.len() > 100_000);
     missing.assert_problem(404, "not-found");
 }

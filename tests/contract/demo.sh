@@ -33,7 +33,9 @@ start_demo() {
   DEMO_DIR="$(mktemp -d)"
   local port
   port="$(free_port)"
-  (cd "$DEMO_DIR" && exec "$bin" serve --demo --listen "127.0.0.1:$port" "$@") \
+  # The demo on its embedded defaults only: a BACKUP_GATEWAY_* setting of
+  # the caller's shell (a real JWT secret, say) never reaches it.
+  (cd "$DEMO_DIR" && unset "${!BACKUP_GATEWAY_@}" && exec "$bin" serve --demo --listen "127.0.0.1:$port" "$@") \
     >"$DEMO_DIR/gateway.log" 2>&1 &
   DEMO_PID=$!
   trap stop_demo EXIT
