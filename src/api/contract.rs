@@ -362,13 +362,14 @@ fn document_errors(operation: &mut Operation) {
     }
 }
 
-/// A `snapshot_id` is not empty and not a dot segment (`.` and `..` would
-/// name another resource once in a URL).
+/// A `snapshot_id` in a path is not empty and not a dot segment (`.` and
+/// `..` would name another resource once in a URL); as a filter, any text.
 fn document_snapshot_ids(operation: &mut Operation) {
     use utoipa::openapi::schema::{ObjectBuilder, Schema};
     for parameter in operation.parameters.iter_mut().flatten() {
         if let RefOr::T(parameter) = parameter
             && parameter.name == "snapshot_id"
+            && parameter.parameter_in == utoipa::openapi::path::ParameterIn::Path
         {
             let mut schema = ObjectBuilder::new()
                 .schema_type(Type::String)
