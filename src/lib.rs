@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod jobs;
+pub mod metrics;
 pub mod openstack;
 pub mod problem;
 pub mod server;

@@ -166,6 +166,70 @@ async fn sanitize_request_id(
     next.run(request).await
 }
 
+/// Counts every answer, and its latency, by route template (never the raw
+/// path: ids would make a series each), method and status.
+async fn record_metrics(
+    request: Request<axum::body::Body>,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let labels = crate::metrics::HttpLabels {
+        route,
+        method,
+        status: response.status().as_u16(),
+    };
+    let metrics = crate::metrics::metrics();
+    metrics.http_requests.get_or_create(&labels).inc();
+    metrics
+        .http_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: the process's metrics in the Prometheus (`OpenMetrics`)
+/// text format; what is read rather than counted is read now.
+async fn metrics_text(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let metrics = crate::metrics::metrics();
+    match state.jobs.store().count_by_state().await {
+        Ok(counts) => {
+            for job_state in crate::jobs::model::JobState::ALL {
+                let count = counts
+                    .iter()
+                    .find(|(name, _)| name == job_state.as_str())
+                    .map_or(0, |(_, n)| *n);
+                metrics
+                    .jobs
+                    .get_or_create(&crate::metrics::StateLabels {
+                        state: job_state.as_str(),
+                    })
+                    .set(count);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: could not count the jobs"),
+    }
+    metrics
+        .waiters
+        .set(i64::try_from(state.jobs.waiting()).unwrap_or(i64::MAX));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+        .into_response()
+}
+
 /// API answers are not to be sniffed or cached (they carry a tenant's data).
 async fn api_headers(
     request: Request<axum::body::Body>,
@@ -310,11 +374,13 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
             "/openapi.json",
             get(move || async move { Json(spec.as_ref().clone()) }),
         )
+        .route("/metrics", get(metrics_text))
         .merge(docs::router())
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(record_metrics))
                 .layer(middleware::from_fn(sanitize_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeOpenStackRequestId))
                 .layer(trace)

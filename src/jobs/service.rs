@@ -170,6 +170,18 @@ impl Jobs {
             Ok(true) => {
                 job.version += 1;
                 self.waiters.notify(job.id);
+                if job.state.is_done() {
+                    // A job is written done once: its life ends here.
+                    let ended = job.finished_at.unwrap_or_else(now);
+                    let seconds =
+                        (ended - job.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    crate::metrics::metrics()
+                        .job_duration
+                        .get_or_create(&crate::metrics::StateLabels {
+                            state: job.state.as_str(),
+                        })
+                        .observe(seconds);
+                }
                 true
             }
             Ok(false) => {

@@ -111,8 +111,8 @@ impl Worker {
         renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut passes = JoinSet::new();
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
+            let scheduled = tokio::select! {
+                scheduled = ticker.tick() => scheduled,
                 _ = renewal.tick() => {
                     // Passes can outlast a lease's time to live (a slow
                     // Cinder): renewing apart from the cycle keeps them.
@@ -121,16 +121,22 @@ impl Worker {
                     }
                     continue;
                 }
-            }
+            };
+            let metrics = crate::metrics::metrics();
+            metrics.worker_lag.set(scheduled.elapsed().as_secs_f64());
             // Reap finished passes (their panics are logged).
             while let Some(done) = passes.try_join_next() {
                 if let Err(e) = done {
                     tracing::error!(error = %e, "a tenant's pass died");
                 }
             }
+            let started = std::time::Instant::now();
             if let Err(e) = self.start_passes(&mut passes).await {
                 tracing::error!(error = %e, "worker cycle failed");
             }
+            metrics
+                .worker_cycle
+                .observe(started.elapsed().as_secs_f64());
         }
     }
 
@@ -257,7 +263,15 @@ impl Worker {
             self.jobs.cinder.list_backups(cloud, &filter, &ctx).await
         };
         let creating: HashSet<String> = match listed {
-            Ok(backups) => backups.into_iter().map(|b| b.id).collect(),
+            Ok(backups) => {
+                crate::metrics::metrics()
+                    .tenant_last_listing
+                    .get_or_create(&crate::metrics::TenantLabels {
+                        tenant: cloud.to_owned(),
+                    })
+                    .set(crate::metrics::unix_now());
+                backups.into_iter().map(|b| b.id).collect()
+            }
             Err(e) => {
                 // Without a complete listing nothing can be concluded, but
                 // the stuck limit still holds.

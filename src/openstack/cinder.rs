@@ -293,10 +293,16 @@ impl OpenStackClient {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport_error(Service::Cinder, &e, self.settings.timeout))?;
+            let started = std::time::Instant::now();
+            let sent = request.send().await;
+            crate::metrics::metrics().upstream_call(
+                "cinder",
+                operation_name(&method, path),
+                sent.as_ref().ok().map(|r| r.status().as_u16()),
+                started.elapsed().as_secs_f64(),
+            );
+            let response =
+                sent.map_err(|e| transport_error(Service::Cinder, &e, self.settings.timeout))?;
             let status = response.status().as_u16();
             let request_id = request_id_of(&response);
             if status == 401 && !retried {
@@ -350,6 +356,19 @@ impl OpenStackClient {
 }
 
 /// One Cinder request before the token and common headers are added.
+/// The metrics name of a Cinder call (paths hold ids: never a label).
+fn operation_name(method: &Method, path: &str) -> &'static str {
+    let mut segments = path.split('/').skip(1);
+    match (method.as_str(), segments.next(), segments.next()) {
+        ("GET", Some("snapshots"), None) => "list_snapshots",
+        ("GET", Some("snapshots"), Some(_)) => "show_snapshot",
+        ("POST", Some("backups"), None) => "create_backup",
+        ("GET", Some("backups"), Some("detail")) => "list_backups",
+        ("GET", Some("backups"), Some(_)) => "show_backup",
+        _ => "other",
+    }
+}
+
 struct CinderCall<'a> {
     method: Method,
     /// Path under the project endpoint, e.g. `/backups/detail`.

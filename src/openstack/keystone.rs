@@ -81,13 +81,20 @@ pub async fn issue_token(
     limit: Duration,
 ) -> Result<Token, Error> {
     let url = format!("{}/auth/tokens", cloud.auth_url);
-    let response = http
+    let started = std::time::Instant::now();
+    let sent = http
         .post(&url)
         .header("Accept", "application/json")
         .json(&request_body(&cloud.credential))
         .send()
-        .await
-        .map_err(|e| transport_error(Service::Keystone, &e, limit))?;
+        .await;
+    crate::metrics::metrics().upstream_call(
+        "keystone",
+        "token_issue",
+        sent.as_ref().ok().map(|r| r.status().as_u16()),
+        started.elapsed().as_secs_f64(),
+    );
+    let response = sent.map_err(|e| transport_error(Service::Keystone, &e, limit))?;
     let status = response.status().as_u16();
     let request_id = request_id_of(&response);
     match status {

@@ -98,16 +98,25 @@ impl Session {
     pub async fn token(&self) -> Result<Arc<Token>, Error> {
         let mut slot = self.token.lock().await;
         let now = Instant::now();
+        let metrics = crate::metrics::metrics();
         if let Some(token) = slot.token.as_ref()
             && !token.needs_renewal(now)
         {
+            metrics.token_event(&self.cloud.name, "hit");
             return Ok(token.clone());
         }
         if let Some(failure) = &slot.failure
             && now < failure.until
         {
+            metrics.token_event(&self.cloud.name, "failure");
             return Err(failure.error.clone());
         }
+        let outcome = if slot.token.is_some() {
+            "refresh"
+        } else {
+            "miss"
+        };
+        metrics.token_event(&self.cloud.name, outcome);
         match self.issue().await {
             Ok(token) => {
                 slot.failure = None;
@@ -115,6 +124,7 @@ impl Session {
                 Ok(token)
             }
             Err(error) => {
+                metrics.token_event(&self.cloud.name, "failure");
                 let streak = slot.failure.as_ref().map_or(1, |f| f.streak + 1);
                 let wait = self.settings.auth_backoff.delay(streak);
                 tracing::warn!(cloud = %self.cloud.name, %error, streak, retry_in = ?wait, "token request failed; Keystone is not asked again for this cloud until the backoff passes");
@@ -184,13 +194,21 @@ impl Session {
                 let (root, response) = loop {
                     let token = self.token().await?;
                     let root = version_root(&token.cinder_url);
-                    let response = self
+                    let started = Instant::now();
+                    let sent = self
                         .http
                         .get(&root)
                         .header("Accept", "application/json")
                         .header("X-Auth-Token", token.value.expose_secret())
                         .send()
-                        .await
+                        .await;
+                    crate::metrics::metrics().upstream_call(
+                        "cinder",
+                        "version_discovery",
+                        sent.as_ref().ok().map(|r| r.status().as_u16()),
+                        started.elapsed().as_secs_f64(),
+                    );
+                    let response = sent
                         .map_err(|e| transport_error(Service::Cinder, &e, self.settings.timeout))?;
                     if response.status().as_u16() == 401 && !retried {
                         // As for every Cinder call: the token was revoked or

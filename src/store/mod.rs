@@ -308,6 +308,8 @@ pub trait JobStore: Send + Sync {
     async fn purge_keys(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
     /// Answers when the store is usable (readiness).
     async fn ping(&self) -> Result<(), Error>;
+    /// How many jobs there are in each state (states with none left out).
+    async fn count_by_state(&self) -> Result<Vec<(String, i64)>, Error>;
 
     /// Takes the tenant's lease for `holder` until `ttl` from now when it
     /// is free, expired, or held under `holder`'s own name (an earlier life

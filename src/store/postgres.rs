@@ -538,6 +538,14 @@ impl JobStore for PostgresStore {
         Ok(())
     }
 
+    async fn count_by_state(&self) -> Result<Vec<(String, i64)>, Error> {
+        Ok(
+            sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn acquire_lease(
         &self,
         tenant: &TenantKey,

@@ -53,6 +53,7 @@ conformance!(
     a_lease_has_one_holder_and_fences_the_writes_of_a_lost_one,
     racing_replicas_take_a_free_lease_once,
     replicas_are_counted_while_they_beat_and_forgotten_when_they_leave,
+    jobs_are_counted_by_state,
 );
 
 fn job(project: &str, snapshot: &str, volume: &str) -> Job {
@@ -689,6 +690,25 @@ async fn replicas_are_counted_while_they_beat_and_forgotten_when_they_leave(
 
 /// Runs futures concurrently (each on its own task, so that they race for
 /// real) and returns their outputs in order.
+async fn jobs_are_counted_by_state(_db: &TestDatabase, store: Arc<dyn JobStore>) {
+    assert_eq!(store.count_by_state().await.expect("count"), vec![]);
+    let queued = job("p1", "snap-1", "vol-1");
+    let mut running = job("p1", "snap-2", "vol-2");
+    let other_tenant = job("p2", "snap-1", "vol-1");
+    for job in [&queued, &running, &other_tenant] {
+        store.insert(job, None).await.expect("insert");
+    }
+    running.start("backup-1".into(), None);
+    assert!(store.update(&running, None).await.expect("update"));
+
+    let counts = store.count_by_state().await.expect("count");
+
+    assert_eq!(
+        counts,
+        vec![("queued".to_owned(), 2), ("running".to_owned(), 1)]
+    );
+}
+
 async fn futures_join<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
     F: std::future::Future + Send + 'static,
