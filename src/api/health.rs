@@ -2,7 +2,10 @@
 
 use std::sync::atomic::Ordering;
 
+use std::collections::BTreeMap;
+
 use axum::{Json, extract::State};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -38,6 +41,39 @@ pub struct HealthStatus {
     /// rest; a tenant with no unfinished job is held by none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leased_tenants: Option<Vec<String>>,
+    /// Readiness only: per tenant, what its cloud last answered. An
+    /// upstream outage shows here and in the logs; it does not make the
+    /// gateway unready (every replica would leave the load balancer, for
+    /// nothing: jobs wait and resume by themselves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<BTreeMap<String, TenantHealth>>,
+}
+
+/// What a tenant's cloud last answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantHealth {
+    /// The clouds.yaml entry acting for the tenant.
+    pub cloud: String,
+    /// When Keystone last gave this tenant a token.
+    #[schema(required = true)]
+    pub last_keystone_success: Option<DateTime<Utc>>,
+    /// When Cinder last answered for this tenant (any answer but a 5xx).
+    #[schema(required = true)]
+    pub last_cinder_success: Option<DateTime<Utc>>,
+    /// The last failure of Keystone or Cinder for this tenant.
+    #[schema(required = true)]
+    pub last_error: Option<UpstreamError>,
+}
+
+/// A failed call to the tenant's cloud.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpstreamError {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `keystone` or `cinder`.
+    pub service: &'static str,
+    /// What went wrong.
+    pub detail: String,
 }
 
 /// Liveness: the process answers.
@@ -50,6 +86,7 @@ pub async fn healthz() -> Json<HealthStatus> {
         store: None,
         replica: None,
         leased_tenants: None,
+        tenants: None,
     })
 }
 
@@ -86,5 +123,27 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>,
         store: Some(state.jobs.store().kind()),
         replica: Some(leases.replica().to_owned()),
         leased_tenants: Some(leased),
+        tenants: Some(
+            state
+                .jobs
+                .upstream_health()
+                .into_iter()
+                .map(|(tenant, (cloud, health))| {
+                    (
+                        tenant,
+                        TenantHealth {
+                            cloud,
+                            last_keystone_success: health.last_keystone_success,
+                            last_cinder_success: health.last_cinder_success,
+                            last_error: health.last_error.map(|e| UpstreamError {
+                                at: e.at,
+                                service: e.service,
+                                detail: e.detail,
+                            }),
+                        },
+                    )
+                })
+                .collect(),
+        ),
     }))
 }

@@ -132,6 +132,20 @@ impl Jobs {
         self.tenants.of(cloud)
     }
 
+    /// What each tenant's Keystone and Cinder last answered, by tenant
+    /// (a tenant map entry), with the clouds.yaml entry acting for it.
+    pub fn upstream_health(&self) -> BTreeMap<String, (String, crate::openstack::UpstreamHealth)> {
+        let clouds = self.cinder.health();
+        self.tenants
+            .0
+            .iter()
+            .map(|(tenant, cloud)| {
+                let health = clouds.get(cloud).cloned().unwrap_or_default();
+                (tenant.clone(), (cloud.clone(), health))
+            })
+            .collect()
+    }
+
     /// The longest long poll a caller may ask for.
     pub fn max_wait(&self) -> Duration {
         self.settings.max_wait

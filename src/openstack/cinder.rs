@@ -209,6 +209,10 @@ pub trait Cinder: Send + Sync {
         filter: &BackupFilter,
         ctx: &CallContext,
     ) -> Result<Vec<Backup>, Error>;
+    /// What each cloud entry's Keystone and Cinder last answered.
+    fn health(&self) -> BTreeMap<String, super::UpstreamHealth> {
+        BTreeMap::new()
+    }
 }
 
 /// [`Cinder`] over HTTP, with one [`Session`] per clouds.yaml entry.
@@ -301,9 +305,32 @@ impl OpenStackClient {
                 sent.as_ref().ok().map(|r| r.status().as_u16()),
                 started.elapsed().as_secs_f64(),
             );
-            let response =
-                sent.map_err(|e| transport_error(Service::Cinder, &e, self.settings.timeout))?;
+            let response = match sent {
+                Ok(response) => response,
+                Err(e) => {
+                    let error = transport_error(Service::Cinder, &e, self.settings.timeout);
+                    session.health.failure(Service::Cinder, &error);
+                    return Err(error);
+                }
+            };
             let status = response.status().as_u16();
+            if matches!(status, 408 | 429 | 500..=599) {
+                session.health.failure(
+                    Service::Cinder,
+                    &Error::Unavailable {
+                        service: Service::Cinder,
+                        message: format!(
+                            "{method} {} answered {status}",
+                            operation_name(&method, path)
+                        ),
+                        status: Some(status),
+                        request_id: None,
+                        finished: false,
+                    },
+                );
+            } else {
+                session.health.success(Service::Cinder);
+            }
             let request_id = request_id_of(&response);
             if status == 401 && !retried {
                 // The token expired early or was revoked: drop it (unless a
@@ -456,6 +483,13 @@ fn has_next(links: &[Value]) -> bool {
 
 #[async_trait]
 impl Cinder for OpenStackClient {
+    fn health(&self) -> BTreeMap<String, super::UpstreamHealth> {
+        self.sessions
+            .iter()
+            .map(|(cloud, session)| (cloud.clone(), session.health.snapshot()))
+            .collect()
+    }
+
     async fn project_id(&self, cloud: &str) -> Result<String, Error> {
         self.session(cloud)?.project_id().await
     }

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cinder;
 pub mod clouds;
 pub mod error;
+pub mod health;
 mod http;
 pub mod keystone;
 pub mod microversion;
@@ -18,6 +19,7 @@ pub use cinder::{
     Accepted, Backup, BackupFilter, CallContext, Cinder, NewBackup, OpenStackClient, Page, Snapshot,
 };
 pub use error::{Error, NoAnswer};
+pub use health::{UpstreamFailure, UpstreamHealth};
 
 /// Settings shared by every cloud's session.
 #[derive(Debug, Clone)]

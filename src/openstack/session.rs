@@ -18,6 +18,7 @@ use super::{
     UpstreamSettings,
     clouds::Cloud,
     error::{Error, Service},
+    health::HealthRecord,
     http::{read_body, request_id_of, transport_error},
     keystone::{Token, issue_token},
     microversion::Microversion,
@@ -51,6 +52,8 @@ pub struct Session {
     /// another project is refused.
     project_id: std::sync::OnceLock<String>,
     max_version: OnceCell<Microversion>,
+    /// What Keystone and Cinder last answered (readiness shows it).
+    pub(super) health: HealthRecord,
 }
 
 impl Session {
@@ -90,6 +93,7 @@ impl Session {
             token: Mutex::new(TokenSlot::default()),
             project_id: std::sync::OnceLock::new(),
             max_version: OnceCell::new(),
+            health: HealthRecord::default(),
         })
     }
 
@@ -117,7 +121,12 @@ impl Session {
             "miss"
         };
         metrics.token_event(&self.cloud.name, outcome);
-        match self.issue().await {
+        let issued = self.issue().await;
+        match &issued {
+            Ok(_) => self.health.success(Service::Keystone),
+            Err(error) => self.health.failure(Service::Keystone, error),
+        }
+        match issued {
             Ok(token) => {
                 slot.failure = None;
                 slot.token = Some(token.clone());

@@ -19,6 +19,7 @@ mod limits;
 mod metrics;
 mod openapi;
 mod process;
+mod readiness;
 mod replicas;
 mod restart;
 mod retention;
