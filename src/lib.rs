@@ -93,9 +93,23 @@ impl Application {
         let tenant_map = config.tenant_map();
         // Only the mapped entries are read: an admin entry in the same file
         // never acts for a caller, and other entries may be of any kind.
+        if clouds_file.is_dir() {
+            anyhow::bail!(
+                "--clouds-file {}: is a directory, not a clouds.yaml",
+                clouds_file.display()
+            );
+        }
         let clouds =
             openstack::clouds::load_entries(clouds_file, tenant_map.values().map(String::as_str))
-                .context("--tenant TENANT=CLOUD names a clouds.yaml entry the gateway cannot use")?;
+                .map_err(|e| {
+                    let whose = match e {
+                        openstack::clouds::CloudsError::Entry { .. } => {
+                            "--tenant TENANT=CLOUD names a clouds.yaml entry the gateway cannot use".to_owned()
+                        }
+                        _ => format!("--clouds-file {}", clouds_file.display()),
+                    };
+                    anyhow::Error::new(e).context(whose)
+                })?;
         let cinder = OpenStackClient::new(
             clouds,
             UpstreamSettings {

@@ -104,11 +104,12 @@ impl fmt::Debug for Credential {
 /// never a secret's value.
 #[derive(Debug, thiserror::Error)]
 pub enum CloudsError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// The file could not be read (the reason is in the message, not a
+    /// source: the error prints once).
+    #[error("cannot read {path}: {reason}")]
     Read {
         path: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The file is not valid YAML of the expected shape.
     #[error("{path} is not a valid clouds.yaml: {message}")]
@@ -154,9 +155,9 @@ struct RawAuth {
 
 /// Reads and checks every entry of a clouds.yaml file.
 pub fn load(path: &Path) -> Result<BTreeMap<String, Cloud>, CloudsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CloudsError::Read {
+    let text = std::fs::read_to_string(path).map_err(|reason| CloudsError::Read {
         path: path.display().to_string(),
-        source,
+        reason,
     })?;
     parse(&text).map_err(|e| match e {
         CloudsError::Parse { message, .. } => CloudsError::Parse {
@@ -175,9 +176,9 @@ pub fn load_entries<'a>(
     path: &Path,
     names: impl IntoIterator<Item = &'a str>,
 ) -> Result<BTreeMap<String, Cloud>, CloudsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CloudsError::Read {
+    let text = std::fs::read_to_string(path).map_err(|reason| CloudsError::Read {
         path: path.display().to_string(),
-        source,
+        reason,
     })?;
     let mut raw = parse_raw(&text).map_err(|e| match e {
         CloudsError::Parse { message, .. } => CloudsError::Parse {

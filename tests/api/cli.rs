@@ -67,3 +67,50 @@ async fn healthcheck_exits_0_for_a_live_gateway_and_1_for_none() {
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("/healthz"));
 }
+
+#[test]
+fn a_clouds_file_that_is_missing_or_a_folder_is_named_as_such() {
+    let run = |clouds: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_backup-gateway"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--tenant",
+                "tenant-a=cloud-a",
+            ])
+            .args(["--clouds-file", clouds, "--database-url", "sqlite::memory:"])
+            .args([
+                "--jwt-secret",
+                "0123456789abcdef0123456789abcdef",
+                "--jwt-allow-any-issuer-audience",
+            ])
+            .env_remove("BACKUP_GATEWAY_TENANTS")
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let folder = std::env::temp_dir();
+
+    let (missing_status, missing) = run("/nonexistent/clouds.yaml");
+    let (folder_status, in_folder) = run(folder.to_str().expect("utf-8"));
+
+    assert_eq!(missing_status, Some(1));
+    assert!(
+        missing.contains("--clouds-file /nonexistent/clouds.yaml"),
+        "{missing}"
+    );
+    assert!(missing.contains("No such file"), "{missing}");
+    assert_eq!(folder_status, Some(1));
+    assert!(
+        in_folder.contains("is a directory, not a clouds.yaml"),
+        "{in_folder}"
+    );
+    for text in [&missing, &in_folder] {
+        assert!(!text.contains("--tenant"), "blames the tenant map: {text}");
+        assert!(text.matches("os error").count() <= 1, "said twice: {text}");
+    }
+}
