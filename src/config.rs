@@ -52,6 +52,17 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub jwt_secret: Option<SecretString>,
 
+    /// Key source: a file holding that shared secret (a container secret,
+    /// say); one trailing newline is not part of it. Instead of
+    /// --jwt-secret.
+    #[arg(
+        long,
+        env = "BACKUP_GATEWAY_JWT_SECRET_FILE",
+        value_parser = read_secret_file,
+        conflicts_with = "jwt_secret"
+    )]
+    pub jwt_secret_file: Option<SecretString>,
+
     /// Key source: a PEM public key file (RSA, EC or Ed25519) of callers'
     /// JWTs; repeat for several. A token's `kid` selects the file whose
     /// name (without extension) it is.
@@ -306,6 +317,14 @@ impl Config {
             .max(Duration::from_secs(1))
     }
 
+    /// Takes the secrets given as files as if they were given directly.
+    /// Idempotent.
+    pub fn resolve_secret_files(&mut self) {
+        if let Some(secret) = self.jwt_secret_file.take() {
+            self.jwt_secret = Some(secret);
+        }
+    }
+
     /// Checks what flags cannot check one by one. The message names the flag.
     pub fn validate(&self) -> anyhow::Result<()> {
         let sources = [
@@ -444,6 +463,16 @@ impl Config {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         format!("{host}-{}", &suffix[..8])
     }
+}
+
+/// Reads a secret from the file at `path` (without a trailing newline).
+fn read_secret_file(path: &str) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let secret = text
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&text);
+    parse_secret(secret).map_err(|e| format!("the secret in {path} {e}"))
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, String> {

@@ -79,7 +79,11 @@ impl Application {
     /// Checks the configuration, opens (and migrates) the store and reads
     /// the clouds.yaml, to serve on `listener`. Nothing is served until
     /// [`Application::run_until_stopped`].
-    pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
+    pub async fn build_on(
+        mut config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
+        config.resolve_secret_files();
         config.validate()?;
         let store = store::connect(&store::StoreOptions {
             url: config.database_url.clone(),
@@ -102,14 +106,15 @@ impl Application {
         let clouds =
             openstack::clouds::load_entries(clouds_file, tenant_map.values().map(String::as_str))
                 .map_err(|e| {
-                    let whose = match e {
-                        openstack::clouds::CloudsError::Entry { .. } => {
-                            "--tenant TENANT=CLOUD names a clouds.yaml entry the gateway cannot use".to_owned()
-                        }
-                        _ => format!("--clouds-file {}", clouds_file.display()),
-                    };
-                    anyhow::Error::new(e).context(whose)
-                })?;
+                let whose = match e {
+                    openstack::clouds::CloudsError::Entry { .. } => {
+                        "--tenant TENANT=CLOUD names a clouds.yaml entry the gateway cannot use"
+                            .to_owned()
+                    }
+                    _ => format!("--clouds-file {}", clouds_file.display()),
+                };
+                anyhow::Error::new(e).context(whose)
+            })?;
         let cinder = OpenStackClient::new(
             clouds,
             UpstreamSettings {

@@ -87,6 +87,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { demo, mut config } => {
+            config.resolve_secret_files();
             telemetry::init(config.log_format);
             if demo {
                 // The port first: a second demo started by mistake stops

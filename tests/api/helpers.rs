@@ -115,6 +115,7 @@ const JWT_DEFAULTS: [(&[&str], [&str; 2]); 3] = [
     (
         &[
             "--jwt-secret",
+            "--jwt-secret-file",
             "--jwt-public-key",
             "--jwt-jwks-url",
             "--oidc-issuer",
