@@ -117,6 +117,9 @@ async fn head_limit(
             ),
         ));
     }
+    // The bytes the head took on the wire: `METHOD TARGET HTTP/1.1\r\n`
+    // (two spaces, eight for the version, two for the line end), and
+    // `name: value\r\n` per header (four).
     let line = request.method().as_str().len() + target + 12;
     let headers: usize = request
         .headers()
