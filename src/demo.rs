@@ -23,15 +23,38 @@ use crate::{
 };
 use openstack_sim::{RunningSim, Seed, Sim, SimConfig};
 
-/// The demo's store, made anew at every start: the simulator forgets its
-/// backups when it stops, so jobs of an earlier demo would point nowhere.
-pub const DEMO_DATABASE_URL: &str = "sqlite://data/demo.db";
+/// The demo's folder unless `--demo-data` names another.
+pub const DEFAULT_DEMO_DATA: &str = "data";
 
-/// Held by a running demo, so that a second one in the same folder stops.
-const DEMO_LOCK_FILE: &str = "data/demo.lock";
+/// The demo's files, in its folder.
+struct DemoFiles {
+    dir: PathBuf,
+}
 
-/// Where the demo writes what it prints, for `source` in a shell.
-pub const DEMO_ENV_FILE: &str = "data/demo.env";
+impl DemoFiles {
+    /// The demo's store, made anew at every start: the simulator forgets
+    /// its backups when it stops, so jobs of an earlier demo would point
+    /// nowhere.
+    fn database(&self) -> PathBuf {
+        self.dir.join("demo.db")
+    }
+
+    /// Held by a running demo, so that a second one in the same folder
+    /// stops.
+    fn lock(&self) -> PathBuf {
+        self.dir.join("demo.lock")
+    }
+
+    /// Where the demo writes what it prints, for `source` in a shell.
+    fn env(&self) -> PathBuf {
+        self.dir.join("demo.env")
+    }
+
+    /// The simulator's clouds.yaml.
+    fn clouds(&self) -> PathBuf {
+        self.dir.join("demo-clouds.yaml")
+    }
+}
 
 /// How long a simulated backup stays `creating`: long enough to watch a job
 /// run, short enough not to wait.
@@ -44,9 +67,10 @@ const DEMO_AUDIENCE: &str = "backup-gateway";
 
 /// A running demo cloud; dropping it stops the simulator.
 pub struct Demo {
-    /// `data/demo.lock`, held while the demo runs: a second demo in the
-    /// same folder stops before it removes this one's store.
+    /// `demo.lock`, held while the demo runs: a second demo in the same
+    /// folder stops before it removes this one's store.
     _lock: std::fs::File,
+    files: DemoFiles,
     cloud: RunningSim,
     secret: SecretString,
     tenants: Vec<DemoTenant>,
@@ -70,9 +94,12 @@ impl Demo {
     /// Starts the simulator and fills in what the demo needs in `config`:
     /// the clouds.yaml, the tenant map, a JWT secret (unless one is set),
     /// a fresh store (unless one is set), and quick polling.
-    pub async fn start(config: &mut Config) -> anyhow::Result<Demo> {
-        std::fs::create_dir_all("data").context("creating ./data")?;
-        let lock = lock_folder()?;
+    pub async fn start(config: &mut Config, dir: &Path) -> anyhow::Result<Demo> {
+        let files = DemoFiles {
+            dir: dir.to_owned(),
+        };
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let lock = lock_folder(&files.lock())?;
         let seed = Seed::demo();
         let sim = Sim::new(
             SimConfig {
@@ -85,7 +112,7 @@ impl Demo {
             .start()
             .await
             .context("starting the demo OpenStack simulator")?;
-        let clouds_file = PathBuf::from("data/demo-clouds.yaml");
+        let clouds_file = files.clouds();
         write_private(&clouds_file, &cloud.clouds_yaml())?;
         config.clouds_file = Some(clouds_file);
         config.tenants = seed
@@ -94,8 +121,9 @@ impl Demo {
             .map(|t| (t.name.clone(), t.name.clone()))
             .collect();
         if config.database_url.expose_secret() == crate::config::DEFAULT_DATABASE_URL {
-            config.database_url = SecretString::from(DEMO_DATABASE_URL);
-            remove_sqlite_files(Path::new("data/demo.db"))?;
+            let database = files.database();
+            remove_sqlite_files(&database)?;
+            config.database_url = SecretString::from(format!("sqlite://{}", database.display()));
         }
         let secret = config
             .jwt_secret
@@ -122,6 +150,7 @@ impl Demo {
             .collect();
         Ok(Demo {
             _lock: lock,
+            files,
             cloud,
             secret,
             tenants,
@@ -180,7 +209,9 @@ impl Demo {
             ));
             banner.push_str(&format!("  export {var}={token}\n"));
         }
-        write_private(Path::new(DEMO_ENV_FILE), &env)?;
+        let env_file = self.files.env();
+        write_private(&env_file, &env)?;
+        let env_file = env_file.display();
         let snapshot = self
             .tenants
             .first()
@@ -188,7 +219,7 @@ impl Demo {
             .map(String::as_str)
             .unwrap_or("SNAPSHOT_ID");
         banner.push_str(&format!(
-            "\nIn another shell (the variables are also in {DEMO_ENV_FILE}: `source {DEMO_ENV_FILE}`):\n\
+            "\nIn another shell (the variables are also in {env_file}: `source {env_file}`):\n\
              \n  curl -s -H \"Authorization: Bearer $TOKEN_A\" $GATEWAY/snapshots\
              \n  JOB=$(curl -s -o /dev/null -w '%header{{location}}' -X POST -H \"Authorization: Bearer $TOKEN_A\" \\\
              \n      -H 'Content-Type: application/json' -d '{{\"name\": \"first\"}}' $GATEWAY/snapshots/{snapshot}/backups)\
@@ -204,9 +235,8 @@ impl Demo {
     }
 }
 
-/// Takes `data/demo.lock`, or says that another demo holds it.
-fn lock_folder() -> anyhow::Result<std::fs::File> {
-    let path = Path::new(DEMO_LOCK_FILE);
+/// Takes the demo's lock file at `path`, or says that another demo holds it.
+fn lock_folder(path: &Path) -> anyhow::Result<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -216,7 +246,8 @@ fn lock_folder() -> anyhow::Result<std::fs::File> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another demo runs in this folder (it holds {DEMO_LOCK_FILE}): stop it first, or start this one from another folder"
+            "another demo runs in this folder (it holds {}): stop it first, or start this one with another --demo-data",
+            path.display()
         ),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("locking {}", path.display()))

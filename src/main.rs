@@ -29,6 +29,10 @@ enum Command {
         /// two demo tenants, a fresh SQLite store, and printed caller tokens.
         #[arg(long)]
         demo: bool,
+        /// The demo's folder: its store, clouds.yaml, tokens (`demo.env`)
+        /// and lock. Only with --demo.
+        #[arg(long, default_value = backup_gateway::demo::DEFAULT_DEMO_DATA, requires = "demo")]
+        demo_data: PathBuf,
         #[command(flatten)]
         config: Config,
     },
@@ -86,14 +90,18 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { demo, mut config } => {
+        Command::Serve {
+            demo,
+            demo_data,
+            mut config,
+        } => {
             config.resolve_secret_files();
             telemetry::init(config.log_format);
             if demo {
                 // The port first: a second demo started by mistake stops
                 // here, before it touches the first one's data/.
                 let listener = Application::bind(&config).await?;
-                let demo = Demo::start(&mut config).await?;
+                let demo = Demo::start(&mut config, &demo_data).await?;
                 let app = Application::build_on(config, listener).await?;
                 demo.announce(app.address())?;
                 app.run_until_stopped().await

@@ -20,9 +20,15 @@ fn free_port() -> u16 {
 /// Starts `backup-gateway serve --demo --listen 127.0.0.1:PORT` in `dir`,
 /// its output in `dir/NAME.log`.
 fn spawn_demo(dir: &Path, port: u16, name: &str) -> Child {
+    spawn_demo_with(dir, port, name, &[])
+}
+
+/// [`spawn_demo`] with more flags.
+fn spawn_demo_with(dir: &Path, port: u16, name: &str, flags: &[&str]) -> Child {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log");
     Command::new(env!("CARGO_BIN_EXE_backup-gateway"))
         .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .args(flags)
         .current_dir(dir)
         .env_remove("BACKUP_GATEWAY_TENANTS")
         .env_remove("BACKUP_GATEWAY_DATABASE_URL")
@@ -47,9 +53,14 @@ impl Drop for Running {
 /// Waits until the demo in `dir` wrote its variables and answers
 /// `/readyz`; returns `TOKEN_A`.
 async fn wait_ready(dir: &Path, port: u16, child: &mut Child) -> String {
+    wait_ready_in(dir, &dir.join("data"), port, child).await
+}
+
+/// [`wait_ready`] for a demo whose files are in `data`.
+async fn wait_ready_in(dir: &Path, data: &Path, port: u16, child: &mut Child) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(env) = std::fs::read_to_string(dir.join("data/demo.env"))
+        if let Ok(env) = std::fs::read_to_string(data.join("demo.env"))
             && reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
                 .await
                 .is_ok_and(|r| r.status().is_success())
@@ -133,4 +144,25 @@ async fn a_second_demo_never_touches_a_running_ones_store() {
         .await
         .expect("answered");
     assert_eq!(still.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_demo_keeps_its_files_where_demo_data_says() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("elsewhere");
+    let port = free_port();
+
+    let mut demo = Running(spawn_demo_with(
+        dir.path(),
+        port,
+        "first",
+        &["--demo-data", data.to_str().expect("utf-8")],
+    ));
+    let token = wait_ready_in(dir.path(), &data, port, &mut demo.0).await;
+
+    assert!(!token.is_empty());
+    for file in ["demo.db", "demo.env", "demo-clouds.yaml", "demo.lock"] {
+        assert!(data.join(file).exists(), "{file} missing");
+    }
+    assert!(!dir.path().join("data").exists(), "data/ was made too");
 }
