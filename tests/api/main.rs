@@ -16,6 +16,7 @@ mod identity;
 mod idp;
 mod jobs;
 mod limits;
+mod log_secrets;
 mod metrics;
 mod openapi;
 mod process;

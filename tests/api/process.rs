@@ -20,6 +20,8 @@ pub struct GatewayProcess {
     pub starts: usize,
     /// SIGKILLs so far.
     pub kills: usize,
+    /// Its `RUST_LOG` (`info` unless a test wants more).
+    pub log_filter: &'static str,
 }
 
 impl GatewayProcess {
@@ -40,6 +42,7 @@ impl GatewayProcess {
             child: None,
             starts: 0,
             kills: 0,
+            log_filter: "info",
         }
     }
 
@@ -50,7 +53,7 @@ impl GatewayProcess {
         let log = std::fs::File::create(&log_path).expect("create log");
         let child = Command::new(env!("CARGO_BIN_EXE_backup-gateway"))
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.log_filter)
             .env_remove("BACKUP_GATEWAY_TENANTS")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
@@ -82,6 +85,16 @@ impl GatewayProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Everything every start of it logged.
+    pub fn logs(&self) -> String {
+        (0..self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.join(format!("gateway-{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// SIGKILL: no shutdown, no flush, whatever was in flight is cut.

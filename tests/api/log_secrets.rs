@@ -1,0 +1,103 @@
+//! No secret reaches the logs, even at `trace`: the callers' tokens, the
+//! JWT secret, the tenants' application-credential secrets, Keystone's
+//! tokens.
+
+use openstack_sim::{Seed, Sim, SimConfig};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::{
+    chaos::{JWT_SECRET, gateway_flags},
+    process::GatewayProcess,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_and_tokens_never_reach_the_logs_at_trace_level() {
+    // Arrange: the gateway binary logging everything, in front of the
+    // simulator.
+    let seed = Seed::demo();
+    let sim = Sim::new(SimConfig::default(), seed.clone());
+    let cloud = sim.start().await.expect("simulator starts");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let mut gateway =
+        GatewayProcess::new(dir.path(), gateway_flags(dir.path(), &cloud, &seed, &store));
+    gateway.log_filter = "trace";
+    gateway.start().await;
+    let token = backup_gateway::auth::sign_hs256(
+        &SecretString::from(JWT_SECRET.to_owned()),
+        &json!({
+            "tenant": seed.tenants[0].name,
+            "sub": "log-test",
+            "iss": "chaos",
+            "aud": "backup-gateway",
+            "scope": "backups:read backups:write",
+            "exp": chrono::Utc::now().timestamp() + 3600,
+        }),
+    )
+    .expect("sign");
+    let client = reqwest::Client::new();
+    let snapshot = &seed.tenants[0].snapshots[0].id;
+
+    // Act: a create (Keystone and Cinder called), reads, and a refused
+    // token.
+    let created: serde_json::Value = client
+        .post(format!("{}/snapshots/{snapshot}/backups", gateway.address))
+        .bearer_auth(&token)
+        .json(&json!({"name": "logged"}))
+        .send()
+        .await
+        .expect("created")
+        .json()
+        .await
+        .expect("job");
+    let job = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    for path in [
+        format!("/jobs/{job}?wait=1"),
+        "/snapshots".to_owned(),
+        "/jobs".to_owned(),
+    ] {
+        let answer = client
+            .get(format!("{}{path}", gateway.address))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answered");
+        assert!(answer.status().is_success(), "{path}");
+    }
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    client
+        .get(format!("{}/jobs", gateway.address))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .expect("answered");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    gateway.kill();
+    let logs = gateway.logs();
+
+    // Assert: much was logged, and no secret.
+    assert!(logs.contains("TRACE"), "not at trace level:\n{logs}");
+    assert!(logs.contains("issued Keystone token"), "{logs}");
+    let token_signature = token.rsplit('.').next().expect("signature");
+    let mut secrets = vec![
+        ("the caller's token", token.as_str()),
+        ("the caller's token's signature", token_signature),
+        ("the forged token", forged.as_str()),
+        ("the JWT secret", JWT_SECRET),
+        ("a Keystone token", "gAAAAA"),
+    ];
+    for tenant in &seed.tenants {
+        for credential in &tenant.app_credentials {
+            secrets.push((
+                "an application-credential secret",
+                credential.secret.as_str(),
+            ));
+        }
+    }
+    for (what, secret) in secrets {
+        assert!(!logs.contains(secret), "{what} is in the logs");
+    }
+}
