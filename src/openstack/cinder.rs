@@ -314,6 +314,17 @@ impl OpenStackClient {
                 }
             };
             let status = response.status().as_u16();
+            let request_id = request_id_of(&response);
+            // Cinder's request id with every call, to find it in Cinder's
+            // logs; a write at info, the reads (the worker's polling) at
+            // debug.
+            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let upstream_request_id = request_id.as_deref().unwrap_or("");
+            if method == Method::GET {
+                tracing::debug!(cloud = %session.cloud.name, operation = operation_name(&method, path), status, upstream_request_id, elapsed_ms, "Cinder answered");
+            } else {
+                tracing::info!(cloud = %session.cloud.name, operation = operation_name(&method, path), status, upstream_request_id, elapsed_ms, "Cinder answered");
+            }
             if matches!(status, 408 | 429 | 500..=599) {
                 session.health.failure(
                     Service::Cinder,
@@ -331,7 +342,6 @@ impl OpenStackClient {
             } else {
                 session.health.success(Service::Cinder);
             }
-            let request_id = request_id_of(&response);
             if status == 401 && !retried {
                 // The token expired early or was revoked: drop it (unless a
                 // concurrent call already did) and try once with a new one.

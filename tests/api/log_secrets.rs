@@ -81,6 +81,12 @@ async fn secrets_and_tokens_never_reach_the_logs_at_trace_level() {
     // Assert: much was logged, and no secret.
     assert!(logs.contains("TRACE"), "not at trace level:\n{logs}");
     assert!(logs.contains("issued Keystone token"), "{logs}");
+    // Each Cinder call is logged with Cinder's request id.
+    let create_line = logs
+        .lines()
+        .find(|l| l.contains("Cinder answered") && l.contains("create_backup"))
+        .unwrap_or_else(|| panic!("no line for the create:\n{logs}"));
+    assert!(create_line.contains("upstream_request_id=\"req-"), "{create_line}");
     let token_signature = token.rsplit('.').next().expect("signature");
     let mut secrets = vec![
         ("the caller's token", token.as_str()),
