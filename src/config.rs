@@ -15,6 +15,12 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/backup-gateway.db";
 /// Everything `backup-gateway serve` can be told.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
+    /// A TOML file with any of these settings (keys: the flags' names, e.g.
+    /// `max_wait = "30s"`, `tenant = ["team-a=cloud-a"]`). A flag, else its
+    /// environment variable, else the file, else the default.
+    #[arg(long = "config", env = "BACKUP_GATEWAY_CONFIG", value_name = "FILE")]
+    pub config_file: Option<std::path::PathBuf>,
+
     /// Address and port to serve the API on.
     #[arg(long, env = "BACKUP_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

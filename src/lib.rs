@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod config_file;
 pub mod demo;
 pub mod jobs;
 pub mod metrics;
@@ -90,31 +91,8 @@ impl Application {
             pool_size: config.database_pool_size,
         })
         .await?;
-        let clouds_file = config
-            .clouds_file
-            .as_deref()
-            .context("--clouds-file is required")?;
         let tenant_map = config.tenant_map();
-        // Only the mapped entries are read: an admin entry in the same file
-        // never acts for a caller, and other entries may be of any kind.
-        if clouds_file.is_dir() {
-            anyhow::bail!(
-                "--clouds-file {}: is a directory, not a clouds.yaml",
-                clouds_file.display()
-            );
-        }
-        let clouds =
-            openstack::clouds::load_entries(clouds_file, tenant_map.values().map(String::as_str))
-                .map_err(|e| {
-                let whose = match e {
-                    openstack::clouds::CloudsError::Entry { .. } => {
-                        "--tenant TENANT=CLOUD names a clouds.yaml entry the gateway cannot use"
-                            .to_owned()
-                    }
-                    _ => format!("--clouds-file {}", clouds_file.display()),
-                };
-                anyhow::Error::new(e).context(whose)
-            })?;
+        let clouds = load_clouds(&config)?;
         let cinder = OpenStackClient::new(
             clouds,
             UpstreamSettings {
@@ -276,6 +254,59 @@ impl Application {
 }
 
 /// What the verifier of callers' tokens checks, from the configuration.
+/// The clouds.yaml entries of the tenant map, read from `--clouds-file`.
+/// Only the mapped entries are read: an admin entry in the same file never
+/// acts for a caller, and other entries may be of any kind.
+fn load_clouds(
+    config: &Config,
+) -> anyhow::Result<std::collections::BTreeMap<String, openstack::clouds::Cloud>> {
+    let clouds_file = config
+        .clouds_file
+        .as_deref()
+        .context("--clouds-file is required")?;
+    if clouds_file.is_dir() {
+        anyhow::bail!(
+            "--clouds-file {}: is a directory, not a clouds.yaml",
+            clouds_file.display()
+        );
+    }
+    let tenant_map = config.tenant_map();
+    openstack::clouds::load_entries(clouds_file, tenant_map.values().map(String::as_str)).map_err(
+        |e| {
+            let whose = match e {
+                openstack::clouds::CloudsError::Entry { .. } => {
+                    "--tenant TENANT=CLOUD names a clouds.yaml entry the gateway cannot use"
+                        .to_owned()
+                }
+                _ => format!("--clouds-file {}", clouds_file.display()),
+            };
+            anyhow::Error::new(e).context(whose)
+        },
+    )
+}
+
+/// `backup-gateway check-config`: everything `serve` checks before it
+/// serves (settings, the key source, the clouds.yaml entries of the tenant
+/// map, the store's kind), without binding, connecting or calling anyone.
+/// Answers a summary of what was found.
+pub fn check_config(config: &Config) -> anyhow::Result<String> {
+    use secrecy::ExposeSecret;
+    config.validate()?;
+    auth_settings(config)?;
+    let clouds = load_clouds(config)?;
+    let store = store::kind_of(config.database_url.expose_secret())?;
+    let tenants = config.tenant_map();
+    Ok(format!(
+        "configuration OK: {} tenant(s) ({}), {} clouds.yaml entr{}, store {store} ({}), listening on {}",
+        tenants.len(),
+        tenants.keys().cloned().collect::<Vec<_>>().join(", "),
+        clouds.len(),
+        if clouds.len() == 1 { "y" } else { "ies" },
+        store::redact_url(config.database_url.expose_secret()),
+        config.listen,
+    ))
+}
+
 fn auth_settings(config: &Config) -> anyhow::Result<AuthSettings> {
     let keys = if let Some(secret) = &config.jwt_secret {
         KeySource::secret(secret)

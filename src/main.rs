@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use backup_gateway::{Application, api, config::Config, demo::Demo, store, telemetry};
+use backup_gateway::{Application, api, config::Config, config_file, demo::Demo, store, telemetry};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
@@ -18,10 +18,6 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once at start; its size does not matter"
-)]
 enum Command {
     /// Serve the API and run the worker.
     Serve {
@@ -33,6 +29,13 @@ enum Command {
         /// and lock. Only with --demo.
         #[arg(long, default_value = backup_gateway::demo::DEFAULT_DEMO_DATA, requires = "demo")]
         demo_data: PathBuf,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Check the configuration (flags, environment, --config file,
+    /// clouds.yaml, tenant map, key source) without serving; exit 1 with a
+    /// message naming the setting at fault.
+    CheckConfig {
         #[command(flatten)]
         config: Config,
     },
@@ -68,7 +71,13 @@ enum Command {
 /// Runs the command; an error is printed as one line of causes (never a
 /// stack trace, whatever `RUST_BACKTRACE` says) and the exit status is 1.
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_command_line() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("backup-gateway: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,6 +95,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with the settings of `--config FILE` (if any) as the
+/// defaults of `serve` and `check-config`.
+fn parse_command_line() -> anyhow::Result<Cli> {
+    use clap::{Args, CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = Cli::command();
+    if let Some(path) = config_file::config_path(&args) {
+        let settings =
+            config_file::read_settings(&path, &Config::augment_args(clap::Command::new("serve")))?;
+        for name in ["serve", "check-config"] {
+            command = config_file::with_defaults(command, name, &settings);
+        }
+    }
+    let matches = command.get_matches_from(args);
+    Ok(Cli::from_arg_matches(&matches)?)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -120,6 +146,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
             tracing::info!("the job store is ready: its schema is at the latest migration");
+            Ok(())
+        }
+        Command::CheckConfig { mut config } => {
+            config.resolve_secret_files();
+            let summary = backup_gateway::check_config(&config)?;
+            println!("{summary}");
             Ok(())
         }
         Command::Healthcheck { listen, timeout } => healthcheck(listen, timeout).await,

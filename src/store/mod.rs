@@ -37,28 +37,12 @@ impl StoreOptions {
     }
 }
 
-/// Opens the store a `--database-url` names and brings its schema up to
-/// date: `sqlite://PATH` or `postgres://` (`postgresql://`).
-pub async fn connect(options: &StoreOptions) -> anyhow::Result<Arc<dyn JobStore>> {
-    let url = options.url.expose_secret();
+/// The kind of store a `--database-url` names: `sqlite` (`sqlite://PATH`)
+/// or `postgres` (`postgres://`, `postgresql://`).
+pub fn kind_of(url: &str) -> anyhow::Result<&'static str> {
     match url.split_once(':').map(|(scheme, _)| scheme) {
-        Some("sqlite") => {
-            let store = SqliteStore::connect(url, options.pool_size)
-                .await
-                .with_context(|| format!("--database-url {url}: cannot open the SQLite store"))?;
-            Ok(Arc::new(store))
-        }
-        Some("postgres" | "postgresql") => {
-            let store = PostgresStore::connect(url, options.pool_size)
-                .await
-                .with_context(|| {
-                    format!(
-                        "--database-url {}: cannot open the PostgreSQL store",
-                        redact_url(url)
-                    )
-                })?;
-            Ok(Arc::new(store))
-        }
+        Some("sqlite") => Ok("sqlite"),
+        Some("postgres" | "postgresql") => Ok("postgres"),
         Some(scheme) => anyhow::bail!(
             "--database-url: `{scheme}:` stores are not supported; use sqlite://PATH or postgres://USER@HOST/DATABASE"
         ),
@@ -66,6 +50,28 @@ pub async fn connect(options: &StoreOptions) -> anyhow::Result<Arc<dyn JobStore>
             "--database-url `{}` is not a URL such as sqlite://data/backup-gateway.db",
             redact_url(url)
         ),
+    }
+}
+
+/// Opens the store a `--database-url` names and brings its schema up to
+/// date.
+pub async fn connect(options: &StoreOptions) -> anyhow::Result<Arc<dyn JobStore>> {
+    let url = options.url.expose_secret();
+    if kind_of(url)? == "sqlite" {
+        let store = SqliteStore::connect(url, options.pool_size)
+            .await
+            .with_context(|| format!("--database-url {url}: cannot open the SQLite store"))?;
+        Ok(Arc::new(store))
+    } else {
+        let store = PostgresStore::connect(url, options.pool_size)
+            .await
+            .with_context(|| {
+                format!(
+                    "--database-url {}: cannot open the PostgreSQL store",
+                    redact_url(url)
+                )
+            })?;
+        Ok(Arc::new(store))
     }
 }
 

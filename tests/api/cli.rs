@@ -114,3 +114,147 @@ fn a_clouds_file_that_is_missing_or_a_folder_is_named_as_such() {
         assert!(text.matches("os error").count() <= 1, "said twice: {text}");
     }
 }
+
+/// A clouds.yaml with one application-credential entry, `cloud-a`.
+const CLOUDS_YAML: &str = "clouds:\n  cloud-a:\n    auth_type: v3applicationcredential\n    auth:\n      auth_url: https://keystone.example/v3\n      application_credential_id: abc\n      application_credential_secret: s3cret\n";
+
+/// `backup-gateway ARGS` with the environment `env` (and none of the
+/// gateway's own from the caller): its status and output.
+fn gateway(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_backup-gateway"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("BACKUP_GATEWAY_") || key == "OS_CLIENT_CONFIG_FILE" {
+            command.env_remove(key);
+        }
+    }
+    let out = command
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn check_config_reads_a_toml_file_under_the_environment_and_the_flags() {
+    // Arrange: every setting in a file.
+    let dir = tempfile::tempdir().expect("dir");
+    let clouds = dir.path().join("clouds.yaml");
+    std::fs::write(&clouds, CLOUDS_YAML).expect("clouds.yaml");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:7001\"\nclouds_file = \"{}\"\ntenant = [\"team-a=cloud-a\"]\n\
+             jwt_secret = \"0123456789abcdef0123456789abcdef\"\njwt-issuer = \"portal\"\njwt_audience = \"backup-gateway\"\n\
+             database_url = \"postgres://gw:hunter2@db.internal/jobs\"\nmax_wait = \"30s\"\n",
+            clouds.display()
+        ),
+    )
+    .expect("config");
+    let file = config.to_str().expect("utf-8");
+
+    // Act
+    let (from_file, file_text) = gateway(&["check-config", "--config", file], &[]);
+    let (from_env, env_text) = gateway(
+        &["check-config"],
+        &[
+            ("BACKUP_GATEWAY_CONFIG", file),
+            ("BACKUP_GATEWAY_LISTEN", "127.0.0.1:7002"),
+        ],
+    );
+    let (from_flag, flag_text) = gateway(
+        &[
+            "check-config",
+            "--config",
+            file,
+            "--listen",
+            "127.0.0.1:7003",
+        ],
+        &[("BACKUP_GATEWAY_LISTEN", "127.0.0.1:7002")],
+    );
+
+    // Assert: the file's settings, the environment over the file, a flag
+    // over both; the store's password never printed.
+    assert_eq!(from_file, Some(0), "{file_text}");
+    assert!(
+        file_text.contains("configuration OK: 1 tenant(s) (team-a)"),
+        "{file_text}"
+    );
+    assert!(
+        file_text.contains("listening on 127.0.0.1:7001"),
+        "{file_text}"
+    );
+    assert!(file_text.contains("store postgres"), "{file_text}");
+    assert!(!file_text.contains("hunter2"), "{file_text}");
+    assert_eq!(from_env, Some(0), "{env_text}");
+    assert!(
+        env_text.contains("listening on 127.0.0.1:7002"),
+        "{env_text}"
+    );
+    assert_eq!(from_flag, Some(0), "{flag_text}");
+    assert!(
+        flag_text.contains("listening on 127.0.0.1:7003"),
+        "{flag_text}"
+    );
+}
+
+#[test]
+fn check_config_names_the_setting_at_fault() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clouds = dir.path().join("clouds.yaml");
+    std::fs::write(&clouds, CLOUDS_YAML).expect("clouds.yaml");
+    let base = [
+        "check-config",
+        "--clouds-file",
+        clouds.to_str().expect("utf-8"),
+        "--jwt-secret",
+        "0123456789abcdef0123456789abcdef",
+        "--jwt-allow-any-issuer-audience",
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        gateway(&args, &[])
+    };
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("written");
+        path.to_str().expect("utf-8").to_owned()
+    };
+    let unknown = write("unknown.toml", "colour = \"red\"\n");
+    let bad_value = write("bad.toml", "max_wait = \"forever\"\n");
+
+    let cases = [
+        (with(&["--tenant", "team-a=cloud-b"]), "cloud-b"),
+        (
+            with(&["--tenant", "team-a=cloud-a", "--config", &unknown]),
+            "`colour`: no such setting",
+        ),
+        (
+            with(&["--tenant", "team-a=cloud-a", "--config", &bad_value]),
+            "--max-wait",
+        ),
+        (
+            with(&[
+                "--tenant",
+                "team-a=cloud-a",
+                "--database-url",
+                "mysql://db/jobs",
+            ]),
+            "--database-url",
+        ),
+    ];
+
+    for ((status, text), named) in cases {
+        assert_ne!(status, Some(0), "{text}");
+        assert!(text.contains(named), "{named} not named in: {text}");
+    }
+    let (ok, text) = with(&["--tenant", "team-a=cloud-a"]);
+    assert_eq!(ok, Some(0), "{text}");
+}

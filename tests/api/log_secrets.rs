@@ -86,7 +86,10 @@ async fn secrets_and_tokens_never_reach_the_logs_at_trace_level() {
         .lines()
         .find(|l| l.contains("Cinder answered") && l.contains("create_backup"))
         .unwrap_or_else(|| panic!("no line for the create:\n{logs}"));
-    assert!(create_line.contains("upstream_request_id=\"req-"), "{create_line}");
+    assert!(
+        create_line.contains("upstream_request_id=\"req-"),
+        "{create_line}"
+    );
     let token_signature = token.rsplit('.').next().expect("signature");
     let mut secrets = vec![
         ("the caller's token", token.as_str()),
