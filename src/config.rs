@@ -241,6 +241,12 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_MAX_WAITERS", default_value_t = 1024)]
     pub max_waiters: usize,
 
+    /// On SIGTERM or Ctrl-C: how long requests under way and the worker's
+    /// passes under way may take to end before they are cut (keep it below
+    /// the orchestrator's own grace, 30 s on Kubernetes).
+    #[arg(long, env = "BACKUP_GATEWAY_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
     /// Longest `?wait=` a caller may long-poll a job for.
     #[arg(long, env = "BACKUP_GATEWAY_MAX_WAIT", default_value = "60s", value_parser = parse_duration)]
     pub max_wait: Duration,

@@ -172,7 +172,7 @@ impl Application {
                 header_read_timeout: config.header_read_timeout,
                 max_connections: config.max_connections,
                 max_header_bytes: config.max_header_bytes,
-                drain_timeout: config.request_timeout(),
+                drain_timeout: config.shutdown_grace,
             },
             poll_interval: config.poll_interval,
             worker_loop: true,
@@ -212,18 +212,36 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `stop` completes, then finishes in-flight requests. The
-    /// worker runs alongside and stops with the server; jobs it did not
-    /// finish stay in the store for the next start.
+    /// Serves until `stop` completes, then stops: no new connection is
+    /// accepted, long polls answer at once with the job as it is, requests
+    /// under way and the worker's passes under way get the grace period to
+    /// end (a pass is never cut between Cinder's answer and the store
+    /// write unless the grace runs out), and the tenant leases are given
+    /// back. Jobs not finished stay in the store for the next start.
     pub async fn run_until(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let leases = self.worker.leases().clone();
-        let (worker, purger) = if self.worker_loop {
+        let (stopping, stop_worker) = tokio::sync::watch::channel(false);
+        let stop = {
+            let jobs = self.jobs.clone();
+            async move {
+                stop.await;
+                tracing::info!("stopping: no new connections; long polls answer now");
+                jobs.begin_shutdown();
+                let _ = stopping.send(true);
+            }
+        };
+        let (mut worker, purger) = if self.worker_loop {
             let jobs = self.jobs.clone();
             (
-                spawn_worker(self.worker, self.poll_interval, self.worker_alive.clone()),
+                spawn_worker(
+                    self.worker,
+                    self.poll_interval,
+                    self.worker_alive.clone(),
+                    stop_worker,
+                ),
                 tokio::spawn(async move { jobs.purge_every(PURGE_INTERVAL).await }),
             )
         } else {
@@ -237,12 +255,19 @@ impl Application {
             replica = leases.replica(),
             "backup-gateway listening"
         );
+        let grace = self.limits.drain_timeout;
         let served = server::serve(self.listener, self.router, self.limits, stop).await;
-        worker.abort();
         purger.abort();
-        // Ended before the leases are given back: a claim cut short must
-        // not take a lease after they are.
-        let _ = worker.await;
+        // The worker ends before the leases are given back: a claim cut
+        // short must not take a lease after they are.
+        if tokio::time::timeout(grace, &mut worker).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "the worker's passes outlasted the grace period; cutting them (the jobs are found again at the next start)"
+            );
+            worker.abort();
+            let _ = worker.await;
+        }
         self.worker_alive.store(false, Ordering::Relaxed);
         // Other replicas take this one's tenants at once, not after the
         // leases expire.
@@ -253,7 +278,6 @@ impl Application {
     }
 }
 
-/// What the verifier of callers' tokens checks, from the configuration.
 /// The clouds.yaml entries of the tenant map, read from `--clouds-file`.
 /// Only the mapped entries are read: an admin entry in the same file never
 /// acts for a caller, and other entries may be of any kind.
@@ -307,6 +331,7 @@ pub fn check_config(config: &Config) -> anyhow::Result<String> {
     ))
 }
 
+/// What the verifier of callers' tokens checks, from the configuration.
 fn auth_settings(config: &Config) -> anyhow::Result<AuthSettings> {
     let keys = if let Some(secret) = &config.jwt_secret {
         KeySource::secret(secret)
@@ -344,6 +369,7 @@ fn spawn_worker(
     worker: Worker,
     interval: std::time::Duration,
     alive: Arc<AtomicBool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     alive.store(true, Ordering::Relaxed);
     tokio::spawn(async move {
@@ -355,7 +381,7 @@ fn spawn_worker(
             }
         }
         let _alive = Alive(alive);
-        worker.run(interval).await;
+        worker.run(interval, stop).await;
     })
 }
 

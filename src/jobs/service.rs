@@ -101,6 +101,8 @@ pub struct Jobs {
     /// Long polls, woken per job: by this process's writes, and by the
     /// store's announcements of other replicas' writes.
     waiters: Arc<Waiters>,
+    /// Set once the process stops: long polls answer at once.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Jobs {
@@ -124,7 +126,20 @@ impl Jobs {
             tenants,
             waiters,
             settings,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The process is stopping: every long poll answers now, with the job
+    /// as it is, so that shutdown does not wait out their `?wait=`.
+    pub fn begin_shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.waiters.notify_all();
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The tenant names whose cloud entry is `cloud`.
@@ -253,7 +268,7 @@ impl Jobs {
         let deadline = tokio::time::Instant::now() + wait.min(self.settings.max_wait);
         let first = self.get_in(&project_id, id).await?;
         self.shown(std::slice::from_ref(&first)).await;
-        if first.state.is_done() {
+        if first.state.is_done() || self.is_stopping() {
             return Ok(first);
         }
         let Some(waiter) = self.waiters.register(first.id) else {
@@ -267,7 +282,7 @@ impl Jobs {
             // Armed before the read: a change after the read still wakes us.
             notified.as_mut().enable();
             let current = self.get_in(&project_id, id).await?;
-            if changed(&current) {
+            if changed(&current) || self.is_stopping() {
                 return Ok(current);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {

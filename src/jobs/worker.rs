@@ -102,9 +102,12 @@ impl Worker {
     }
 
     /// Starts a pass for every idle tenant it holds every `interval`, and
-    /// renews its leases in between, until the task is dropped. Jobs left
+    /// renews its leases in between, until `stop` turns true (or the task
+    /// is dropped). On `stop` it starts nothing more and returns once the
+    /// passes under way have ended: a pass is never cut between Cinder's
+    /// answer and the store write (the caller bounds the wait). Jobs left
     /// in the store by an earlier process are picked up at the first tick.
-    pub async fn run(self, interval: Duration) {
+    pub async fn run(self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut renewal = tokio::time::interval(self.leases.renew_every());
@@ -112,6 +115,13 @@ impl Worker {
         let mut passes = JoinSet::new();
         loop {
             let scheduled = tokio::select! {
+                changed = stop.changed() => {
+                    // Stopping, or whoever could stop the worker is gone.
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                    continue;
+                }
                 scheduled = ticker.tick() => scheduled,
                 _ = renewal.tick() => {
                     // Passes can outlast a lease's time to live (a slow
@@ -137,6 +147,15 @@ impl Worker {
             metrics
                 .worker_cycle
                 .observe(started.elapsed().as_secs_f64());
+        }
+        tracing::info!(
+            passes = passes.len(),
+            "worker stopping: finishing the passes under way"
+        );
+        while let Some(done) = passes.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a tenant's pass died");
+            }
         }
     }
 

@@ -25,6 +25,7 @@ mod replicas;
 mod restart;
 mod retention;
 mod scenarios;
+mod shutdown;
 mod store_conformance;
 mod takeover;
 mod throughput;

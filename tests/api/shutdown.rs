@@ -1,0 +1,47 @@
+//! Stopping: no new connection, long polls answered at once with the job
+//! as it is, the worker's passes ended between steps, exit clean.
+
+use std::time::Duration;
+
+use crate::helpers::{TestApp, snapshot};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_a_long_poll_answers_at_once_with_the_job_as_it_is() {
+    // Arrange: a running job (its backup takes an hour) and a long poll of
+    // a minute on it.
+    let mut app = TestApp::spawn_live(Duration::from_secs(3600), &["--max-wait", "60s"]).await;
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+    let id = job["id"].as_str().expect("id").to_owned();
+    let poll = {
+        let request = app
+            .client
+            .get(format!("{}/jobs/{id}?wait=60", app.address))
+            .bearer_auth(app.token("tenant-a"));
+        tokio::spawn(async move { request.send().await })
+    };
+    for _ in 0..500 {
+        if app.waiting() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.waiting(), 1, "the long poll never waited");
+
+    // Act: stop the gateway (as SIGTERM does). It stops within its grace
+    // (20 s), well before the poll's minute.
+    app.gateway.stop().await;
+    let answer = tokio::time::timeout(Duration::from_secs(20), poll)
+        .await
+        .expect("the long poll was answered before its minute")
+        .expect("joined")
+        .expect("answered");
+
+    // Assert: the job as it is, not an error.
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.expect("job");
+    assert_eq!(body["id"], id);
+    assert!(
+        matches!(body["state"].as_str(), Some("queued" | "running")),
+        "{body}"
+    );
+}
