@@ -190,6 +190,8 @@ pub async fn problem_details(
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    // Before the line below, which then carries it.
+    tracing::Span::current().record("status", status.as_u16());
     let mut problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         None => problem_for_status(status, max_body_bytes),

@@ -239,6 +239,9 @@ async fn api_headers(
     next: middleware::Next,
 ) -> axum::response::Response {
     let mut response = next.run(request).await;
+    // The request's span carries its status, so every line of it can be
+    // found by outcome.
+    tracing::Span::current().record("status", response.status().as_u16());
     let headers = response.headers_mut();
     headers
         .entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
@@ -370,7 +373,7 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        tracing::info_span!("request", method = %request.method(), matched_path, request_id, tenant = tracing::field::Empty)
+        tracing::info_span!("request", method = %request.method(), matched_path, request_id, tenant = tracing::field::Empty, status = tracing::field::Empty)
     });
     router
         .route(

@@ -110,3 +110,30 @@ async fn secrets_and_tokens_never_reach_the_logs_at_trace_level() {
         assert!(!logs.contains(secret), "{what} is in the logs");
     }
 }
+
+#[tokio::test]
+async fn a_request_is_logged_with_its_id_tenant_route_and_status() {
+    let app = crate::helpers::TestApp::spawn().await;
+
+    let answer = app
+        .get("tenant-a", "/jobs/0193a0c4-7b3e-7f00-8000-000000000001")
+        .await;
+
+    answer.assert_problem(404, "job-not-found");
+    let request_id = answer
+        .header("x-request-id")
+        .expect("request id")
+        .to_owned();
+    let logs = crate::helpers::logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&request_id) && l.contains("request refused"))
+        .unwrap_or_else(|| panic!("no line for {request_id}:\n{logs}"));
+    for field in [
+        "tenant=\"tenant-a\"",
+        "status=404",
+        "matched_path=\"/jobs/{job_id}\"",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+}
