@@ -129,9 +129,11 @@ async fn a_request_is_logged_with_its_id_tenant_route_and_status() {
         .lines()
         .find(|l| l.contains(&request_id) && l.contains("request refused"))
         .unwrap_or_else(|| panic!("no line for {request_id}:\n{logs}"));
+    // In the request's span (`request{...}`), which every line of the
+    // request carries.
     for field in [
         "tenant=\"tenant-a\"",
-        "status=404",
+        "status=404}",
         "matched_path=\"/jobs/{job_id}\"",
     ] {
         assert!(line.contains(field), "{field} missing: {line}");
