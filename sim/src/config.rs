@@ -22,6 +22,10 @@ pub struct SimConfig {
     /// The newest Cinder microversion served (3.71 today); an older value
     /// stands in for an older cloud.
     pub max_microversion: Microversion,
+    /// The host name clients reach the simulator by, in the catalog and the
+    /// clouds.yaml (with the listeners' ports); the listeners' addresses
+    /// when `None`. For a simulator in a container listening on `0.0.0.0`.
+    pub public_host: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -32,6 +36,7 @@ impl Default for SimConfig {
             max_page_limit: 1000,
             availability_zones: vec!["nova".to_owned()],
             max_microversion: Microversion::MAX,
+            public_host: None,
         }
     }
 }

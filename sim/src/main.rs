@@ -29,6 +29,11 @@ struct Args {
         default_value = "127.0.0.1:8776"
     )]
     cinder_listen: SocketAddr,
+    /// The host name clients reach the simulator by, written in Keystone's
+    /// catalog and the clouds.yaml (e.g. the service's name in a compose
+    /// file, when it listens on 0.0.0.0); the listen addresses when absent.
+    #[arg(long, env = "OPENSTACK_SIM_PUBLIC_HOST")]
+    public_host: Option<String>,
     /// JSON file with the tenants (projects, application credentials,
     /// users), volumes, snapshots and quotas to start with; see
     /// sim/examples/seed.json. The two demo tenants when absent.
@@ -152,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
     let config = SimConfig {
         backup_duration: args.backup_duration,
         token_ttl: args.token_ttl,
+        public_host: args.public_host.clone(),
         ..SimConfig::default()
     };
     let sim = Sim::new(config, seed);

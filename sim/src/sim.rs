@@ -63,8 +63,13 @@ impl Sim {
     ) -> std::io::Result<RunningSim> {
         let keystone_listener = TcpListener::bind(keystone).await?;
         let cinder_listener = TcpListener::bind(cinder).await?;
-        let keystone_url = format!("http://{}/v3", keystone_listener.local_addr()?);
-        let cinder_url = format!("http://{}", cinder_listener.local_addr()?);
+        let public_host = self.state().public_host.clone();
+        let public = |address: SocketAddr| match &public_host {
+            Some(host) => format!("{host}:{}", address.port()),
+            None => address.to_string(),
+        };
+        let keystone_url = format!("http://{}/v3", public(keystone_listener.local_addr()?));
+        let cinder_url = format!("http://{}", public(cinder_listener.local_addr()?));
         self.state().urls = Some(Urls {
             keystone: keystone_url.clone(),
             cinder: cinder_url.clone(),

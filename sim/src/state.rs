@@ -193,6 +193,8 @@ pub(crate) struct State {
     pub(crate) backup_duration: Duration,
     pub(crate) token_ttl: Duration,
     pub(crate) max_page_limit: usize,
+    /// See [`SimConfig::public_host`].
+    pub(crate) public_host: Option<String>,
     pub(crate) availability_zones: Vec<String>,
     pub(crate) max_microversion: crate::Microversion,
     pub(crate) fail_reason: Option<String>,
@@ -216,6 +218,7 @@ impl State {
             backup_duration: config.backup_duration,
             token_ttl: config.token_ttl,
             max_page_limit: config.max_page_limit.max(1),
+            public_host: config.public_host,
             availability_zones: config.availability_zones,
             max_microversion: config.max_microversion,
             fail_reason: None,

@@ -75,3 +75,34 @@ fn the_example_seed_starts_a_cloud_whose_clouds_yaml_only_its_owner_reads() {
     assert!(log.contains("listening"), "{log}");
     assert!(!log.contains('\u{1b}'), "colours in a piped log: {log:?}");
 }
+
+#[test]
+fn a_public_host_names_the_simulator_in_its_urls() {
+    let keystone_port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_openstack-sim"))
+        .args(["--public-host", "openstack-sim"])
+        .args(["--keystone-listen", &format!("0.0.0.0:{keystone_port}")])
+        .args(["--cinder-listen", &format!("127.0.0.1:{}", free_port())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut printed = String::new();
+    let mut line = String::new();
+    while stdout.read_line(&mut line).expect("reads") > 0 {
+        printed.push_str(&line);
+        if line.contains("auth_url") {
+            break;
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert!(
+        printed.contains(&format!("http://openstack-sim:{keystone_port}/v3")),
+        "{printed}"
+    );
+    assert!(!printed.contains("0.0.0.0"), "{printed}");
+}
