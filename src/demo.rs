@@ -72,15 +72,59 @@ pub struct Demo {
     _lock: std::fs::File,
     files: DemoFiles,
     cloud: RunningSim,
-    secret: SecretString,
     tenants: Vec<DemoTenant>,
+    minter: TokenMinter,
+}
+
+/// Signs caller tokens as the gateway configured by a [`Config`] with a
+/// shared secret verifies them: its issuer, audience, tenant and scope
+/// claims, every scope. For demos and trials (`backup-gateway token`);
+/// real callers get their tokens from their identity provider.
+pub struct TokenMinter {
+    secret: SecretString,
     issuer: Option<String>,
     audience: Option<String>,
     tenant_claim: String,
-    /// The claim the scopes go in.
     scope_claim: String,
-    /// Every scope the demo's callers hold.
     scopes: String,
+}
+
+impl TokenMinter {
+    /// The minter for `config`, which must verify with a shared secret
+    /// (the only key source the gateway can sign for).
+    pub fn new(config: &Config) -> anyhow::Result<TokenMinter> {
+        let secret = config.jwt_secret.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "a token can be signed only with --jwt-secret (or --jwt-secret-file): the other key sources' private keys are the identity provider's"
+            )
+        })?;
+        Ok(TokenMinter {
+            secret,
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+            tenant_claim: config.tenant_claim.clone(),
+            scope_claim: config.scope_claim.clone(),
+            scopes: format!("{} {}", config.read_scope, config.write_scope),
+        })
+    }
+
+    /// A token of `tenant` with every scope, for `subject`, valid `ttl`.
+    pub fn token(&self, tenant: &str, subject: &str, ttl: Duration) -> anyhow::Result<String> {
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let mut claims = json!({
+            "sub": subject,
+            "exp": chrono::Utc::now().timestamp().saturating_add(ttl),
+        });
+        set_claim(&mut claims, &self.tenant_claim, json!(tenant));
+        set_claim(&mut claims, &self.scope_claim, json!(self.scopes));
+        if let Some(issuer) = &self.issuer {
+            claims["iss"] = json!(issuer);
+        }
+        if let Some(audience) = &self.audience {
+            claims["aud"] = json!(audience);
+        }
+        sign_hs256(&self.secret, &claims)
+    }
 }
 
 /// One demo tenant, for the banner.
@@ -125,12 +169,9 @@ impl Demo {
             remove_sqlite_files(&database)?;
             config.database_url = SecretString::from(format!("sqlite://{}", database.display()));
         }
-        let secret = config
-            .jwt_secret
-            .get_or_insert_with(|| {
-                SecretString::from(format!("demo-{}", uuid::Uuid::new_v4().simple()))
-            })
-            .clone();
+        config.jwt_secret.get_or_insert_with(|| {
+            SecretString::from(format!("demo-{}", uuid::Uuid::new_v4().simple()))
+        });
         // The demo mints its own tokens: for its issuer and audience.
         config
             .jwt_issuer
@@ -152,31 +193,18 @@ impl Demo {
             _lock: lock,
             files,
             cloud,
-            secret,
             tenants,
-            issuer: config.jwt_issuer.clone(),
-            audience: config.jwt_audience.clone(),
-            tenant_claim: config.tenant_claim.clone(),
-            scope_claim: config.scope_claim.clone(),
-            scopes: format!("{} {}", config.read_scope, config.write_scope),
+            minter: TokenMinter::new(config)?,
         })
     }
 
     /// A caller token for a demo tenant, valid for a day.
     pub fn token(&self, tenant: &str) -> anyhow::Result<String> {
-        let mut claims = json!({
-            "sub": format!("demo-user-of-{tenant}"),
-            "exp": chrono::Utc::now().timestamp() + 86_400,
-        });
-        set_claim(&mut claims, &self.tenant_claim, json!(tenant));
-        set_claim(&mut claims, &self.scope_claim, json!(self.scopes));
-        if let Some(issuer) = &self.issuer {
-            claims["iss"] = json!(issuer);
-        }
-        if let Some(audience) = &self.audience {
-            claims["aud"] = json!(audience);
-        }
-        sign_hs256(&self.secret, &claims)
+        self.minter.token(
+            tenant,
+            &format!("demo-user-of-{tenant}"),
+            Duration::from_secs(86_400),
+        )
     }
 
     /// Writes the shell variables to [`DEMO_ENV_FILE`] and prints the banner:

@@ -39,6 +39,20 @@ enum Command {
         #[command(flatten)]
         config: Config,
     },
+    /// Print a caller token of TENANT with every scope, signed with the
+    /// gateway's --jwt-secret and for its issuer and audience (same flags,
+    /// environment and --config file as `serve`): for demos and trials,
+    /// e.g. `docker compose exec gateway backup-gateway token --for tenant-a`.
+    Token {
+        /// The tenant (the tenant claim's value).
+        #[arg(long = "for", value_name = "TENANT")]
+        tenant: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h", value_parser = backup_gateway::config::parse_duration)]
+        valid_for: std::time::Duration,
+        #[command(flatten)]
+        config: Config,
+    },
     /// Create or upgrade the job store's schema, then exit.
     Migrate {
         /// Job store: `sqlite://PATH` or
@@ -106,7 +120,7 @@ fn parse_command_line() -> anyhow::Result<Cli> {
     if let Some(path) = config_file::config_path(&args) {
         let settings =
             config_file::read_settings(&path, &Config::augment_args(clap::Command::new("serve")))?;
-        for name in ["serve", "check-config"] {
+        for name in ["serve", "check-config", "token"] {
             command = config_file::with_defaults(command, name, &settings);
         }
     }
@@ -146,6 +160,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
             tracing::info!("the job store is ready: its schema is at the latest migration");
+            Ok(())
+        }
+        Command::Token {
+            tenant,
+            valid_for,
+            mut config,
+        } => {
+            config.resolve_secret_files();
+            let minter = backup_gateway::demo::TokenMinter::new(&config)?;
+            println!(
+                "{}",
+                minter.token(&tenant, &format!("token-of-{tenant}"), valid_for)?
+            );
             Ok(())
         }
         Command::CheckConfig { mut config } => {

@@ -258,3 +258,43 @@ fn check_config_names_the_setting_at_fault() {
     let (ok, text) = with(&["--tenant", "team-a=cloud-a"]);
     assert_eq!(ok, Some(0), "{text}");
 }
+
+#[tokio::test]
+async fn a_minted_token_is_accepted_by_a_gateway_of_the_same_settings() {
+    use crate::helpers::{JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET};
+    let app = crate::helpers::TestApp::spawn().await;
+    let settings = [
+        "--jwt-secret",
+        JWT_SECRET,
+        "--jwt-issuer",
+        JWT_ISSUER,
+        "--jwt-audience",
+        JWT_AUDIENCE,
+    ];
+
+    let mut args = vec!["token", "--for", "tenant-a", "--valid-for", "10m"];
+    args.extend_from_slice(&settings);
+    let (minted, token) = gateway(&args, &[]);
+    let (unsigned, refusal) = gateway(
+        &[
+            "token",
+            "--for",
+            "tenant-a",
+            "--jwt-jwks-url",
+            "https://idp.example/jwks",
+        ],
+        &[],
+    );
+    let listed = app
+        .client
+        .get(format!("{}/jobs", app.address))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .expect("answered");
+
+    assert_eq!(minted, Some(0), "{token}");
+    assert_eq!(listed.status(), 200);
+    assert_eq!(unsigned, Some(1), "{refusal}");
+    assert!(refusal.contains("--jwt-secret"), "{refusal}");
+}
