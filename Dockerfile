@@ -2,7 +2,7 @@
 # user of its own. The image holds the gateway and the OpenStack simulator
 # (for the compose demo, docker/compose.yaml).
 #   docker build -t backup-gateway .
-#   docker compose -f docker/compose.yaml up          # the demo
+#   docker compose -f docker/compose.yaml up          # the demo (compose.cloud.yaml: a real cloud)
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, in a layer of their own: built from the manifests and
@@ -25,7 +25,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/backup-gateway --create-home gateway \
-    && install -d -o gateway -g gateway /var/lib/backup-gateway/data
+    && install -d -o gateway -g gateway /var/lib/backup-gateway/data /var/lib/backup-gateway/shared
 COPY --from=build /src/target/release/backup-gateway /usr/local/bin/backup-gateway
 COPY --from=build /src/target/release/openstack-sim /usr/local/bin/openstack-sim
 USER gateway

@@ -6,6 +6,7 @@ mod backups;
 mod cancel;
 mod chaos;
 mod cli;
+mod compose;
 mod databases;
 mod demo;
 mod errors;

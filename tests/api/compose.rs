@@ -1,0 +1,230 @@
+//! The container demo, as far as it can be run without a container engine:
+//! `docker/compose.yaml` is read, and the commands its containers run (the
+//! binaries with its arguments and environment) are run here, with the
+//! compose network's names (`openstack-sim`, `postgres`) and ports replaced
+//! by loopback ones and the shared volume by a folder. The demo must answer
+//! as its header says it does.
+
+use std::{
+    collections::BTreeMap,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use super::databases::TestDatabase;
+
+const COMPOSE: &str = include_str!("../../docker/compose.yaml");
+const DOCKERFILE: &str = include_str!("../../Dockerfile");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `${VAR:-default}` as compose reads it with `VAR` unset.
+fn interpolate(value: &str) -> String {
+    match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+        Some(inner) => inner.split_once(":-").map_or("", |(_, d)| d).to_owned(),
+        None => value.to_owned(),
+    }
+}
+
+/// A service's environment, interpolated.
+fn environment(service: &Value) -> BTreeMap<String, String> {
+    service["environment"]
+        .as_object()
+        .map(|env| {
+            env.iter()
+                .map(|(k, v)| (k.clone(), interpolate(v.as_str().unwrap_or_default())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `ENV` settings of the Dockerfile's final image.
+fn image_environment() -> BTreeMap<String, String> {
+    let env = DOCKERFILE
+        .split("\nENV ")
+        .nth(1)
+        .expect("an ENV instruction");
+    let mut lines = Vec::new();
+    for line in env.lines() {
+        lines.push(line.trim().trim_end_matches('\\').trim().to_owned());
+        if !line.trim_end().ends_with('\\') {
+            break;
+        }
+    }
+    lines
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The `openstack-sim` binary, built beside the gateway's by the
+/// workspace's test command (the simulator's own tests need it).
+fn simulator_binary() -> std::path::PathBuf {
+    let path =
+        std::path::Path::new(env!("CARGO_BIN_EXE_backup-gateway")).with_file_name("openstack-sim");
+    assert!(
+        path.exists(),
+        "no {}: run the workspace's tests (`cargo nextest run --workspace`), which build it",
+        path.display()
+    );
+    path
+}
+
+/// Kills a process when the test ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_demo_answers_when_its_containers_commands_run() {
+    // Arrange: the compose file, as compose reads it.
+    let compose: Value = yaml_serde::from_str(COMPOSE).expect("docker/compose.yaml is YAML");
+    let services = &compose["services"];
+    let sim = &services["openstack-sim"];
+    let gateway = &services["gateway"];
+    assert!(services.get("postgres").is_some(), "no PostgreSQL service");
+    for dependency in ["postgres", "openstack-sim"] {
+        assert_eq!(
+            gateway["depends_on"][dependency]["condition"], "service_healthy",
+            "the gateway starts before {dependency} is ready"
+        );
+    }
+    let gateway_env = environment(gateway);
+    let clouds_in_gateway = gateway_env["OS_CLIENT_CONFIG_FILE"].clone();
+    let sim_args: Vec<String> = sim["command"]
+        .as_array()
+        .expect("the simulator's command")
+        .iter()
+        .map(|a| a.as_str().expect("text").to_owned())
+        .collect();
+    let clouds_out = sim_args
+        .iter()
+        .skip_while(|a| *a != "--clouds-yaml-out")
+        .nth(1)
+        .expect("--clouds-yaml-out")
+        .clone();
+    assert_eq!(
+        clouds_out, clouds_in_gateway,
+        "the gateway reads the clouds.yaml the simulator writes"
+    );
+    assert!(DOCKERFILE.contains("HEALTHCHECK"), "no HEALTHCHECK");
+    assert!(
+        DOCKERFILE.contains("\"healthcheck\"]"),
+        "HEALTHCHECK is not the subcommand"
+    );
+    assert!(
+        DOCKERFILE.contains("\nUSER gateway"),
+        "the image runs as root"
+    );
+
+    // The containers' commands, on loopback.
+    let dir = tempfile::tempdir().expect("dir");
+    let clouds = dir.path().join("clouds.yaml");
+    let (keystone, cinder, listen) = (free_port(), free_port(), free_port());
+    let sim_args: Vec<String> = sim_args
+        .iter()
+        .map(|a| match a.as_str() {
+            "0.0.0.0:5000" => format!("127.0.0.1:{keystone}"),
+            "0.0.0.0:8776" => format!("127.0.0.1:{cinder}"),
+            "openstack-sim" => "127.0.0.1".to_owned(),
+            a if a == clouds_out => clouds.display().to_string(),
+            a => a.to_owned(),
+        })
+        .collect();
+    let _sim = Running(
+        Command::new(simulator_binary())
+            .args(&sim_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the simulator starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !clouds.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the simulator wrote no clouds.yaml"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db = TestDatabase::postgres().await;
+    let mut env = image_environment();
+    env.extend(gateway_env);
+    assert!(env["BACKUP_GATEWAY_DATABASE_URL"].starts_with("postgres://"));
+    env.insert("BACKUP_GATEWAY_DATABASE_URL".into(), db.url().to_owned());
+    env.insert("OS_CLIENT_CONFIG_FILE".into(), clouds.display().to_string());
+    assert_eq!(env["BACKUP_GATEWAY_LISTEN"], "0.0.0.0:8080");
+    env.insert(
+        "BACKUP_GATEWAY_LISTEN".into(),
+        format!("127.0.0.1:{listen}"),
+    );
+    let run = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_backup-gateway"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("BACKUP_GATEWAY_") {
+                command.env_remove(key);
+            }
+        }
+        command.args(args).envs(&env).current_dir(dir.path());
+        command
+    };
+    let _gateway = Running(
+        run(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the gateway starts"),
+    );
+
+    // Act: as the compose file's header says, a token and a listing.
+    let token = run(&["token", "--for", "tenant-a"])
+        .output()
+        .expect("a token");
+    let token = String::from_utf8(token.stdout)
+        .expect("text")
+        .trim()
+        .to_owned();
+    let address = format!("http://127.0.0.1:{listen}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let healthy = loop {
+        let health = run(&["healthcheck"]).output().expect("healthcheck runs");
+        if health.status.success() {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let snapshots: Value = reqwest::Client::new()
+        .get(format!("{address}/snapshots"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+
+    // Assert
+    assert!(healthy, "the image's HEALTHCHECK never passed");
+    assert!(
+        snapshots["snapshots"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()),
+        "{snapshots}"
+    );
+}
