@@ -259,6 +259,23 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Records the upstream call of `operation` started at `started`, from
+    /// what sending it gave.
+    pub fn upstream_sent<E>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        sent: &Result<reqwest::Response, E>,
+        started: std::time::Instant,
+    ) {
+        self.upstream_call(
+            service,
+            operation,
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+
     /// Records a token cache event of the tenant acting through `cloud`.
     pub fn token_event(&self, cloud: &str, outcome: &'static str) {
         self.tokens

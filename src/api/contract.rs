@@ -412,17 +412,28 @@ pub(super) fn mark_required(header: &mut utoipa::openapi::Header) {
         .insert("required".to_owned(), serde_json::Value::Bool(true));
 }
 
+/// The operation `method` (`get` or `post`) on `path` of `spec`, to amend
+/// what its annotation says.
+pub(super) fn operation_mut<'a>(
+    spec: &'a mut OpenApi,
+    path: &str,
+    method: &str,
+) -> Option<&'a mut Operation> {
+    let item = spec.paths.paths.get_mut(path)?;
+    match method {
+        "get" => item.get.as_mut(),
+        "post" => item.post.as_mut(),
+        _ => None,
+    }
+}
+
 /// Links from the job a create answers to the operations on it, so that
 /// generated clients and stateful testers can follow them.
 pub(super) struct JobLinks;
 
 impl utoipa::Modify for JobLinks {
     fn modify(&self, openapi: &mut OpenApi) {
-        let Some(create) = openapi
-            .paths
-            .paths
-            .get_mut("/snapshots/{snapshot_id}/backups")
-            .and_then(|item| item.post.as_mut())
+        let Some(create) = operation_mut(openapi, "/snapshots/{snapshot_id}/backups", "post")
         else {
             return;
         };

@@ -146,12 +146,7 @@ pub struct JobGetQuery {
 /// `maximum` of `wait` in `spec` (the committed document has the default).
 pub(super) fn document_max_wait(spec: &mut utoipa::openapi::OpenApi, max_wait_secs: u64) {
     use utoipa::openapi::{RefOr, schema::Schema};
-    let Some(get) = spec
-        .paths
-        .paths
-        .get_mut("/jobs/{job_id}")
-        .and_then(|item| item.get.as_mut())
-    else {
+    let Some(get) = super::contract::operation_mut(spec, "/jobs/{job_id}", "get") else {
         return;
     };
     for parameter in get.parameters.iter_mut().flatten() {

@@ -312,11 +312,8 @@ pub(super) fn document_create(spec: &mut utoipa::openapi::OpenApi) {
         RefOr, Required,
         schema::{ObjectBuilder, Type},
     };
-    let Some(create) = spec
-        .paths
-        .paths
-        .get_mut("/snapshots/{snapshot_id}/backups")
-        .and_then(|item| item.post.as_mut())
+    let Some(create) =
+        super::contract::operation_mut(spec, "/snapshots/{snapshot_id}/backups", "post")
     else {
         return;
     };

@@ -299,11 +299,11 @@ impl OpenStackClient {
             }
             let started = std::time::Instant::now();
             let sent = request.send().await;
-            crate::metrics::metrics().upstream_call(
+            crate::metrics::metrics().upstream_sent(
                 "cinder",
                 operation_name(&method, path),
-                sent.as_ref().ok().map(|r| r.status().as_u16()),
-                started.elapsed().as_secs_f64(),
+                &sent,
+                started,
             );
             let response = match sent {
                 Ok(response) => response,

@@ -88,12 +88,7 @@ pub async fn issue_token(
         .json(&request_body(&cloud.credential))
         .send()
         .await;
-    crate::metrics::metrics().upstream_call(
-        "keystone",
-        "token_issue",
-        sent.as_ref().ok().map(|r| r.status().as_u16()),
-        started.elapsed().as_secs_f64(),
-    );
+    crate::metrics::metrics().upstream_sent("keystone", "token_issue", &sent, started);
     let response = sent.map_err(|e| transport_error(Service::Keystone, &e, limit))?;
     let status = response.status().as_u16();
     let request_id = request_id_of(&response);

@@ -211,12 +211,7 @@ impl Session {
                         .header("X-Auth-Token", token.value.expose_secret())
                         .send()
                         .await;
-                    crate::metrics::metrics().upstream_call(
-                        "cinder",
-                        "version_discovery",
-                        sent.as_ref().ok().map(|r| r.status().as_u16()),
-                        started.elapsed().as_secs_f64(),
-                    );
+                    crate::metrics::metrics().upstream_sent("cinder", "version_discovery", &sent, started);
                     let response = sent
                         .map_err(|e| transport_error(Service::Cinder, &e, self.settings.timeout))?;
                     if response.status().as_u16() == 401 && !retried {
