@@ -219,7 +219,7 @@ impl Demo {
             self.cloud.keystone_url, self.cloud.cinder_url
         ));
         banner.push_str(&format!(
-            "Gateway: {gateway}   (API spec: {gateway}/openapi.json)\n\n"
+            "Gateway: {gateway}   (interactive docs: {gateway}/docs/ ; API spec: {gateway}/openapi.json)\n\n"
         ));
         banner.push_str(&format!("  export GATEWAY={gateway}\n"));
         for tenant in &self.tenants {
