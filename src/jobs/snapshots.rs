@@ -25,6 +25,27 @@ pub struct SnapshotBackups {
     pub backups: Vec<Backup>,
 }
 
+/// A read has nothing Cinder could refuse but the caller's rights (401,
+/// 403) or the resource (404): any other refusal of one (a 400, a 413) is
+/// an answer the gateway did not expect, not a refused backup or a spent
+/// quota, which is what it would mean to a create.
+fn read_error(e: crate::openstack::Error) -> crate::openstack::Error {
+    match e {
+        crate::openstack::Error::Cinder {
+            status,
+            fault,
+            message,
+            request_id,
+        } if !matches!(status, 401 | 403 | 404) => crate::openstack::Error::Unexpected {
+            service: crate::openstack::error::Service::Cinder,
+            status: Some(status),
+            message: format!("a read answered {status} {fault}: {message}"),
+            request_id,
+        },
+        other => other,
+    }
+}
+
 impl Jobs {
     /// One page of the tenant's snapshots, with a marker for the next page
     /// only when there is one.
@@ -68,7 +89,7 @@ impl Jobs {
                     "`page_token` no longer leads anywhere (the snapshot it continues after is gone); list again from the first page".into(),
                 ))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(read_error(e).into()),
         }
     }
 
@@ -84,7 +105,7 @@ impl Jobs {
         self.cinder
             .show_snapshot(cloud, id, ctx)
             .await
-            .map_err(|e| snapshot_error(id, e))
+            .map_err(|e| snapshot_error(id, read_error(e)))
     }
 
     /// A snapshot with the jobs and backups made from it. Cinder cannot
@@ -102,7 +123,7 @@ impl Jobs {
             .cinder
             .show_snapshot(&cloud, id, ctx)
             .await
-            .map_err(|e| snapshot_error(id, e))?;
+            .map_err(|e| snapshot_error(id, read_error(e)))?;
         let filter = JobFilter {
             snapshot_id: Some(snapshot.id.clone()),
             ..Default::default()
@@ -121,7 +142,8 @@ impl Jobs {
         let backups = self
             .cinder
             .list_backups(&cloud, &backup_filter, ctx)
-            .await?
+            .await
+            .map_err(read_error)?
             .into_iter()
             .filter(|b| b.snapshot_id.as_deref() == Some(snapshot.id.as_str()))
             .collect();

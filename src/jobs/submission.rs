@@ -278,7 +278,7 @@ impl Jobs {
                     {
                         Ok(true) => {
                             self.notify(job.id);
-                            return Err(refusal(&job.snapshot_id, e));
+                            return Err(snapshot_error(&job.snapshot_id, e));
                         }
                         Ok(false) => {}
                         Err(store_error) => {
@@ -514,14 +514,6 @@ impl Jobs {
     /// Cinder may go on for as long again after the gateway stopped waiting.
     fn settled_at(&self, posted_at: DateTime<Utc>) -> DateTime<Utc> {
         later(posted_at, self.settings.upstream_timeout.saturating_mul(2))
-    }
-}
-
-/// What the caller of a create refused at once is answered.
-fn refusal(snapshot_id: &str, e: openstack::Error) -> Error {
-    match e {
-        openstack::Error::Cinder { status: 404, .. } => snapshot_error(snapshot_id, e),
-        other => Error::Upstream(other),
     }
 }
 

@@ -415,3 +415,27 @@ async fn dot_segments_are_not_snapshot_ids() {
     assert_eq!(app.sim.calls(Op::SnapshotShow), 0);
     assert_nothing_changed(&app).await;
 }
+
+#[tokio::test]
+async fn a_cinder_refusal_of_a_read_is_an_unexpected_answer_not_a_refused_backup() {
+    // Arrange: Cinder answers the snapshot read and the listing 400 and 413
+    // (which, to a create, would mean a refused backup, a spent quota).
+    let app = TestApp::spawn().await;
+    for (op, status) in [(Op::SnapshotShow, 400), (Op::SnapshotList, 413)] {
+        app.sim.inject(Fault {
+            op,
+            kind: FaultKind::Status(status),
+            times: 1,
+        });
+    }
+
+    // Act
+    let shown = app
+        .get("tenant-a", &format!("/snapshots/{}", snapshot('a', 1)))
+        .await;
+    let listed = app.get("tenant-a", "/snapshots").await;
+
+    // Assert: documented for the reads, and in Cinder's words.
+    shown.assert_problem(502, "upstream-unexpected");
+    listed.assert_problem(502, "upstream-unexpected");
+}
