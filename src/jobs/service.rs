@@ -198,6 +198,7 @@ impl Jobs {
         match self.store.update(job, fence).await {
             Ok(true) => {
                 job.version += 1;
+                tracing::debug!(job_id = %job.id, state = job.state.as_str(), version = job.version, "job change recorded");
                 self.waiters.notify(job.id);
                 if job.state.is_done() {
                     // A job is written done once: its life ends here.

@@ -97,6 +97,29 @@ impl GatewayProcess {
             .collect()
     }
 
+    /// SIGTERM, as an orchestrator stops it: waits (at most 30 s) for it
+    /// to exit and gives its exit code.
+    pub async fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM not sent");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("status") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL: no shutdown, no flush, whatever was in flight is cut.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -45,3 +45,28 @@ async fn on_shutdown_a_long_poll_answers_at_once_with_the_job_as_it_is() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_the_binary_gives_its_leases_back_and_exits_0() {
+    use openstack_sim::{Seed, Sim, SimConfig};
+
+    // Arrange: the binary, serving.
+    let seed = Seed::demo();
+    let sim = Sim::new(SimConfig::default(), seed.clone());
+    let cloud = sim.start().await.expect("simulator starts");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let mut gateway = crate::process::GatewayProcess::new(
+        dir.path(),
+        crate::chaos::gateway_flags(dir.path(), &cloud, &seed, &store),
+    );
+    gateway.start().await;
+
+    // Act
+    let code = gateway.terminate().await;
+
+    // Assert
+    assert_eq!(code, Some(0), "{}", gateway.logs());
+    let logs = gateway.logs();
+    assert!(logs.contains("backup-gateway stopped"), "{logs}");
+}
