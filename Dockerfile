@@ -30,10 +30,11 @@ COPY --from=build /src/target/release/backup-gateway /usr/local/bin/backup-gatew
 COPY --from=build /src/target/release/openstack-sim /usr/local/bin/openstack-sim
 USER gateway
 WORKDIR /var/lib/backup-gateway
-ENV BACKUP_GATEWAY_LISTEN=0.0.0.0:8080 \
-    BACKUP_GATEWAY_DATABASE_URL=sqlite:///var/lib/backup-gateway/data/backup-gateway.db \
-    BACKUP_GATEWAY_LOG_FORMAT=json \
-    OS_CLIENT_CONFIG_FILE=/etc/openstack/clouds.yaml
+# The image's settings are a file, not environment variables: the
+# environment outranks a --config file, so an operator's file replaces
+# these, and their environment or flags still win over both.
+COPY docker/gateway.toml /etc/backup-gateway/gateway.toml
+ENV BACKUP_GATEWAY_CONFIG=/etc/backup-gateway/gateway.toml
 EXPOSE 8080
 # The image has no curl: the gateway probes its own /healthz (on
 # BACKUP_GATEWAY_LISTEN, loopback when that is all interfaces).

@@ -28,13 +28,15 @@ pub struct Config {
     /// Job store: `sqlite://PATH` (one replica; the file and its folder are
     /// created if missing) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`
     /// (several replicas may share it; `?sslmode=require` or `verify-full`
-    /// for TLS).
+    /// for TLS). Default `sqlite://data/backup-gateway.db` (not shown: a
+    /// value from a --config file may hold a password).
     #[arg(
         long,
         env = "BACKUP_GATEWAY_DATABASE_URL",
         default_value = DEFAULT_DATABASE_URL,
         hide_env_values = true,
-        value_parser = parse_secret
+        value_parser = parse_secret,
+        hide_default_value = true
     )]
     pub database_url: SecretString,
 
@@ -55,7 +57,7 @@ pub struct Config {
     pub replica_id: Option<String>,
 
     /// Key source: the shared secret of callers' HS256/384/512 JWTs.
-    #[arg(long, env = "BACKUP_GATEWAY_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    #[arg(long, env = "BACKUP_GATEWAY_JWT_SECRET", hide_env_values = true, hide_default_value = true, value_parser = parse_secret)]
     pub jwt_secret: Option<SecretString>,
 
     /// Key source: a file holding that shared secret (a container secret,
@@ -65,7 +67,8 @@ pub struct Config {
         long,
         env = "BACKUP_GATEWAY_JWT_SECRET_FILE",
         value_parser = read_secret_file,
-        conflicts_with = "jwt_secret"
+        conflicts_with = "jwt_secret",
+        hide_default_value = true
     )]
     pub jwt_secret_file: Option<SecretString>,
 

@@ -99,6 +99,10 @@ pub fn with_defaults(
 ) -> clap::Command {
     command.mut_subcommand(name, |mut subcommand| {
         for (id, values) in settings {
+            // A subcommand takes the settings it has (`migrate`: the store).
+            if !subcommand.get_arguments().any(|arg| arg.get_id() == id) {
+                continue;
+            }
             subcommand = subcommand.mut_arg(id.as_str(), |arg| {
                 arg.default_values(values.iter().map(|v| clap::builder::OsStr::from(v.clone())))
             });

@@ -224,10 +224,14 @@ impl Application {
     ) -> anyhow::Result<()> {
         let leases = self.worker.leases().clone();
         let (stopping, stop_worker) = tokio::sync::watch::channel(false);
+        // One grace for all that ends, counted from the signal.
+        let stopped_at = Arc::new(std::sync::OnceLock::new());
         let stop = {
             let jobs = self.jobs.clone();
+            let stopped_at = stopped_at.clone();
             async move {
                 stop.await;
+                let _ = stopped_at.set(tokio::time::Instant::now());
                 tracing::info!("stopping: no new connections; long polls answer now");
                 jobs.begin_shutdown();
                 let _ = stopping.send(true);
@@ -260,7 +264,15 @@ impl Application {
         purger.abort();
         // The worker ends before the leases are given back: a claim cut
         // short must not take a lease after they are.
-        if tokio::time::timeout(grace, &mut worker).await.is_err() {
+        let deadline = stopped_at
+            .get()
+            .copied()
+            .unwrap_or_else(tokio::time::Instant::now)
+            + grace;
+        if tokio::time::timeout_at(deadline, &mut worker)
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 ?grace,
                 "the worker's passes outlasted the grace period; cutting them (the jobs are found again at the next start)"

@@ -62,6 +62,10 @@ enum Command {
         /// Log format: `compact` or `json`.
         #[arg(long, env = "BACKUP_GATEWAY_LOG_FORMAT", default_value = "compact")]
         log_format: telemetry::LogFormat,
+        /// The TOML file of `serve`'s settings (its `database_url` and
+        /// `log_format` apply here).
+        #[arg(long = "config", env = "BACKUP_GATEWAY_CONFIG", value_name = "FILE")]
+        config_file: Option<PathBuf>,
     },
     /// Probe the local gateway's `/healthz` (a container's HEALTHCHECK: the
     /// image has no curl); exit 0 when it answers 200, 1 otherwise.
@@ -73,6 +77,9 @@ enum Command {
         /// How long to wait for the answer.
         #[arg(long, default_value = "3s", value_parser = backup_gateway::config::parse_duration)]
         timeout: std::time::Duration,
+        /// The TOML file of `serve`'s settings (its `listen` applies here).
+        #[arg(long = "config", env = "BACKUP_GATEWAY_CONFIG", value_name = "FILE")]
+        config_file: Option<PathBuf>,
     },
     /// Print the OpenAPI document (JSON) generated from the code.
     Openapi {
@@ -117,10 +124,16 @@ fn parse_command_line() -> anyhow::Result<Cli> {
     use clap::{Args, CommandFactory, FromArgMatches};
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut command = Cli::command();
-    if let Some(path) = config_file::config_path(&args) {
+    // The commands that read settings; the others never read the file.
+    const READERS: [&str; 5] = ["serve", "check-config", "token", "migrate", "healthcheck"];
+    let reads_settings = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .is_some_and(|name| READERS.contains(&name));
+    if reads_settings && let Some(path) = config_file::config_path(&args) {
         let settings =
             config_file::read_settings(&path, &Config::augment_args(clap::Command::new("serve")))?;
-        for name in ["serve", "check-config", "token"] {
+        for name in READERS {
             command = config_file::with_defaults(command, name, &settings);
         }
     }
@@ -152,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate {
             database_url,
             log_format,
+            config_file: _,
         } => {
             telemetry::init(log_format);
             store::connect(&store::StoreOptions {
@@ -181,7 +195,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{summary}");
             Ok(())
         }
-        Command::Healthcheck { listen, timeout } => healthcheck(listen, timeout).await,
+        Command::Healthcheck {
+            listen,
+            timeout,
+            config_file: _,
+        } => healthcheck(listen, timeout).await,
         Command::Openapi { output } => {
             let text = api::openapi_json()?;
             match output {
@@ -210,6 +228,8 @@ async fn healthcheck(
     let url = format!("http://{listen}/healthz");
     let answer = reqwest::Client::builder()
         .timeout(timeout)
+        // The local gateway, never through a proxy of the environment.
+        .no_proxy()
         .build()?
         .get(&url)
         .send()

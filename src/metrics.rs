@@ -68,8 +68,9 @@ pub struct TokenLabels {
     /// The clouds.yaml entry acting for the tenant.
     pub tenant: String,
     /// `hit` (a cached token served), `miss` (none cached: Keystone asked),
-    /// `refresh` (a cached token near its end, or refused by Cinder,
-    /// replaced), `failure` (Keystone did not give one).
+    /// `refresh` (a cached token near its end replaced), `failure`
+    /// (Keystone did not give one), `backoff` (answered the last failure
+    /// again without asking Keystone, while its backoff lasts).
     pub outcome: &'static str,
 }
 

@@ -180,7 +180,13 @@ async fn record_metrics(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    // Methods the API serves; any other a client sends is `other` (each
+    // would make series of its own).
+    let method = match *request.method() {
+        Method::GET | Method::POST | Method::OPTIONS | Method::HEAD => request.method().as_str(),
+        _ => "other",
+    }
+    .to_owned();
     let response = next.run(request).await;
     let labels = crate::metrics::HttpLabels {
         route,

@@ -138,7 +138,7 @@ impl Jobs {
         self.waiters.notify_all();
     }
 
-    fn is_stopping(&self) -> bool {
+    pub(super) fn is_stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 

@@ -253,14 +253,23 @@ impl Worker {
             let global = self.permits.clone();
             let local = tenant_permits.clone();
             let fence = fence.clone();
-            submissions.spawn(async move {
-                let (Ok(_local), Ok(_global)) =
-                    (local.acquire_owned().await, global.acquire_owned().await)
-                else {
-                    return;
-                };
-                jobs.resubmit(job, &fence).await;
-            });
+            let span = tracing::info_span!("job", job_id = %job.id);
+            submissions.spawn(tracing::Instrument::instrument(
+                async move {
+                    let (Ok(_local), Ok(_global)) =
+                        (local.acquire_owned().await, global.acquire_owned().await)
+                    else {
+                        return;
+                    };
+                    // Stopping: no new submission starts (one under way ends,
+                    // with its store write).
+                    if jobs.is_stopping() {
+                        return;
+                    }
+                    jobs.resubmit(job, &fence).await;
+                },
+                span,
+            ));
         }
         while let Some(done) = submissions.join_next().await {
             if let Err(e) = done {
@@ -300,6 +309,10 @@ impl Worker {
             }
         };
         for mut job in running {
+            // Stopping: the next start concludes the rest.
+            if self.jobs.is_stopping() {
+                break;
+            }
             let Some(backup_id) = job.backup_id.clone() else {
                 continue;
             };
@@ -313,7 +326,12 @@ impl Worker {
             let Ok(_permit) = self.permits.acquire().await else {
                 return;
             };
-            self.conclude(cloud, job, &backup_id, &ctx, fence).await;
+            let span = tracing::info_span!("job", job_id = %job.id);
+            tracing::Instrument::instrument(
+                self.conclude(cloud, job, &backup_id, &ctx, fence),
+                span,
+            )
+            .await;
         }
     }
 

@@ -112,7 +112,7 @@ impl Session {
         if let Some(failure) = &slot.failure
             && now < failure.until
         {
-            metrics.token_event(&self.cloud.name, "failure");
+            metrics.token_event(&self.cloud.name, "backoff");
             return Err(failure.error.clone());
         }
         let outcome = if slot.token.is_some() {

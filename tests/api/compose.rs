@@ -162,11 +162,29 @@ async fn the_compose_demo_answers_when_its_containers_commands_run() {
     }
     let db = TestDatabase::postgres().await;
     let mut env = image_environment();
+    // The image's settings file, as the Dockerfile copies it.
+    let image_config = env
+        .get("BACKUP_GATEWAY_CONFIG")
+        .expect("the image names its settings file")
+        .clone();
+    assert!(
+        DOCKERFILE.contains(&format!("COPY docker/gateway.toml {image_config}")),
+        "the image's settings file is not docker/gateway.toml"
+    );
+    let settings: toml::Table =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker/gateway.toml"))
+            .expect("docker/gateway.toml")
+            .parse()
+            .expect("TOML");
+    assert_eq!(settings["listen"].as_str(), Some("0.0.0.0:8080"));
+    env.insert(
+        "BACKUP_GATEWAY_CONFIG".into(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/docker/gateway.toml").into(),
+    );
     env.extend(gateway_env);
     assert!(env["BACKUP_GATEWAY_DATABASE_URL"].starts_with("postgres://"));
     env.insert("BACKUP_GATEWAY_DATABASE_URL".into(), db.url().to_owned());
     env.insert("OS_CLIENT_CONFIG_FILE".into(), clouds.display().to_string());
-    assert_eq!(env["BACKUP_GATEWAY_LISTEN"], "0.0.0.0:8080");
     env.insert(
         "BACKUP_GATEWAY_LISTEN".into(),
         format!("127.0.0.1:{listen}"),
