@@ -46,15 +46,6 @@ pub struct UpstreamLabels {
     pub status_class: &'static str,
 }
 
-/// An upstream operation (for its latency).
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OperationLabels {
-    /// `keystone` or `cinder`.
-    pub service: &'static str,
-    /// What was asked.
-    pub operation: &'static str,
-}
-
 /// A tenant: its clouds.yaml entry.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TenantLabels {
@@ -103,7 +94,7 @@ pub struct Metrics {
     /// Keystone and Cinder calls by operation and status class.
     pub upstream_calls: Family<UpstreamLabels, Counter>,
     /// Their latency.
-    pub upstream_duration: Histograms<OperationLabels>,
+    pub upstream_duration: Histograms<UpstreamLabels>,
     /// Jobs by state, in the store (all replicas'), read at each scrape.
     pub jobs: Family<StateLabels, Gauge>,
     /// From a job's creation to its terminal state, by that state.
@@ -137,7 +128,7 @@ impl Metrics {
         let http_requests = Family::default();
         let http_duration: Histograms<HttpLabels> = Family::new_with_constructor(latency);
         let upstream_calls = Family::default();
-        let upstream_duration: Histograms<OperationLabels> = Family::new_with_constructor(latency);
+        let upstream_duration: Histograms<UpstreamLabels> = Family::new_with_constructor(latency);
         let jobs = Family::default();
         let job_duration: Histograms<StateLabels> = Family::new_with_constructor(job_duration);
         let tokens = Family::default();
@@ -162,7 +153,7 @@ impl Metrics {
         );
         registry.register(
             "upstream_request_duration_seconds",
-            "Keystone and Cinder call latency by service and operation",
+            "Keystone and Cinder call latency by service, operation and status class",
             upstream_duration.clone(),
         );
         registry.register(
@@ -248,15 +239,14 @@ impl Metrics {
             Some(_) => "5xx",
             None => "error",
         };
-        self.upstream_calls
-            .get_or_create(&UpstreamLabels {
-                service,
-                operation,
-                status_class,
-            })
-            .inc();
+        let labels = UpstreamLabels {
+            service,
+            operation,
+            status_class,
+        };
+        self.upstream_calls.get_or_create(&labels).inc();
         self.upstream_duration
-            .get_or_create(&OperationLabels { service, operation })
+            .get_or_create(&labels)
             .observe(seconds);
     }
 

@@ -53,6 +53,12 @@ async fn metrics_count_requests_by_route_upstream_calls_jobs_and_tokens() {
             r#"backup_gateway_upstream_requests_total{service="keystone",operation="token_issue",status_class="2xx"}"#
         ) >= 1.0
     );
+    assert_eq!(
+        value(
+            r#"backup_gateway_upstream_request_duration_seconds_count{service="cinder",operation="create_backup",status_class="2xx"}"#
+        ),
+        1.0
+    );
     assert_eq!(value(r#"backup_gateway_jobs{state="succeeded"}"#), 1.0);
     assert_eq!(value(r#"backup_gateway_jobs{state="running"}"#), 0.0);
     assert_eq!(

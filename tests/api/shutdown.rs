@@ -70,3 +70,40 @@ async fn on_sigterm_the_binary_gives_its_leases_back_and_exits_0() {
     let logs = gateway.logs();
     assert!(logs.contains("backup-gateway stopped"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_a_request_under_way_is_answered_not_cut() {
+    use openstack_sim::{Fault, FaultKind, Op};
+
+    // Arrange: a create whose snapshot read Cinder answers in 2 s.
+    let mut app = TestApp::spawn().await;
+    app.get("tenant-a", "/jobs").await;
+    app.sim.inject(Fault {
+        op: Op::SnapshotShow,
+        kind: FaultKind::Delay(Duration::from_secs(2)),
+        times: 1,
+    });
+    let request = app
+        .client
+        .post(format!(
+            "{}/snapshots/{}/backups",
+            app.address,
+            snapshot('a', 1)
+        ))
+        .bearer_auth(app.token("tenant-a"))
+        .json(&serde_json::json!({}));
+    let create = tokio::spawn(async move { request.send().await });
+    for _ in 0..500 {
+        if app.sim.calls(Op::SnapshotShow) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Act: stop while Cinder is still answering.
+    app.gateway.stop().await;
+    let answer = create.await.expect("joined").expect("answered, not cut");
+
+    // Assert
+    assert_eq!(answer.status(), 202);
+}
