@@ -463,6 +463,15 @@ impl Gateway {
         }
     }
 
+    /// What a stop signal does first: long polls answer now, and the
+    /// worker starts no new step.
+    pub fn begin_shutdown(&self) {
+        self.jobs
+            .as_ref()
+            .expect("gateway started")
+            .begin_shutdown();
+    }
+
     /// Runs one worker cycle.
     pub async fn cycle(&self) {
         let worker = self.worker.as_ref().expect("gateway started");

@@ -107,3 +107,27 @@ async fn on_shutdown_a_request_under_way_is_answered_not_cut() {
     // Assert
     assert_eq!(answer.status(), 202);
 }
+
+#[tokio::test]
+async fn once_stopping_the_worker_starts_no_new_submission() {
+    use openstack_sim::{Fault, FaultKind, Op};
+
+    // Arrange: a job whose first POST Cinder refused with a 503, due again.
+    let app = TestApp::spawn().await;
+    app.sim.inject(Fault {
+        op: Op::BackupCreate,
+        kind: FaultKind::Status(503),
+        times: 1,
+    });
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+    let id = job["id"].as_str().expect("id").to_owned();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+
+    // Act: the stop signal, then what would be the next cycle.
+    app.begin_shutdown();
+    app.cycle().await;
+
+    // Assert: no second POST; the job waits in the store for the next start.
+    assert_eq!(app.sim.calls(Op::BackupCreate), 1);
+    assert_eq!(app.job("tenant-a", &id).await["state"], "queued");
+}
