@@ -375,15 +375,19 @@ fn document_snapshot_ids(operation: &mut Operation) {
                 .schema_type(Type::String)
                 .min_length(Some(1))
                 .build();
-            // utoipa has no builder for `not`; an extension entry
-            // serializes as a keyword of the schema all the same.
-            schema
-                .extensions
-                .get_or_insert_with(Default::default)
-                .insert("not".to_owned(), serde_json::json!({ "enum": [".", ".."] }));
+            refuse(&mut schema, serde_json::json!({ "enum": [".", ".."] }));
             parameter.schema = Some(RefOr::T(Schema::Object(schema)));
         }
     }
+}
+
+/// Adds `not: refused` to `schema`. utoipa has no builder for `not`; an
+/// extension entry serializes as a keyword of the schema all the same.
+pub(super) fn refuse(schema: &mut utoipa::openapi::Object, refused: serde_json::Value) {
+    schema
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert("not".to_owned(), refused);
 }
 
 /// Every answer carries `X-Request-Id`.

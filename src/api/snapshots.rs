@@ -213,11 +213,7 @@ fn metadata_schema() -> utoipa::openapi::Object {
         .max_length(Some(MAX_FIELD_CHARS))
         .pattern(Some(METADATA_KEY_PATTERN))
         .build();
-    // utoipa has no builder for `not`; an extension entry serializes as a
-    // keyword of the schema all the same.
-    key.extensions
-        .get_or_insert_with(Default::default)
-        .insert("not".to_owned(), json!({ "const": JOB_ID_METADATA_KEY }));
+    super::contract::refuse(&mut key, json!({ "const": JOB_ID_METADATA_KEY }));
     let value = ObjectBuilder::new()
         .schema_type(Type::String)
         .max_length(Some(MAX_FIELD_CHARS))

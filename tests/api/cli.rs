@@ -5,29 +5,23 @@ use std::process::Command;
 
 #[test]
 fn a_configuration_error_is_one_line_naming_the_problem_even_with_backtraces_on() {
-    let out = Command::new(env!("CARGO_BIN_EXE_backup-gateway"))
-        .args([
+    let (status, stderr) = gateway(
+        &[
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--tenant",
             "tenant-a=cloud-a",
-        ])
-        .args([
             "--database-url",
             "sqlite::memory:",
             "--jwt-secret",
             "0123456789abcdef0123456789abcdef",
             "--jwt-allow-any-issuer-audience",
-        ])
-        .env("RUST_BACKTRACE", "1")
-        .env_remove("OS_CLIENT_CONFIG_FILE")
-        .env_remove("BACKUP_GATEWAY_TENANTS")
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        ],
+        &[("RUST_BACKTRACE", "1")],
+    );
 
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(status, Some(1), "{stderr}");
     assert!(stderr.contains("backup-gateway: "), "{stderr}");
     assert!(stderr.contains("clouds-file"), "{stderr}");
     assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
@@ -71,26 +65,22 @@ async fn healthcheck_exits_0_for_a_live_gateway_and_1_for_none() {
 #[test]
 fn a_clouds_file_that_is_missing_or_a_folder_is_named_as_such() {
     let run = |clouds: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_backup-gateway"))
-            .args([
+        gateway(
+            &[
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
                 "--tenant",
                 "tenant-a=cloud-a",
-            ])
-            .args(["--clouds-file", clouds, "--database-url", "sqlite::memory:"])
-            .args([
+                "--clouds-file",
+                clouds,
+                "--database-url",
+                "sqlite::memory:",
                 "--jwt-secret",
                 "0123456789abcdef0123456789abcdef",
                 "--jwt-allow-any-issuer-audience",
-            ])
-            .env_remove("BACKUP_GATEWAY_TENANTS")
-            .output()
-            .expect("runs");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+            ],
+            &[],
         )
     };
     let folder = std::env::temp_dir();

@@ -13,17 +13,10 @@ use std::{
 
 use serde_json::Value;
 
-use super::databases::TestDatabase;
+use super::{databases::TestDatabase, helpers::free_port};
 
 const COMPOSE: &str = include_str!("../../docker/compose.yaml");
 const DOCKERFILE: &str = include_str!("../../Dockerfile");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// `${VAR:-default}` as compose reads it with `VAR` unset.
 fn interpolate(value: &str) -> String {

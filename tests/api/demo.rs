@@ -9,13 +9,7 @@ use std::{
 
 use reqwest::StatusCode;
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+use crate::helpers::free_port;
 
 /// Starts `backup-gateway serve --demo --listen 127.0.0.1:PORT` in `dir`,
 /// its output in `dir/NAME.log`.
