@@ -28,9 +28,10 @@
 # SCHEMATHESIS_TIMEOUT bounds each run's wall time in seconds (default 600);
 # SCHEMATHESIS_MAX_EXAMPLES overrides the examples per operation of run 1.
 # Exits non-zero when either run found a failure or an error (or timed out);
-# no check is excluded or relaxed. schemathesis/hooks.py gives positive cases
-# the two values no schema can describe (a real page token, a fresh
-# Idempotency-Key); negative cases go as generated.
+# no check is excluded or relaxed. schemathesis/hooks.py gives cases the two
+# values no schema can describe (a real page token, a fresh Idempotency-Key)
+# wherever the generated value fits the schema; values made to break it go
+# as generated.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -109,7 +110,7 @@ EOF
 rm -rf "$REPORTS"
 mkdir -p "$REPORTS"
 # Values valid only by the server's word (a page token it gave out, a first
-# use of an Idempotency-Key) are given to positive cases by the hooks.
+# use of an Idempotency-Key) are given by the hooks.
 export SCHEMATHESIS_HOOKS=hooks
 export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
 # Schemathesis and Hypothesis keep state in the current folder
