@@ -195,6 +195,15 @@ impl Faults {
         *self.chaos.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
+    /// The chaos in force, if any.
+    pub(crate) fn chaos(&self) -> Option<Chaos> {
+        self.chaos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|state| state.chaos.clone())
+    }
+
     /// What chaos has done so far.
     pub(crate) fn stats(&self) -> ChaosStats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())

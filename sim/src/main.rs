@@ -11,9 +11,31 @@ use anyhow::Context;
 use clap::Parser;
 use openstack_sim::{Chaos, Seed, Sim, SimConfig};
 
+/// `--help`'s description: the summary, then the control endpoint, which
+/// has no flag of its own to document it.
+const LONG_ABOUT: &str = r#"A Keystone v3 + Cinder v3 simulator for testing and demos of backup-gateway.
+
+Control endpoint: the Keystone listener (the auth_url's host and port) also
+serves /_sim/, to read the call counters and change settings while the
+simulator runs. It has no authentication: a test tool, keep it on loopback.
+Its own calls are not counted, and faults and chaos spare them.
+
+  GET    /_sim/calls           calls answered, by service, operation and
+                               status (0: the connection was cut), as JSON
+  DELETE /_sim/calls           reset the counters (204)
+  GET    /_sim/settings        backup_duration_ms, token_ttl_ms,
+                               fail_reason and chaos (null when off)
+  PATCH  /_sim/settings        set any of those, e.g.
+                               {"backup_duration_ms": 0, "chaos": null}
+                               or {"chaos": {"error_rate": 0.3}} (merged
+                               over the chaos in force); a bad field is
+                               a 400 and changes nothing
+  POST   /_sim/finish-pending  end every creating or deleting backup now
+  GET    /_sim/backups/count   backups by status, all projects"#;
+
 /// A Keystone v3 + Cinder v3 simulator for testing and demos of backup-gateway.
 #[derive(Debug, Parser)]
-#[command(name = "openstack-sim", version)]
+#[command(name = "openstack-sim", version, long_about = LONG_ABOUT)]
 struct Args {
     /// Address Keystone listens on.
     #[arg(

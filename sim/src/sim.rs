@@ -14,10 +14,13 @@ use tokio::task::JoinHandle;
 
 use crate::faults::{Faults, Misbehaviour};
 use crate::microversion::Microversion;
-use crate::ops::CallCounters;
+use crate::ops::{Answering, CallCounters};
 use crate::seed::{Quotas, Seed, SnapshotSeed, VolumeSeed};
 use crate::state::{State, Urls};
-use crate::{Chaos, ChaosStats, Fault, Op, SimConfig, cinder, keystone, server};
+use crate::{
+    BackupCounts, CallCount, Chaos, ChaosStats, Fault, Op, SimConfig, cinder, control, keystone,
+    server,
+};
 
 /// A Keystone + Cinder simulator. Cheap to clone; clones share state.
 #[derive(Clone)]
@@ -27,7 +30,7 @@ pub struct Sim {
 
 struct Inner {
     state: Mutex<State>,
-    counters: CallCounters,
+    counters: Arc<CallCounters>,
     faults: Faults,
 }
 
@@ -43,7 +46,7 @@ impl Sim {
         Sim {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::new(config, seed)),
-                counters: CallCounters::default(),
+                counters: Arc::default(),
                 faults: Faults::default(),
             }),
         }
@@ -78,7 +81,9 @@ impl Sim {
         let tasks = vec![
             server::spawn(
                 keystone_listener,
-                keystone::router(self.clone()),
+                // The control endpoint sits beside Keystone: the one
+                // address every client of the simulator already has.
+                keystone::router(self.clone()).nest("/_sim", control::router(self.clone())),
                 stopped.clone(),
             ),
             server::spawn(cinder_listener, cinder::router(self.clone()), stopped),
@@ -102,8 +107,9 @@ impl Sim {
         state
     }
 
-    pub(crate) fn record_call(&self, op: Op) {
-        self.inner.counters.record(op);
+    /// Counts a call of `op` as it arrives; the result counts its answer.
+    pub(crate) fn begin_call(&self, op: Op) -> Answering {
+        self.inner.counters.begin(op)
     }
 
     /// What happens to this call of `op` (on `project`, for Cinder's
@@ -122,7 +128,16 @@ impl Sim {
         self.inner.counters.all()
     }
 
-    /// Sets all call counters to zero.
+    /// Answered calls by service, operation and the status of the answer
+    /// actually given (an injected fault's or chaos' included; a cut
+    /// connection's is [`CallCount::NO_ANSWER`]), sorted by service, then
+    /// operation, then status. A call is counted here once answered, so a
+    /// call still under way is in [`Sim::calls`] but not yet here.
+    pub fn calls_by_status(&self) -> Vec<CallCount> {
+        self.inner.counters.by_status()
+    }
+
+    /// Sets all call counters to zero, those of [`Sim::calls_by_status`] too.
     pub fn reset_calls(&self) {
         self.inner.counters.reset();
     }
@@ -166,6 +181,11 @@ impl Sim {
         self.inner.faults.set_chaos(chaos);
     }
 
+    /// The chaos in force, as last set; `None` when it is off.
+    pub fn chaos(&self) -> Option<Chaos> {
+        self.inner.faults.chaos()
+    }
+
     /// How many calls chaos has delayed, failed or cut since start.
     pub fn chaos_stats(&self) -> ChaosStats {
         self.inner.faults.stats()
@@ -198,7 +218,7 @@ impl Sim {
 
     /// Removes a snapshot at once, as if deleted by its owner.
     pub fn delete_snapshot(&self, snapshot_id: &str) {
-        self.state().snapshots.retain(|s| s.id != snapshot_id);
+        self.state().remove_snapshot(snapshot_id);
     }
 
     /// Removes a backup at once, as if deleted outside the gateway.
@@ -214,20 +234,20 @@ impl Sim {
             .as_ref()
             .map(|u| u.cinder.clone())
             .unwrap_or_else(|| "http://127.0.0.1".to_owned());
-        let mut backups: Vec<_> = state
-            .backups
-            .iter()
-            .filter(|b| b.project_id == project_id)
-            .collect();
-        backups.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.seq)));
         let version = Microversion {
             major: 3,
             minor: 43,
         };
-        backups
-            .into_iter()
+        state
+            .backups()
+            .newest_first(project_id)
             .map(|b| cinder::backups::render_detail(b, version, &base, false))
             .collect()
+    }
+
+    /// How many backups there are in each status, over all projects.
+    pub fn backup_counts(&self) -> BackupCounts {
+        self.state().backups().counts()
     }
 
     /// Sets a backup's status (e.g. `restoring`, or one a newer Cinder

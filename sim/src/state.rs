@@ -3,6 +3,9 @@
 //! their life cycle. Time passes lazily: every access first applies the
 //! transitions that are due (`advance`), so no background task is needed
 //! and a test can make time "pass" by shortening the backup duration.
+//! Volumes, snapshots and backups live in indexed stores (`tables`): that
+//! step, a lookup and a listing cost what they find, not the size of the
+//! cloud.
 //! Knows nothing of HTTP or JSON views.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,6 +15,11 @@ use chrono::{DateTime, Utc};
 
 use crate::seed::{AppCredentialSeed, Quotas, Seed, SnapshotSeed, UserSeed, VolumeSeed};
 use crate::{SimConfig, ids};
+
+mod tables;
+
+pub use tables::BackupCounts;
+pub(crate) use tables::{Backups, Table};
 
 /// Why a bad-AZ backup fails (exchange 24: no `cinder-backup` in that zone).
 pub(crate) const NO_SERVICE_REASON: &str = "Service not found for creating backup.";
@@ -57,7 +65,7 @@ pub(crate) struct Snapshot {
 }
 
 /// Backup statuses the simulator produces (docs/OPENSTACK-API.md §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum BackupStatus {
     Creating,
     Available,
@@ -79,7 +87,7 @@ impl BackupStatus {
         }
     }
 
-    fn parse(text: &str) -> Option<BackupStatus> {
+    pub(crate) fn parse(text: &str) -> Option<BackupStatus> {
         [
             BackupStatus::Creating,
             BackupStatus::Available,
@@ -198,10 +206,13 @@ pub(crate) struct State {
     pub(crate) availability_zones: Vec<String>,
     pub(crate) max_microversion: crate::Microversion,
     pub(crate) fail_reason: Option<String>,
+    /// In seed order, which the clouds.yaml keeps; only their quotas change.
     pub(crate) tenants: Vec<Tenant>,
-    pub(crate) volumes: Vec<Volume>,
-    pub(crate) snapshots: Vec<Snapshot>,
-    pub(crate) backups: Vec<Backup>,
+    /// Position in `tenants` of each project id.
+    tenant_index: HashMap<String, usize>,
+    volumes: Table<Volume>,
+    snapshots: Table<Snapshot>,
+    backups: Backups,
     pub(crate) tokens: HashMap<String, Token>,
     pub(crate) role_ids: BTreeMap<String, String>,
     pub(crate) catalog: CatalogIds,
@@ -223,9 +234,10 @@ impl State {
             max_microversion: config.max_microversion,
             fail_reason: None,
             tenants: Vec::new(),
-            volumes: Vec::new(),
-            snapshots: Vec::new(),
-            backups: Vec::new(),
+            tenant_index: HashMap::new(),
+            volumes: Table::default(),
+            snapshots: Table::default(),
+            backups: Backups::default(),
             tokens: HashMap::new(),
             role_ids: BTreeMap::new(),
             catalog: CatalogIds::new(),
@@ -243,6 +255,10 @@ impl State {
             }
             let count = tenant.volumes.len() + tenant.snapshots.len();
             let oldest = now - chrono::Duration::seconds(i64::try_from(count).unwrap_or(0) + 60);
+            state
+                .tenant_index
+                .entry(tenant.project_id.clone())
+                .or_insert(state.tenants.len());
             state.tenants.push(Tenant {
                 name: tenant.name,
                 project_id: tenant.project_id.clone(),
@@ -259,10 +275,19 @@ impl State {
                 state.insert_snapshot(&tenant.project_id, snapshot, created);
             }
         }
-        // Sequence numbers break `created_at` ties; make them follow age.
-        state.snapshots.sort_by_key(|s| s.created_at);
-        for snapshot in &mut state.snapshots {
-            snapshot.seq = state.next_seq;
+        // Sequence numbers break `created_at` ties; make them follow age,
+        // seed order among equals (the order they were stored in).
+        let mut by_age: Vec<(DateTime<Utc>, u64, String)> = state
+            .snapshots
+            .iter()
+            .map(|s| (s.created_at, s.seq, s.id.clone()))
+            .collect();
+        by_age.sort();
+        for (_, _, id) in by_age {
+            let seq = state.next_seq;
+            if let Some(snapshot) = state.snapshots.get_mut(&id) {
+                snapshot.seq = seq;
+            }
             state.next_seq += 1;
         }
         state
@@ -295,8 +320,7 @@ impl State {
 
     pub(crate) fn insert_volume(&mut self, project_id: &str, v: VolumeSeed, at: DateTime<Utc>) {
         let user_id = self.owner_of(project_id);
-        self.volumes.retain(|old| old.id != v.id);
-        self.volumes.push(Volume {
+        self.volumes.insert(Volume {
             id: v.id,
             project_id: project_id.to_owned(),
             name: v.name,
@@ -311,8 +335,7 @@ impl State {
     pub(crate) fn insert_snapshot(&mut self, project_id: &str, s: SnapshotSeed, at: DateTime<Utc>) {
         let user_id = self.owner_of(project_id);
         let seq = self.next_seq();
-        self.snapshots.retain(|old| old.id != s.id);
-        self.snapshots.push(Snapshot {
+        self.snapshots.insert(Snapshot {
             id: s.id,
             project_id: project_id.to_owned(),
             name: s.name,
@@ -327,44 +350,58 @@ impl State {
         });
     }
 
+    /// Removes a snapshot at once; its backups keep their `snapshot_id`.
+    pub(crate) fn remove_snapshot(&mut self, id: &str) {
+        self.snapshots.remove(id);
+    }
+
     pub(crate) fn tenant(&self, project_id: &str) -> Option<&Tenant> {
-        self.tenants.iter().find(|t| t.project_id == project_id)
+        let index = *self.tenant_index.get(project_id)?;
+        self.tenants.get(index)
     }
 
     pub(crate) fn tenant_mut(&mut self, project_id: &str) -> Option<&mut Tenant> {
-        self.tenants.iter_mut().find(|t| t.project_id == project_id)
+        let index = *self.tenant_index.get(project_id)?;
+        self.tenants.get_mut(index)
     }
 
     pub(crate) fn volume(&self, id: &str) -> Option<&Volume> {
-        self.volumes.iter().find(|v| v.id == id)
+        self.volumes.get(id)
+    }
+
+    /// A project's volumes, in no particular order.
+    pub(crate) fn volumes_of<'a>(&'a self, project_id: &str) -> impl Iterator<Item = &'a Volume> {
+        self.volumes.of_project(project_id)
     }
 
     pub(crate) fn snapshot(&self, id: &str) -> Option<&Snapshot> {
-        self.snapshots.iter().find(|s| s.id == id)
+        self.snapshots.get(id)
     }
 
+    /// A snapshot to change in place (status, `updated_at`).
     pub(crate) fn snapshot_mut(&mut self, id: &str) -> Option<&mut Snapshot> {
-        self.snapshots.iter_mut().find(|s| s.id == id)
+        self.snapshots.get_mut(id)
+    }
+
+    /// The snapshots, for lookups and listings; changes go through `State`.
+    pub(crate) fn snapshots(&self) -> &Table<Snapshot> {
+        &self.snapshots
     }
 
     pub(crate) fn backup(&self, id: &str) -> Option<&Backup> {
-        self.backups.iter().find(|b| b.id == id)
+        self.backups.get(id)
     }
 
-    pub(crate) fn backup_mut(&mut self, id: &str) -> Option<&mut Backup> {
-        self.backups.iter_mut().find(|b| b.id == id)
+    /// The backups, for lookups and listings; changes go through `State`,
+    /// which keeps their indexes in step.
+    pub(crate) fn backups(&self) -> &Backups {
+        &self.backups
     }
 
     /// Backups charged to a project: every backup that exists, whatever its
     /// status (quota is released only when a delete completes).
     pub(crate) fn backup_usage(&self, project_id: &str) -> BackupUsage {
-        self.backups
-            .iter()
-            .filter(|b| b.project_id == project_id)
-            .fold(BackupUsage::default(), |u, b| BackupUsage {
-                backups: u.backups + 1,
-                gigabytes: u.gigabytes + i64::try_from(b.size).unwrap_or(i64::MAX),
-            })
+        self.backups.usage(project_id)
     }
 
     /// Applies every transition that is due by now.
@@ -372,27 +409,20 @@ impl State {
         let now = Utc::now();
         let took =
             chrono::Duration::from_std(self.backup_duration).unwrap_or(chrono::Duration::MAX);
-        let due = |start: DateTime<Utc>| start.checked_add_signed(took).filter(|end| *end <= now);
-
-        let finishing: Vec<(String, DateTime<Utc>)> = self
+        let end = |start: DateTime<Utc>| start.checked_add_signed(took);
+        for (id, start) in self
             .backups
-            .iter()
-            .filter(|b| b.status == BackupStatus::Creating)
-            .filter_map(|b| due(b.created_at).map(|end| (b.id.clone(), end)))
-            .collect();
-        for (id, at) in finishing {
-            self.finish_backup(&id, at);
-        }
-
-        let gone: Vec<String> = self
-            .backups
-            .iter()
-            .filter(|b| b.status == BackupStatus::Deleting)
-            .filter(|b| b.delete_started.and_then(due).is_some())
-            .map(|b| b.id.clone())
-            .collect();
-        for id in gone {
-            self.remove_backup(&id);
+            .due(|start| end(start).is_some_and(|e| e <= now))
+        {
+            match self.backups.get(&id).map(|b| b.status) {
+                Some(BackupStatus::Creating) => {
+                    // `due` only hands out starts whose end is known.
+                    let at = end(start).unwrap_or(now);
+                    self.finish_backup(&id, at);
+                }
+                Some(BackupStatus::Deleting) => self.remove_backup(&id),
+                _ => {}
+            }
         }
     }
 
@@ -403,51 +433,56 @@ impl State {
             .first()
             .cloned()
             .unwrap_or_else(|| "nova".to_owned());
-        let Some(backup) = self.backup_mut(id) else {
+        let Some(release_snapshot) = self.backups.update(id, |backup| {
+            backup.updated_at = at;
+            match backup.outcome.clone() {
+                Outcome::Success => {
+                    backup.status = BackupStatus::Available;
+                    backup.availability_zone =
+                        Some(backup.availability_zone.clone().unwrap_or(default_zone));
+                    // Cinder's Swift/POSIX drivers name the container after the id
+                    // (`a6/97/a697368d-...`, exchange 17) unless one was given.
+                    backup.container =
+                        Some(backup.requested_container.clone().unwrap_or_else(|| {
+                            format!(
+                                "{}/{}/{}",
+                                backup.id.get(0..2).unwrap_or(""),
+                                backup.id.get(2..4).unwrap_or(""),
+                                backup.id
+                            )
+                        }));
+                    // An incremental backup of unchanged data writes no object (exchange 44).
+                    backup.object_count = u64::from(!backup.is_incremental);
+                    true
+                }
+                Outcome::Failure {
+                    reason,
+                    release_snapshot,
+                } => {
+                    backup.status = BackupStatus::Error;
+                    backup.fail_reason = Some(reason);
+                    release_snapshot
+                }
+            }
+        }) else {
             return;
         };
-        backup.updated_at = at;
-        let release_snapshot = match backup.outcome.clone() {
-            Outcome::Success => {
-                backup.status = BackupStatus::Available;
-                backup.availability_zone =
-                    Some(backup.availability_zone.clone().unwrap_or(default_zone));
-                // Cinder's Swift/POSIX drivers name the container after the id
-                // (`a6/97/a697368d-...`, exchange 17) unless one was given.
-                backup.container = Some(backup.requested_container.clone().unwrap_or_else(|| {
-                    format!(
-                        "{}/{}/{}",
-                        backup.id.get(0..2).unwrap_or(""),
-                        backup.id.get(2..4).unwrap_or(""),
-                        backup.id
-                    )
-                }));
-                // An incremental backup of unchanged data writes no object (exchange 44).
-                backup.object_count = u64::from(!backup.is_incremental);
-                true
-            }
-            Outcome::Failure {
-                reason,
-                release_snapshot,
-            } => {
-                backup.status = BackupStatus::Error;
-                backup.fail_reason = Some(reason);
-                release_snapshot
-            }
+        let Some(backup) = self.backups.get(id) else {
+            return;
         };
         let snapshot_id = backup.snapshot_id.clone();
         let volume_id = backup.volume_id.clone();
         let previous = backup.volume_previous_status.clone();
         if let Some(snapshot_id) = snapshot_id {
             if release_snapshot
-                && let Some(snapshot) = self.snapshot_mut(&snapshot_id)
+                && let Some(snapshot) = self.snapshots.get_mut(&snapshot_id)
                 && snapshot.status == "backing-up"
             {
                 snapshot.status = "available".to_owned();
                 snapshot.updated_at = at;
             }
         } else if let Some(previous) = previous
-            && let Some(volume) = self.volumes.iter_mut().find(|v| v.id == volume_id)
+            && let Some(volume) = self.volumes.get_mut(&volume_id)
             && volume.status == "backing-up"
         {
             volume.status = previous;
@@ -457,12 +492,13 @@ impl State {
 
     /// Removes a backup for good, releasing its parent.
     pub(crate) fn remove_backup(&mut self, id: &str) {
-        let Some(index) = self.backups.iter().position(|b| b.id == id) else {
+        let Some(backup) = self.backups.remove(id) else {
             return;
         };
-        let backup = self.backups.remove(index);
-        if let Some(parent) = backup.parent_id.and_then(|p| self.backup_mut(&p)) {
-            parent.dependents = parent.dependents.saturating_sub(1);
+        if let Some(parent) = backup.parent_id {
+            self.backups.update(&parent, |parent| {
+                parent.dependents = parent.dependents.saturating_sub(1);
+            });
         }
     }
 
@@ -470,27 +506,37 @@ impl State {
     pub(crate) fn insert_backup(&mut self, mut backup: Backup) -> String {
         backup.seq = self.next_seq();
         let id = backup.id.clone();
-        if let Some(parent) = backup.parent_id.clone().and_then(|p| self.backup_mut(&p)) {
-            parent.dependents += 1;
+        if let Some(parent) = &backup.parent_id {
+            self.backups.update(parent, |parent| parent.dependents += 1);
         }
         let at = backup.created_at;
         match backup.snapshot_id.clone() {
             Some(snapshot_id) => {
-                if let Some(snapshot) = self.snapshot_mut(&snapshot_id) {
+                if let Some(snapshot) = self.snapshots.get_mut(&snapshot_id) {
                     snapshot.status = "backing-up".to_owned();
                     snapshot.updated_at = at;
                 }
             }
             None => {
-                if let Some(volume) = self.volumes.iter_mut().find(|v| v.id == backup.volume_id) {
+                if let Some(volume) = self.volumes.get_mut(&backup.volume_id) {
                     backup.volume_previous_status = Some(volume.status.clone());
                     volume.status = "backing-up".to_owned();
                     volume.updated_at = at;
                 }
             }
         }
-        self.backups.push(backup);
+        self.backups.insert(backup);
         id
+    }
+
+    /// Puts a backup in `deleting` from `at`; it is gone once the backup
+    /// duration has passed.
+    pub(crate) fn start_deleting(&mut self, id: &str, at: DateTime<Utc>) {
+        self.backups.update(id, |backup| {
+            backup.status = BackupStatus::Deleting;
+            backup.updated_at = at;
+            backup.delete_started = Some(at);
+        });
     }
 
     /// Decides how a new backup ends: a zone without a backup service fails
@@ -513,19 +559,19 @@ impl State {
         }
     }
 
-    /// Makes every pending transition due now.
     /// Sets a backup's status; unknown statuses are ignored.
     pub(crate) fn set_backup_status(&mut self, id: &str, status: &str) {
         let Some(status) = BackupStatus::parse(status) else {
             return;
         };
         let now = Utc::now();
-        if let Some(backup) = self.backup_mut(id) {
+        self.backups.update(id, |backup| {
             backup.status = status;
             backup.updated_at = now;
-        }
+        });
     }
 
+    /// Makes every pending transition due now.
     pub(crate) fn finish_pending(&mut self) {
         let saved = self.backup_duration;
         self.backup_duration = Duration::ZERO;
@@ -553,5 +599,100 @@ impl CatalogIds {
             services,
             endpoints,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state with the demo tenants and a backup of each of tenant-a's
+    /// three snapshots, accepted an hour, half an hour and a minute ago.
+    fn state_with_backups(duration: Duration) -> (State, Vec<String>) {
+        let config = SimConfig {
+            backup_duration: duration,
+            ..SimConfig::default()
+        };
+        let seed = Seed::demo();
+        let project = seed.tenants[0].project_id.clone();
+        let snapshots: Vec<(String, String)> = seed.tenants[0]
+            .snapshots
+            .iter()
+            .map(|s| (s.id.clone(), s.volume_id.clone()))
+            .collect();
+        let mut state = State::new(config, seed);
+        let now = Utc::now();
+        let mut ids = Vec::new();
+        for ((snapshot_id, volume_id), minutes) in snapshots.into_iter().zip([60, 30, 1]) {
+            let at = now - chrono::Duration::minutes(minutes);
+            let id = format!("backup-{minutes}");
+            state.insert_backup(Backup {
+                id: id.clone(),
+                project_id: project.clone(),
+                user_id: String::new(),
+                name: None,
+                description: None,
+                volume_id,
+                snapshot_id: Some(snapshot_id),
+                size: 1,
+                status: BackupStatus::Creating,
+                fail_reason: None,
+                availability_zone: None,
+                container: None,
+                requested_container: None,
+                object_count: 0,
+                is_incremental: false,
+                parent_id: None,
+                dependents: 0,
+                metadata: BTreeMap::new(),
+                created_at: at,
+                updated_at: at,
+                data_timestamp: at,
+                seq: 0,
+                outcome: Outcome::Success,
+                volume_previous_status: None,
+                delete_started: None,
+            });
+            ids.push(id);
+        }
+        (state, ids)
+    }
+
+    fn status(state: &State, id: &str) -> BackupStatus {
+        state.backup(id).map(|b| b.status).expect("the backup")
+    }
+
+    #[test]
+    fn a_duration_shortened_at_run_time_finishes_what_is_now_due_only() {
+        // A day: nothing is due.
+        let (mut state, ids) = state_with_backups(Duration::from_secs(24 * 3600));
+        state.advance();
+        assert!(
+            ids.iter()
+                .all(|id| status(&state, id) == BackupStatus::Creating)
+        );
+
+        // Ten minutes: the backups of an hour and half an hour ago are done,
+        // each at its own start plus the duration; a minute ago's is not.
+        state.backup_duration = Duration::from_secs(600);
+        state.advance();
+        assert_eq!(status(&state, &ids[0]), BackupStatus::Available);
+        assert_eq!(status(&state, &ids[1]), BackupStatus::Available);
+        assert_eq!(status(&state, &ids[2]), BackupStatus::Creating);
+        let first = state.backup(&ids[0]).expect("the backup");
+        assert_eq!(
+            first.updated_at,
+            first.created_at + chrono::Duration::minutes(10)
+        );
+        let snapshot = first.snapshot_id.clone().expect("a snapshot backup");
+        assert_eq!(
+            state.snapshot(&snapshot).map(|s| s.status.as_str()),
+            Some("available")
+        );
+
+        state.backup_duration = Duration::ZERO;
+        state.advance();
+        assert_eq!(status(&state, &ids[2]), BackupStatus::Available);
+        assert_eq!(state.backups().counts().creating, 0);
     }
 }

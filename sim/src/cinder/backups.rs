@@ -107,10 +107,22 @@ fn listed(call: &Call<'_>, detail: bool) -> Result<Reply, CinderError> {
     call.check_read("backup:get_all")?;
     let query = listing::parse(call, FILTERS)?;
     let state = call.sim.state();
-    let rows: Vec<Row<'_>> = state
-        .backups
+    let project = (!query.all_tenants).then_some(call.project_id);
+    // The worker lists `?status=creating` every cycle: an exact status
+    // filter reads that status's index only, and one no backup can have
+    // reads nothing. The filters below still all apply.
+    let exact_status = query
+        .filters
         .iter()
-        .filter(|b| b.project_id == call.project_id || query.all_tenants)
+        .find(|(key, _)| key == "status")
+        .map(|(_, value)| BackupStatus::parse(value));
+    let candidates = match exact_status {
+        Some(None) => Vec::new(),
+        Some(Some(status)) => state.backups().select(project, Some(status)),
+        None => state.backups().select(project, None),
+    };
+    let rows: Vec<Row<'_>> = candidates
+        .into_iter()
         .filter(|b| {
             query.filters.iter().all(|(key, value)| {
                 let actual = match key.trim_end_matches('~') {
@@ -191,12 +203,7 @@ pub(super) fn delete(call: &Call<'_>) -> Result<Reply, CinderError> {
             "Invalid backup: Incremental backups exist for this backup.",
         ));
     }
-    let now = Utc::now();
-    if let Some(backup) = state.backup_mut(call.id) {
-        backup.status = BackupStatus::Deleting;
-        backup.updated_at = now;
-        backup.delete_started = Some(now);
-    }
+    state.start_deleting(call.id, Utc::now());
     Ok(Reply::accepted(None))
 }
 
@@ -357,11 +364,7 @@ fn incremental_parent(
     volume_id: &str,
     snapshot_created: Option<chrono::DateTime<Utc>>,
 ) -> Result<String, CinderError> {
-    let of_volume: Vec<&Backup> = state
-        .backups
-        .iter()
-        .filter(|b| b.volume_id == volume_id)
-        .collect();
+    let of_volume: Vec<&Backup> = state.backups().of_volume(volume_id).collect();
     if of_volume.is_empty() {
         return Err(CinderError::bad_request(
             "Invalid backup: No backups available to do an incremental backup.",

@@ -28,7 +28,7 @@ use crate::faults::Act;
 use crate::microversion::{self, Microversion, VersionError};
 use crate::server::{self, ConnHandle};
 use crate::state::Token;
-use crate::{Op, Sim, ids};
+use crate::{CallCount, Op, Sim, ids};
 
 /// Largest request body read; Cinder's `osapi_max_request_body_size` is
 /// 112 KiB, backup bodies are far smaller.
@@ -251,8 +251,8 @@ struct Answer<'a> {
     version: Option<String>,
 }
 
-/// Counts the call, fires a queued fault or chaos, checks the caller, runs
-/// the operation and adds Cinder's headers.
+/// Counts the call, answers it, and counts its answer's status (none if
+/// its connection was cut).
 async fn run(
     sim: Sim,
     op: Op,
@@ -261,15 +261,40 @@ async fn run(
     params: Vec<(String, String)>,
     request: Request,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let conn = parts
-        .extensions
+    let answering = sim.begin_call(op);
+    let conn = request
+        .extensions()
         .get::<ConnectInfo<ConnHandle>>()
         .map(|c| c.0.clone());
-    let request_id = ids::request_id();
-    sim.record_call(op);
+    let (response, cut) = respond(&sim, op, access, work, &params, request).await;
+    answering.answered(if cut {
+        CallCount::NO_ANSWER
+    } else {
+        response.status().as_u16()
+    });
+    // Cut only once counted: the client may see the close at once, and a
+    // test that then reads the counters must find this call there.
+    if cut && let Some(conn) = conn {
+        conn.kill();
+    }
+    response
+}
 
-    let project = Some(param(&params, "project_id")).filter(|p| !p.is_empty());
+/// Fires a queued fault or chaos, checks the caller, runs the operation
+/// and adds Cinder's headers. `true` with the answer: the connection is to
+/// be cut instead (before the work, or after it for a lost answer).
+async fn respond(
+    sim: &Sim,
+    op: Op,
+    access: Access,
+    work: Work,
+    params: &[(String, String)],
+    request: Request,
+) -> (Response, bool) {
+    let (parts, body) = request.into_parts();
+    let request_id = ids::request_id();
+
+    let project = Some(param(params, "project_id")).filter(|p| !p.is_empty());
     let misbehaviour = sim.misbehaviour(op, project);
     if let Some(delay) = misbehaviour.delay {
         tokio::time::sleep(delay).await;
@@ -281,24 +306,21 @@ async fn run(
                 request_id: &request_id,
                 version: None,
             };
-            return error_response(&CinderError::for_status(code), &answer);
+            return (
+                error_response(&CinderError::for_status(code), &answer),
+                false,
+            );
         }
-        Some(Act::BareStatus(code)) => return server::bare_answer(code),
+        Some(Act::BareStatus(code)) => return (server::bare_answer(code), false),
         Some(Act::DropBeforeWork) => {
-            if let Some(conn) = &conn {
-                conn.kill();
-            }
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            return (StatusCode::INTERNAL_SERVER_ERROR.into_response(), true);
         }
         Some(Act::DropAfterWork) => drop_after = true,
         None => {}
     }
 
-    let response = serve(&sim, access, work, &params, &parts, body, &request_id).await;
-    if drop_after && let Some(conn) = &conn {
-        conn.kill();
-    }
-    response
+    let response = serve(sim, access, work, params, &parts, body, &request_id).await;
+    (response, drop_after)
 }
 
 /// The checks and the operation, in Cinder's order: keystonemiddleware

@@ -31,16 +31,8 @@ const GROUPS_LIMIT: i64 = 10;
 fn usage(state: &State, project_id: &str, quotas: Quotas) -> Vec<(&'static str, i64, i64)> {
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let gib = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let volumes: Vec<_> = state
-        .volumes
-        .iter()
-        .filter(|v| v.project_id == project_id)
-        .collect();
-    let snapshots: Vec<_> = state
-        .snapshots
-        .iter()
-        .filter(|s| s.project_id == project_id)
-        .collect();
+    let volumes: Vec<_> = state.volumes_of(project_id).collect();
+    let snapshots: Vec<_> = state.snapshots().of_project(project_id).collect();
     // `gigabytes` counts volumes and their snapshots (exchange 70: 4 + 4).
     let gigabytes = volumes.iter().map(|v| gib(v.size)).sum::<i64>()
         + snapshots

@@ -129,10 +129,13 @@ fn listed(call: &Call<'_>, detail: bool) -> Result<Reply, CinderError> {
         .availability_zones
         .first()
         .map_or("nova", String::as_str);
-    let rows: Vec<Row<'_>> = state
-        .snapshots
-        .iter()
-        .filter(|s| s.project_id == call.project_id || query.all_tenants)
+    let snapshots = state.snapshots();
+    let candidates: Box<dyn Iterator<Item = &Snapshot>> = if query.all_tenants {
+        Box::new(snapshots.iter())
+    } else {
+        Box::new(snapshots.of_project(call.project_id))
+    };
+    let rows: Vec<Row<'_>> = candidates
         .filter(|s| passes(s, &query.filters, zone))
         .map(|s| row(&state, s))
         .collect();

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::errors::KeystoneError;
 use crate::faults::Act;
 use crate::server::{self, ConnHandle};
-use crate::{Op, Sim, ids};
+use crate::{CallCount, Op, Sim, ids};
 
 /// Largest request body read (auth bodies are tiny).
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -66,16 +66,33 @@ fn endpoint(
     move |State(sim): State<Sim>, request: Request| Box::pin(run(sim, op, work, request))
 }
 
-/// Counts the call, fires a queued fault or chaos, runs the operation, adds headers.
+/// Counts the call, answers it, and counts its answer's status (none if
+/// its connection was cut or the client left while it was delayed).
 async fn run(sim: Sim, op: Op, work: Work, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let conn = parts
-        .extensions
+    let answering = sim.begin_call(op);
+    let conn = request
+        .extensions()
         .get::<ConnectInfo<ConnHandle>>()
         .map(|c| c.0.clone());
+    let (response, cut) = respond(&sim, op, work, request).await;
+    answering.answered(if cut {
+        CallCount::NO_ANSWER
+    } else {
+        response.status().as_u16()
+    });
+    // Cut only once counted: the client may see the close at once.
+    if cut && let Some(conn) = conn {
+        conn.kill();
+    }
+    response
+}
+
+/// Fires a queued fault or chaos, runs the operation, adds headers. `true`
+/// with the answer: the connection is to be cut instead.
+async fn respond(sim: &Sim, op: Op, work: Work, request: Request) -> (Response, bool) {
+    let (parts, body) = request.into_parts();
     let request_id = ids::request_id();
-    let keystone_url = keystone_url(&sim);
-    sim.record_call(op);
+    let keystone_url = keystone_url(sim);
 
     // Keystone's paths name no project: project-bound faults never fire here.
     let misbehaviour = sim.misbehaviour(op, None);
@@ -85,14 +102,13 @@ async fn run(sim: Sim, op: Op, work: Work, request: Request) -> Response {
     let mut drop_after = false;
     match misbehaviour.act {
         Some(Act::Status(code)) => {
-            return error_response(&KeystoneError::for_status(code), &request_id, &keystone_url);
+            let response =
+                error_response(&KeystoneError::for_status(code), &request_id, &keystone_url);
+            return (response, false);
         }
-        Some(Act::BareStatus(code)) => return server::bare_answer(code),
+        Some(Act::BareStatus(code)) => return (server::bare_answer(code), false),
         Some(Act::DropBeforeWork) => {
-            if let Some(conn) = &conn {
-                conn.kill();
-            }
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            return (StatusCode::INTERNAL_SERVER_ERROR.into_response(), true);
         }
         Some(Act::DropAfterWork) => drop_after = true,
         None => {}
@@ -103,7 +119,7 @@ async fn run(sim: Sim, op: Op, work: Work, request: Request) -> Response {
         .unwrap_or_default();
     let query = crate::query::parse(parts.uri.query());
     let call = Call {
-        sim: &sim,
+        sim,
         headers: &parts.headers,
         query: &query,
         body: &body,
@@ -112,10 +128,7 @@ async fn run(sim: Sim, op: Op, work: Work, request: Request) -> Response {
         Ok(reply) => reply_response(reply, &request_id),
         Err(error) => error_response(&error, &request_id, &keystone_url),
     };
-    if drop_after && let Some(conn) = &conn {
-        conn.kill();
-    }
-    response
+    (response, drop_after)
 }
 
 fn keystone_url(sim: &Sim) -> String {

@@ -106,3 +106,61 @@ fn a_public_host_names_the_simulator_in_its_urls() {
     );
     assert!(!printed.contains("0.0.0.0"), "{printed}");
 }
+
+#[test]
+fn help_lists_the_control_routes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_openstack-sim"))
+        .arg("--help")
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+
+    assert!(out.status.success());
+    for route in [
+        "GET    /_sim/calls",
+        "DELETE /_sim/calls",
+        "GET    /_sim/settings",
+        "PATCH  /_sim/settings",
+        "POST   /_sim/finish-pending",
+        "GET    /_sim/backups/count",
+        "no authentication",
+    ] {
+        assert!(help.contains(route), "{route} missing from:\n{help}");
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_control_endpoint_on_keystones_port() {
+    let keystone_port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_openstack-sim"))
+        .args(["--backup-duration", "750ms", "--chaos-error-rate", "0.5"])
+        .args(["--keystone-listen", &format!("127.0.0.1:{keystone_port}")])
+        .args(["--cinder-listen", &format!("127.0.0.1:{}", free_port())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while stdout.read_line(&mut line).expect("reads") > 0 && !line.contains("Cinder:") {}
+    let root = format!("http://127.0.0.1:{keystone_port}/_sim");
+    let client = reqwest::Client::new();
+
+    let settings = client.get(format!("{root}/settings")).send().await;
+    let patched = client
+        .patch(format!("{root}/settings"))
+        .body(r#"{"chaos": null}"#)
+        .send()
+        .await;
+    let calls = client.get(format!("{root}/calls")).send().await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let settings: serde_json::Value = settings.expect("an answer").json().await.expect("json");
+    assert_eq!(settings["backup_duration_ms"], 750);
+    assert_eq!(settings["chaos"]["error_rate"], 0.5);
+    let patched: serde_json::Value = patched.expect("an answer").json().await.expect("json");
+    assert!(patched["chaos"].is_null(), "{patched}");
+    let calls: serde_json::Value = calls.expect("an answer").json().await.expect("json");
+    assert_eq!(calls, serde_json::json!({"calls": [], "total": 0}));
+}

@@ -5,9 +5,11 @@
 
 mod backups;
 mod binary;
+mod control;
 mod faults;
 mod keystone;
 mod pipeline;
 mod replay;
+mod scale;
 mod snapshots;
 mod support;

@@ -146,6 +146,18 @@ impl Harness {
         })
     }
 
+    /// A call to the control endpoint, `{keystone root}/_sim{path}`.
+    pub async fn control(&self, method: Method, path: &str, body: Option<&Value>) -> Answer {
+        let root = self
+            .running
+            .keystone_url
+            .strip_suffix("/v3")
+            .expect("a /v3 auth_url");
+        let body = body.map(Value::to_string);
+        self.send(method, &format!("{root}/_sim{path}"), &[], body.as_deref())
+            .await
+    }
+
     /// `POST /v3/auth/tokens` with an application credential id and secret.
     pub async fn issue(&self, id: &str, secret: &str) -> Answer {
         let body = json!({"auth": {"identity": {
