@@ -19,7 +19,7 @@ use super::{
     error::{Error, Service},
     http::{fault_of, read_body, request_id_of, transport_error},
     microversion::Microversion,
-    session::Session,
+    session::{HttpClients, Session},
 };
 use std::sync::Arc;
 
@@ -228,9 +228,13 @@ impl OpenStackClient {
         settings: UpstreamSettings,
     ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
+        let mut clients = HttpClients::new(settings.clone());
         let sessions = clouds
             .into_iter()
-            .map(|(name, cloud)| Ok((name, Session::new(cloud, settings.clone())?)))
+            .map(|(name, cloud)| {
+                let http = clients.for_cloud(&cloud)?;
+                Ok((name, Session::new(cloud, http, settings.clone())))
+            })
             .collect::<anyhow::Result<_>>()?;
         Ok(OpenStackClient { sessions, settings })
     }
