@@ -1,7 +1,8 @@
 //! SQLite job store (the embedded default).
 //!
 //! WAL with `synchronous=NORMAL` keeps committed jobs across a killed
-//! process. Every write is a single statement, so no read-then-write
+//! process; the WAL file is cut back after checkpoints. A SQLite file
+//! belongs to one process, which keeps its jobs in memory (see `cached`). Every write is a single statement, so no read-then-write
 //! transaction can hit `SQLITE_BUSY` on upgrade; the busy timeout covers
 //! writers queueing for the lock.
 
@@ -20,6 +21,10 @@ use super::{
 };
 use crate::jobs::model::{Job, JobId, JobState};
 
+/// Bytes the WAL file is cut back to after a checkpoint (SQLite's
+/// automatic checkpoints run every 1,000 pages, about 4 MiB).
+const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -34,7 +39,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The WAL file is reused after each checkpoint but never
+            // shrinks on its own: a burst of writes left it tens of times
+            // the database's size. Cut back to this after a checkpoint.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         if let Some(parent) = options.get_filename().parent()
             && !parent.as_os_str().is_empty()
         {
