@@ -2,6 +2,7 @@
 //! (the embedded default, one process) and PostgreSQL (several replicas).
 //! SQL lives in the implementations, business rules in `jobs`.
 
+mod cached;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::jobs::model::{Job, JobId, JobState};
 
+pub use cached::CachedStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -61,6 +63,10 @@ pub async fn connect(options: &StoreOptions) -> anyhow::Result<Arc<dyn JobStore>
         let store = SqliteStore::connect(url, options.pool_size)
             .await
             .with_context(|| format!("--database-url {url}: cannot open the SQLite store"))?;
+        // One process owns a SQLite file: it may keep its jobs in memory.
+        let store = CachedStore::load(store).await.with_context(|| {
+            format!("--database-url {url}: cannot read the SQLite store's jobs")
+        })?;
         Ok(Arc::new(store))
     } else {
         let store = PostgresStore::connect(url, options.pool_size)

@@ -296,15 +296,19 @@ async fn a_timed_out_post_is_not_listed_before_the_upstream_timeout_has_passed()
 
 #[tokio::test]
 async fn one_unreadable_row_is_skipped_reported_and_every_other_job_carries_on() {
-    // Arrange: two running jobs; one row is damaged.
-    let app = TestApp::spawn().await;
+    // Arrange: two running jobs; one row is damaged while the gateway is
+    // down (a SQLite store is its process's alone: it keeps the jobs it
+    // wrote in memory, and reads them again when it starts).
+    let mut app = TestApp::spawn().await;
     let damaged = app.create_ok("tenant-a", &snapshot('a', 1)).await;
     let healthy = app.create_ok("tenant-b", &snapshot('b', 1)).await;
+    app.stop().await;
     app.store_sql(&format!(
         "UPDATE jobs SET options = 'not json' WHERE id = '{}'",
         id(&damaged)
     ))
     .await;
+    app.serve().await;
 
     // Act
     app.finish_backups();

@@ -437,7 +437,9 @@ impl Gateway {
         gateway
     }
 
-    async fn serve(&mut self) {
+    /// Starts the gateway on the test's store and configuration (after
+    /// [`TestApp::stop`]).
+    pub async fn serve(&mut self) {
         let mut application = Application::build(self.config.clone())
             .await
             .expect("gateway builds");
