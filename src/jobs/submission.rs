@@ -188,12 +188,12 @@ impl Jobs {
             }));
         }
         let mut job = Job::new(project_id, cloud, snapshot.id, snapshot.volume_id, options);
-        // Not due for the worker while this request may still submit it:
-        // the worker of any replica leaves it to this submission (whose
-        // claim, written before its POST, then sets the next look). Should
-        // this process die before the claim, the worker takes the job once
-        // the request's time is over.
-        job.next_attempt_at = Some(later(job.created_at, self.settings.request_timeout));
+        // Recorded already claimed for its first POST, which this request
+        // makes at once: one write fewer than recording, then claiming. Not
+        // due for the worker of any replica until that POST has settled;
+        // should this process die before or during it, the worker lists
+        // the volume's backups before it posts again.
+        self.claim(&mut job);
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
         match self
             .store
@@ -253,7 +253,8 @@ impl Jobs {
         ctx: CallContext,
         answer: Arc<Answer>,
     ) -> Result<Job, Error> {
-        let posted = self.post(&mut job, &ctx, None).await;
+        // Claimed when it was recorded (see `create`).
+        let posted = self.send(&mut job, &ctx).await;
         let mut phase = answer.0.lock().await;
         let answered = *phase == Phase::AnsweredQueued;
         if !answered {
@@ -415,17 +416,27 @@ impl Jobs {
     /// The worker's claim carries its lease (`fence`): a replica that lost
     /// the tenant cannot claim, so it never posts.
     async fn post(&self, job: &mut Job, ctx: &CallContext, fence: Option<&Fence>) -> Posted {
+        self.claim(job);
+        if !self.save_fenced(job, fence).await {
+            return Posted::NotClaimed;
+        }
+        self.send(job, ctx).await
+    }
+
+    /// Marks `job` as posted now, a claim written before every POST: one
+    /// more attempt, and a POST that may reach Cinder. Should this process
+    /// die during the POST, the next one must not list before Cinder is
+    /// done with it; any outcome seen replaces that next look.
+    fn claim(&self, job: &mut Job) {
         let posted_at = now();
         job.attempts += 1;
         job.posted_at = Some(posted_at);
         job.updated_at = posted_at;
-        // Should this process die during the POST, the next one must not
-        // list before Cinder is done with it. Any outcome seen here
-        // replaces it.
         job.next_attempt_at = Some(self.settled_at(posted_at));
-        if !self.save_fenced(job, fence).await {
-            return Posted::NotClaimed;
-        }
+    }
+
+    /// The POST of a claimed job, and what its answer means for the job.
+    async fn send(&self, job: &mut Job, ctx: &CallContext) -> Posted {
         let mut metadata = job.options.metadata.clone();
         metadata.insert(JOB_ID_METADATA_KEY.to_owned(), job.id.to_string());
         let request = NewBackup {
