@@ -2,8 +2,9 @@
 //!
 //! Each cycle costs Cinder a number of calls that grows with tenants (and
 //! result pages), not with jobs: per tenant one listing of its `creating`
-//! backups; a running job whose backup is absent from a complete listing has
-//! finished, and is read once to learn how.
+//! backups (the summary listing: ids are all it needs); a running job whose
+//! backup is absent from a complete listing has finished, and is read once
+//! to learn how.
 //!
 //! A replica works only the tenants whose lease it holds (see `leases`),
 //! and every job write of a pass carries that lease, so that replicas on
@@ -288,17 +289,17 @@ impl Worker {
             let Ok(_permit) = self.permits.acquire().await else {
                 return;
             };
-            self.jobs.cinder.list_backups(cloud, &filter, &ctx).await
+            self.jobs.cinder.list_backup_ids(cloud, &filter, &ctx).await
         };
         let creating: HashSet<String> = match listed {
-            Ok(backups) => {
+            Ok(ids) => {
                 crate::metrics::metrics()
                     .tenant_last_listing
                     .get_or_create(&crate::metrics::TenantLabels {
                         tenant: cloud.to_owned(),
                     })
                     .set(crate::metrics::unix_now());
-                backups.into_iter().map(|b| b.id).collect()
+                ids.into_iter().collect()
             }
             Err(e) => {
                 // Without a complete listing nothing can be concluded, but

@@ -209,6 +209,15 @@ pub trait Cinder: Send + Sync {
         filter: &BackupFilter,
         ctx: &CallContext,
     ) -> Result<Vec<Backup>, Error>;
+    /// The id of every backup matching the filter, all pages read: the
+    /// summary listing, a fraction of the detailed one, for callers that
+    /// need nothing else (the worker's look at the `creating` backups).
+    async fn list_backup_ids(
+        &self,
+        cloud: &str,
+        filter: &BackupFilter,
+        ctx: &CallContext,
+    ) -> Result<Vec<String>, Error>;
     /// What each cloud entry's Keystone and Cinder last answered.
     fn health(&self) -> BTreeMap<String, super::UpstreamHealth> {
         BTreeMap::new()
@@ -405,6 +414,7 @@ fn operation_name(method: &Method, path: &str) -> &'static str {
         ("GET", Some("snapshots"), Some(_)) => "show_snapshot",
         ("POST", Some("backups"), None) => "create_backup",
         ("GET", Some("backups"), Some("detail")) => "list_backups",
+        ("GET", Some("backups"), None) => "list_backup_ids",
         ("GET", Some("backups"), Some(_)) => "show_backup",
         _ => "other",
     }
@@ -474,11 +484,37 @@ struct BackupBody {
     backup: Backup,
 }
 
+/// One page of a backup listing: detailed (`Backup`) or summary
+/// (`BackupRef`).
 #[derive(Deserialize)]
-struct BackupsBody {
-    backups: Vec<Backup>,
+struct BackupsBody<T> {
+    backups: Vec<T>,
     #[serde(default)]
     backups_links: Vec<Value>,
+}
+
+/// A backup of the summary listing, as far as the gateway reads it (its
+/// name and links are skipped, never copied).
+#[derive(Deserialize)]
+struct BackupRef {
+    id: String,
+}
+
+/// What paging through a listing needs of its items.
+trait Listed {
+    fn id(&self) -> &str;
+}
+
+impl Listed for Backup {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Listed for BackupRef {
+    fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 #[derive(Deserialize)]
@@ -611,6 +647,31 @@ impl Cinder for OpenStackClient {
         filter: &BackupFilter,
         ctx: &CallContext,
     ) -> Result<Vec<Backup>, Error> {
+        self.list_pages(cloud, "/backups/detail", filter, ctx).await
+    }
+
+    async fn list_backup_ids(
+        &self,
+        cloud: &str,
+        filter: &BackupFilter,
+        ctx: &CallContext,
+    ) -> Result<Vec<String>, Error> {
+        let backups: Vec<BackupRef> = self.list_pages(cloud, "/backups", filter, ctx).await?;
+        Ok(backups.into_iter().map(|b| b.id).collect())
+    }
+}
+
+impl OpenStackClient {
+    /// Every backup of the listing at `path` matching the filter, page
+    /// after page (a page may end short of Cinder's limit: its `next` link
+    /// says whether more follow).
+    async fn list_pages<T: DeserializeOwned + Listed>(
+        &self,
+        cloud: &str,
+        path: &str,
+        filter: &BackupFilter,
+        ctx: &CallContext,
+    ) -> Result<Vec<T>, Error> {
         let session = self.session(cloud)?;
         self.require(
             session,
@@ -631,17 +692,17 @@ impl Cinder for OpenStackClient {
             if let Some(marker) = &marker {
                 query.push(("marker", marker.clone()));
             }
-            let (body, _): (BackupsBody, _) = self
+            let (body, _): (BackupsBody<T>, _) = self
                 .call(
                     session,
-                    CinderCall::get("/backups/detail")
+                    CinderCall::get(path)
                         .query(&query)
                         .version(Microversion::BACKUP_METADATA),
                     ctx,
                 )
                 .await?;
             let next = has_next(&body.backups_links)
-                .then(|| body.backups.last().map(|b| b.id.clone()))
+                .then(|| body.backups.last().map(|b| b.id().to_owned()))
                 .flatten();
             all.extend(body.backups);
             if let Some(at_most) = filter.at_most

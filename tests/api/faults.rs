@@ -508,7 +508,7 @@ async fn one_slow_tenant_never_delays_another_tenants_conclusions() {
     app.sim.inject_for(
         PROJECT_B,
         fault(
-            Op::BackupDetail,
+            Op::BackupList,
             FaultKind::Delay(Duration::from_secs(3600)),
             1000,
         ),

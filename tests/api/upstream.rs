@@ -77,7 +77,7 @@ async fn a_worker_cycle_costs_one_listing_per_tenant_whatever_the_number_of_jobs
     app.cycle().await;
 
     // Assert: one listing per tenant, no per-job read.
-    assert_eq!(app.sim.calls(Op::BackupDetail), 2);
+    assert_eq!(app.sim.calls(Op::BackupList), 2);
     assert_eq!(app.sim.calls(Op::BackupShow), 0);
 
     // Act: every backup finishes.
@@ -86,7 +86,7 @@ async fn a_worker_cycle_costs_one_listing_per_tenant_whatever_the_number_of_jobs
     app.cycle().await;
 
     // Assert: the listing per tenant, and one read per finished job.
-    assert_eq!(app.sim.calls(Op::BackupDetail), 2);
+    assert_eq!(app.sim.calls(Op::BackupList), 2);
     assert_eq!(app.sim.calls(Op::BackupShow), 12);
     let done = app.get("tenant-a", "/jobs?state=succeeded").await;
     assert_eq!(done.body["jobs"].as_array().map(Vec::len), Some(6));
@@ -136,7 +136,7 @@ async fn the_worker_reads_every_page_of_a_tenants_creating_backups() {
     app.sim.reset_calls();
     app.cycle().await;
 
-    assert_eq!(app.sim.calls(Op::BackupDetail), 3);
+    assert_eq!(app.sim.calls(Op::BackupList), 3);
     assert_eq!(app.sim.calls(Op::BackupShow), 0);
     for job_id in &jobs {
         assert_eq!(app.job("tenant-a", job_id).await["state"], "running");
