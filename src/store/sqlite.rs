@@ -28,7 +28,13 @@ const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Reads, several at once (WAL readers never wait for the writer).
     pool: SqlitePool,
+    /// Writes, one connection: SQLite has one writer at a time, and
+    /// writers racing for its lock wait in its busy handler, which sleeps
+    /// a millisecond and more between tries. Queued here instead, each
+    /// write starts the moment the previous one ends.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -49,12 +55,20 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(parent)?;
         }
+        // A connection to a local file does not go stale: no ping (a round
+        // trip to the connection's thread) before each use.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(pool_size.max(1))
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, writer })
     }
 }
 
@@ -193,8 +207,7 @@ impl JobStore for SqliteStore {
             columns!(),
             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         );
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        let inserted = sqlx::query(sql)
+        let insert = sqlx::query(sql)
             .bind(job.id.to_string())
             .bind(&job.project_id)
             .bind(&job.cloud)
@@ -213,30 +226,33 @@ impl JobStore for SqliteStore {
             .bind(job.finished_at.map(millis))
             .bind(job.posted_at.map(millis))
             .bind(job.version)
-            .bind(i64::from(job.shown))
-            .execute(&mut *tx)
-            .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Err(Error::ActiveJobExists),
-            Err(e) => return Err(e.into()),
-        }
-        if let Some(key) = key {
-            let bound = sqlx::query(
-                "UPDATE idempotency_keys SET job_id = ?1 \
-                 WHERE project_id = ?2 AND key = ?3 AND job_id IS NULL AND created_at = ?4",
-            )
-            .bind(job.id.to_string())
-            .bind(key.project_id)
-            .bind(key.key)
-            .bind(millis(key.reserved_at))
-            .execute(&mut *tx)
-            .await?;
-            if bound.rows_affected() != 1 {
-                // Taken over by another request meanwhile: this one must
-                // record nothing.
-                return Err(Error::KeyLost);
-            }
+            .bind(i64::from(job.shown));
+        let inserted = |result: Result<_, sqlx::Error>| match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(Error::ActiveJobExists),
+            Err(e) => Err(Error::from(e)),
+        };
+        let Some(key) = key else {
+            // One statement is its own transaction: no BEGIN and COMMIT,
+            // each a round trip to the connection's thread.
+            return inserted(insert.execute(&self.writer).await);
+        };
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        inserted(insert.execute(&mut *tx).await)?;
+        let bound = sqlx::query(
+            "UPDATE idempotency_keys SET job_id = ?1 \
+             WHERE project_id = ?2 AND key = ?3 AND job_id IS NULL AND created_at = ?4",
+        )
+        .bind(job.id.to_string())
+        .bind(key.project_id)
+        .bind(key.key)
+        .bind(millis(key.reserved_at))
+        .execute(&mut *tx)
+        .await?;
+        if bound.rows_affected() != 1 {
+            // Taken over by another request meanwhile: this one must
+            // record nothing.
+            return Err(Error::KeyLost);
         }
         tx.commit().await?;
         Ok(())
@@ -306,7 +322,7 @@ impl JobStore for SqliteStore {
         .bind(fence.map(|f| f.holder.as_str()))
         .bind(fence.map(|f| f.generation))
         .bind(millis(Utc::now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match result {
             Ok(done) => Ok(done.rows_affected() == 1),
@@ -321,7 +337,7 @@ impl JobStore for SqliteStore {
         version: i64,
         key: Option<KeyUse<'_>>,
     ) -> Result<bool, Error> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let done = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND version = ?2 AND shown = 0")
             .bind(id.to_string())
             .bind(version)
@@ -347,7 +363,7 @@ impl JobStore for SqliteStore {
     async fn mark_shown(&self, id: JobId) -> Result<(), Error> {
         sqlx::query("UPDATE jobs SET shown = 1 WHERE id = ?1 AND shown = 0")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -407,7 +423,7 @@ impl JobStore for SqliteStore {
         .bind(key.key)
         .bind(request)
         .bind(millis(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if inserted.rows_affected() == 1 {
             return Ok(Reservation::Reserved);
@@ -417,7 +433,7 @@ impl JobStore for SqliteStore {
         )
         .bind(key.project_id)
         .bind(key.key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         match row {
             Some(row) => Ok(Reservation::Existing(row.try_into()?)),
@@ -440,7 +456,7 @@ impl JobStore for SqliteStore {
         .bind(key.project_id)
         .bind(key.key)
         .bind(millis(created_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -449,7 +465,7 @@ impl JobStore for SqliteStore {
         sqlx::query("UPDATE idempotency_keys SET answered = 1 WHERE project_id = ?1 AND key = ?2")
             .bind(key.project_id)
             .bind(key.key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -462,7 +478,7 @@ impl JobStore for SqliteStore {
         .bind(key.project_id)
         .bind(key.key)
         .bind(millis(key.reserved_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -474,7 +490,7 @@ impl JobStore for SqliteStore {
         )
         .bind(millis(before))
         .bind(i64::from(batch))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -486,7 +502,7 @@ impl JobStore for SqliteStore {
         )
         .bind(millis(before))
         .bind(i64::from(batch))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -528,7 +544,7 @@ impl JobStore for SqliteStore {
         .bind(holder)
         .bind(expiry(now, ttl))
         .bind(millis(now))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(generation)
     }
@@ -542,7 +558,7 @@ impl JobStore for SqliteStore {
         .bind(expiry(now, ttl))
         .bind(holder)
         .bind(millis(now))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?;
         Ok(held_leases(rows))
     }
@@ -557,7 +573,7 @@ impl JobStore for SqliteStore {
         .bind(&tenant.cloud)
         .bind(&tenant.project_id)
         .bind(holder)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -571,23 +587,23 @@ impl JobStore for SqliteStore {
         )
         .bind(replica)
         .bind(millis(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         // Replicas gone for ten lease times are forgotten.
         sqlx::query("DELETE FROM gateway_replicas WHERE seen_at < ?1")
             .bind(millis(now).saturating_sub(duration_ms(ttl).saturating_mul(10)))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let live: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM gateway_replicas WHERE seen_at >= ?1")
                 .bind(since)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await?;
         Ok(u32::try_from(live).unwrap_or(u32::MAX).max(1))
     }
 
     async fn leave(&self, replica: &str) -> Result<(), Error> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         sqlx::query("UPDATE tenant_leases SET expires_at = 0 WHERE holder = ?1")
             .bind(replica)
             .execute(&mut *tx)
