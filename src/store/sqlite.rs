@@ -6,7 +6,11 @@
 //! transaction can hit `SQLITE_BUSY` on upgrade; the busy timeout covers
 //! writers queueing for the lock.
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    str::FromStr,
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -21,9 +25,11 @@ use super::{
 };
 use crate::jobs::model::{Job, JobId, JobState};
 
-/// Bytes the WAL file is cut back to after a checkpoint (SQLite's
-/// automatic checkpoints run every 1,000 pages, about 4 MiB).
+/// Bytes the WAL file is cut back to after a checkpoint.
 const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// How often the WAL is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -35,6 +41,8 @@ pub struct SqliteStore {
     /// a millisecond and more between tries. Queued here instead, each
     /// write starts the moment the previous one ends.
     writer: SqlitePool,
+    /// Held by every clone: the checkpointer stops once all are gone.
+    _alive: Arc<()>,
 }
 
 impl SqliteStore {
@@ -49,7 +57,12 @@ impl SqliteStore {
             // The WAL file is reused after each checkpoint but never
             // shrinks on its own: a burst of writes left it tens of times
             // the database's size. Cut back to this after a checkpoint.
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
+            // No checkpoint inside a job write: it would copy the WAL into
+            // the database and sync it in the middle of a create (the
+            // slowest creates were those). A task of the store checkpoints
+            // between writes instead (see `spawn_checkpointer`).
+            .pragma("wal_autocheckpoint", "0");
         if let Some(parent) = options.get_filename().parent()
             && !parent.as_os_str().is_empty()
         {
@@ -68,8 +81,39 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool, writer })
+        let alive = Arc::new(());
+        spawn_checkpointer(writer.clone(), Arc::downgrade(&alive));
+        Ok(SqliteStore {
+            pool,
+            writer,
+            _alive: alive,
+        })
     }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`], until every clone of
+/// the store is gone. On the writing connection, queued between two
+/// writes: a checkpoint beside a stream of writes never catches up with
+/// them, and the WAL then grows without end. `TRUNCATE` copies every page
+/// back and empties the WAL file.
+fn spawn_checkpointer(writer: SqlitePool, alive: Weak<()>) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if alive.upgrade().is_none() {
+                break;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&writer)
+                .await
+            {
+                tracing::warn!(error = %e, "could not checkpoint the SQLite WAL; will retry");
+            }
+        }
+        writer.close().await;
+    });
 }
 
 /// The columns of a job, in [`JobRow`]'s order. A macro, not a `const`, so
