@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     openstack::Cinder,
-    store::{Fence, JobFilter, JobStore},
+    store::{self, Fence, JobFilter, JobStore},
 };
 
 /// A cancel re-reads and decides again when its write lost a race; a job
@@ -195,7 +195,35 @@ impl Jobs {
     /// [`Jobs::save`] for the worker: the write also needs the tenant's
     /// lease to be held still, so a replica that lost it changes nothing.
     pub(super) async fn save_fenced(&self, job: &mut Job, fence: Option<&Fence>) -> bool {
-        match self.store.update(job, fence).await {
+        let result = self.store.update(job, fence).await;
+        self.follow_write(job, result)
+    }
+
+    /// [`Jobs::save_fenced`] of several jobs at once (one store transaction
+    /// where the store can); which were written.
+    pub(super) async fn save_all_fenced(
+        &self,
+        jobs: &mut [Job],
+        fence: Option<&Fence>,
+    ) -> Vec<bool> {
+        match self.store.update_all(jobs, fence).await {
+            Ok(written) => jobs
+                .iter_mut()
+                .zip(written)
+                .map(|(job, written)| self.follow_write(job, Ok(written)))
+                .collect(),
+            Err(e) => {
+                let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
+                tracing::error!(job_ids = ?ids, error = %e, "could not record the jobs' changes");
+                vec![false; jobs.len()]
+            }
+        }
+    }
+
+    /// What follows a job's write: written, its version follows the
+    /// store's and its long polls wake; else the reason is logged.
+    fn follow_write(&self, job: &mut Job, result: Result<bool, store::Error>) -> bool {
+        match result {
             Ok(true) => {
                 job.version += 1;
                 tracing::debug!(job_id = %job.id, state = job.state.as_str(), version = job.version, "job change recorded");

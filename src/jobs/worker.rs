@@ -309,8 +309,12 @@ impl Worker {
                 return;
             }
         };
+        // Finished jobs are written together once the tenant's backups are
+        // read: many finishing at once cost one store commit, not one each.
+        let mut ended = Vec::new();
         for mut job in running {
-            // Stopping: the next start concludes the rest.
+            // Stopping: the next start concludes the rest (what is already
+            // concluded is written below).
             if self.jobs.is_stopping() {
                 break;
             }
@@ -320,19 +324,23 @@ impl Worker {
             if creating.contains(&backup_id) {
                 if self.is_stuck(&job) {
                     job.fail(self.stuck(&backup_id, "creating"));
-                    self.jobs.save_fenced(&mut job, Some(fence)).await;
+                    ended.push(job);
                 }
                 continue;
             }
             let Ok(_permit) = self.permits.acquire().await else {
-                return;
+                break;
             };
             let span = tracing::info_span!("job", job_id = %job.id);
-            tracing::Instrument::instrument(
+            let concluded = tracing::Instrument::instrument(
                 self.conclude(cloud, job, &backup_id, &ctx, fence),
                 span,
             )
             .await;
+            ended.extend(concluded);
+        }
+        if !ended.is_empty() {
+            self.jobs.save_all_fenced(&mut ended, Some(fence)).await;
         }
     }
 
@@ -402,7 +410,8 @@ impl Worker {
         }
     }
 
-    /// The backup left `creating`: read it once to learn how it ended.
+    /// The backup left `creating`: read it once to learn how it ended. The
+    /// job as it ended, for the caller to write; `None` when it goes on.
     async fn conclude(
         &self,
         cloud: &str,
@@ -410,7 +419,7 @@ impl Worker {
         backup_id: &str,
         ctx: &CallContext,
         fence: &Fence,
-    ) {
+    ) -> Option<Job> {
         match self.jobs.cinder.show_backup(cloud, backup_id, ctx).await {
             Ok(backup) => match backup.status.as_str() {
                 "available" => job.succeed(),
@@ -434,7 +443,7 @@ impl Worker {
                 // bound by the stuck limit like `creating`.
                 other => {
                     if !self.is_stuck(&job) {
-                        return;
+                        return None;
                     }
                     job.fail(self.stuck(backup_id, other));
                 }
@@ -445,11 +454,11 @@ impl Worker {
                 if self.is_stuck(&job) {
                     self.fail_if_stuck(vec![job], &e, fence).await;
                 }
-                return;
+                return None;
             }
         }
         tracing::info!(job_id = %job.id, backup_id, state = job.state.as_str(), "job finished");
-        self.jobs.save_fenced(&mut job, Some(fence)).await;
+        Some(job)
     }
 }
 

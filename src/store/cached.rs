@@ -122,6 +122,22 @@ impl View {
         }
     }
 
+    /// Follows an update of `job`: written, the job as it now is in the
+    /// database; refused (another writer came first, or the lease ended)
+    /// or failed, the database's row is the truth, read again.
+    fn written(&mut self, job: &Job, written: bool) {
+        if !written {
+            self.forget(job.id);
+            return;
+        }
+        let mut stored = as_stored(job);
+        stored.version = job.version + 1;
+        // `update` leaves `shown` as it is in the database: keep what the
+        // view knew of it, adding only a set flag.
+        stored.shown = job.shown || self.get(job.id).is_some_and(|known| known.shown);
+        self.put(stored);
+    }
+
     /// Drops a job whose row may have changed: read again when next used,
     /// and before the worker's next scan.
     fn forget(&mut self, id: JobId) {
@@ -245,24 +261,19 @@ impl<S: JobStore> JobStore for CachedStore<S> {
     }
 
     async fn update(&self, job: &Job, fence: Option<&Fence>) -> Result<bool, Error> {
-        match self.inner.update(job, fence).await {
-            Ok(true) => {
-                let mut view = self.view();
-                let mut stored = as_stored(job);
-                stored.version = job.version + 1;
-                // `update` leaves `shown` as it is in the database: keep
-                // what the view knew of it, adding only a set flag.
-                stored.shown = job.shown || view.get(job.id).is_some_and(|known| known.shown);
-                view.put(stored);
-                Ok(true)
-            }
-            other => {
-                // Refused (another writer came first, or the lease ended)
-                // or failed: the database's row is the truth.
-                self.forget(job.id);
-                other
-            }
+        let result = self.inner.update(job, fence).await;
+        self.view().written(job, matches!(result, Ok(true)));
+        result
+    }
+
+    async fn update_all(&self, jobs: &[Job], fence: Option<&Fence>) -> Result<Vec<bool>, Error> {
+        let result = self.inner.update_all(jobs, fence).await;
+        let mut view = self.view();
+        for (i, job) in jobs.iter().enumerate() {
+            let written = result.as_ref().is_ok_and(|w| w.get(i) == Some(&true));
+            view.written(job, written);
         }
+        result
     }
 
     async fn delete(

@@ -277,6 +277,21 @@ pub trait JobStore: Send + Sync {
     /// `fence`, also false unless that lease on the job's tenant is still
     /// held (the worker's writes).
     async fn update(&self, job: &Job, fence: Option<&Fence>) -> Result<bool, Error>;
+    /// [`JobStore::update`] of several jobs, in one transaction where the
+    /// store can (a burst of conclusions costs one commit, not one each):
+    /// each job written or not by the same rules, the answers in order. A
+    /// job whose write would break the one-unfinished-job-per-snapshot rule
+    /// is answered false.
+    async fn update_all(&self, jobs: &[Job], fence: Option<&Fence>) -> Result<Vec<bool>, Error> {
+        let mut written = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            written.push(match self.update(job, fence).await {
+                Err(Error::ActiveJobExists) => false,
+                other => other?,
+            });
+        }
+        Ok(written)
+    }
     /// Removes a job still at `version` whose id was never shown (see
     /// [`JobStore::mark_shown`]), and the idempotency key bound to it: a
     /// create Cinder refused while its caller waited leaves nothing behind.

@@ -239,6 +239,37 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// fail with `SQLITE_BUSY` when it upgrades, whatever the busy timeout.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
+/// The compare-and-set write of a job (see [`JobStore::update`]).
+fn update_query<'q>(
+    job: &'q Job,
+    fence: Option<&'q Fence>,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    sqlx::query(
+        "UPDATE jobs SET backup_id = ?1, state = ?2, error = ?3, attempts = ?4, next_attempt_at = ?5, \
+             upstream_request_id = ?6, updated_at = ?7, started_at = ?8, finished_at = ?9, \
+             posted_at = ?10, version = version + 1 \
+         WHERE id = ?11 AND version = ?12 \
+           AND (?13 IS NULL OR EXISTS (SELECT 1 FROM tenant_leases l \
+               WHERE l.cloud = jobs.cloud AND l.project_id = jobs.project_id \
+                 AND l.holder = ?13 AND l.generation = ?14 AND l.expires_at > ?15))",
+    )
+    .bind(&job.backup_id)
+    .bind(job.state.as_str())
+    .bind(job.error.as_ref().map(to_json))
+    .bind(i64::from(job.attempts))
+    .bind(job.next_attempt_at.map(millis))
+    .bind(&job.upstream_request_id)
+    .bind(millis(job.updated_at))
+    .bind(job.started_at.map(millis))
+    .bind(job.finished_at.map(millis))
+    .bind(job.posted_at.map(millis))
+    .bind(job.id.to_string())
+    .bind(job.version)
+    .bind(fence.map(|f| f.holder.as_str()))
+    .bind(fence.map(|f| f.generation))
+    .bind(millis(Utc::now()))
+}
+
 #[async_trait]
 impl JobStore for SqliteStore {
     fn kind(&self) -> &'static str {
@@ -342,37 +373,26 @@ impl JobStore for SqliteStore {
     }
 
     async fn update(&self, job: &Job, fence: Option<&Fence>) -> Result<bool, Error> {
-        let result = sqlx::query(
-            "UPDATE jobs SET backup_id = ?1, state = ?2, error = ?3, attempts = ?4, next_attempt_at = ?5, \
-                 upstream_request_id = ?6, updated_at = ?7, started_at = ?8, finished_at = ?9, \
-                 posted_at = ?10, version = version + 1 \
-             WHERE id = ?11 AND version = ?12 \
-               AND (?13 IS NULL OR EXISTS (SELECT 1 FROM tenant_leases l \
-                   WHERE l.cloud = jobs.cloud AND l.project_id = jobs.project_id \
-                     AND l.holder = ?13 AND l.generation = ?14 AND l.expires_at > ?15))",
-        )
-        .bind(&job.backup_id)
-        .bind(job.state.as_str())
-        .bind(job.error.as_ref().map(to_json))
-        .bind(i64::from(job.attempts))
-        .bind(job.next_attempt_at.map(millis))
-        .bind(&job.upstream_request_id)
-        .bind(millis(job.updated_at))
-        .bind(job.started_at.map(millis))
-        .bind(job.finished_at.map(millis))
-        .bind(job.posted_at.map(millis))
-        .bind(job.id.to_string())
-        .bind(job.version)
-        .bind(fence.map(|f| f.holder.as_str()))
-        .bind(fence.map(|f| f.generation))
-        .bind(millis(Utc::now()))
-        .execute(&self.writer)
-        .await;
-        match result {
+        match update_query(job, fence).execute(&self.writer).await {
             Ok(done) => Ok(done.rows_affected() == 1),
             Err(e) if is_unique_violation(&e) => Err(Error::ActiveJobExists),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn update_all(&self, jobs: &[Job], fence: Option<&Fence>) -> Result<Vec<bool>, Error> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut written = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            written.push(match update_query(job, fence).execute(&mut *tx).await {
+                Ok(done) => done.rows_affected() == 1,
+                // The statement failed alone; the others stand.
+                Err(e) if is_unique_violation(&e) => false,
+                Err(e) => return Err(e.into()),
+            });
+        }
+        tx.commit().await?;
+        Ok(written)
     }
 
     async fn delete(

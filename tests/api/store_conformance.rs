@@ -44,6 +44,7 @@ conformance!(
     a_job_reads_back_as_written,
     one_unfinished_job_per_snapshot_and_tenant_under_concurrent_inserts,
     compare_and_set_updates_racing_have_one_winner,
+    a_batch_of_updates_writes_each_job_by_the_rules_of_one,
     an_idempotency_key_reserved_by_racing_requests_has_one_owner,
     an_idempotency_key_binds_its_job_and_follows_its_life,
     listing_pages_newest_first_and_filters,
@@ -197,6 +198,61 @@ async fn compare_and_set_updates_racing_have_one_winner(
     assert_eq!(stored.attempts, winner.attempts);
     // A write from the old version loses from now on.
     assert!(!store.update(&writers[0], None).await.expect("update"));
+}
+
+async fn a_batch_of_updates_writes_each_job_by_the_rules_of_one(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    // Three running jobs; the second's copy is stale (written since).
+    let mut jobs: Vec<Job> = ["snap-1", "snap-2", "snap-3"]
+        .iter()
+        .map(|snapshot| {
+            let mut j = job("p1", snapshot, "vol-1");
+            j.start(format!("backup-{snapshot}"), None);
+            j
+        })
+        .collect();
+    for j in &jobs {
+        store.insert(j, None).await.expect("insert");
+    }
+    let mut newer = jobs[1].clone();
+    newer.attempts = 7;
+    assert!(store.update(&newer, None).await.expect("update"));
+
+    jobs[0].succeed();
+    jobs[1].succeed();
+    jobs[2].attempts = 2;
+    let batch = vec![jobs[0].clone(), jobs[1].clone(), jobs[2].clone()];
+    let written = store.update_all(&batch, None).await.expect("batch");
+
+    assert_eq!(written, vec![true, false, true], "each by its own version");
+    let first = store.get(jobs[0].id).await.expect("get").expect("kept");
+    assert_eq!((first.state, first.version), (JobState::Succeeded, 1));
+    let second = store.get(jobs[1].id).await.expect("get").expect("kept");
+    assert_eq!(
+        (second.state, second.attempts, second.version),
+        (JobState::Running, 7, 1),
+        "the other writer's state stands"
+    );
+
+    let third = store.get(jobs[2].id).await.expect("get").expect("kept");
+    assert_eq!((third.attempts, third.version), (2, 1));
+
+    // A lease no longer held refuses every write of a batch.
+    let mut third = third;
+    third.succeed();
+    let stale = Fence {
+        holder: "gone-replica".into(),
+        generation: 1,
+    };
+    let written = store
+        .update_all(std::slice::from_ref(&third), Some(&stale))
+        .await
+        .expect("batch");
+    assert_eq!(written, vec![false]);
+    let kept = store.get(third.id).await.expect("get").expect("kept");
+    assert_eq!(kept.state, JobState::Running);
 }
 
 fn key_use<'a>(project: &'a str, key: &'a str, at: DateTime<Utc>) -> KeyUse<'a> {
