@@ -17,7 +17,7 @@
 //! tenant's due jobs are submitted a few at a time (`--tenant-concurrency`).
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -179,16 +179,25 @@ impl Worker {
     async fn start_passes(&self, passes: &mut JoinSet<()>) -> anyhow::Result<()> {
         let scan = self.jobs.store.active().await?;
         self.note_unreadable(scan.unreadable);
-        let mut by_tenant: BTreeMap<TenantKey, Vec<Job>> = BTreeMap::new();
-        for job in scan.jobs {
-            by_tenant
-                .entry(TenantKey {
-                    cloud: job.cloud.clone(),
-                    project_id: job.project_id.clone(),
-                })
+        // Grouped by borrowed names first: one key made per tenant, not per
+        // job.
+        let mut grouped: HashMap<(&str, &str), Vec<Arc<Job>>> = HashMap::new();
+        for job in &scan.jobs {
+            grouped
+                .entry((job.cloud.as_str(), job.project_id.as_str()))
                 .or_default()
-                .push(job);
+                .push(job.clone());
         }
+        let by_tenant: BTreeMap<TenantKey, Vec<Arc<Job>>> = grouped
+            .into_iter()
+            .map(|((cloud, project_id), jobs)| {
+                let key = TenantKey {
+                    cloud: cloud.to_owned(),
+                    project_id: project_id.to_owned(),
+                };
+                (key, jobs)
+            })
+            .collect();
         let wanted = by_tenant.keys().cloned().collect();
         let busy = lock(&self.busy).clone();
         let mut fences = self.leases.claim(&wanted, &busy).await?;
@@ -224,7 +233,7 @@ impl Worker {
         *known = now_unreadable;
     }
 
-    async fn tenant_pass(&self, tenant: &TenantKey, jobs: Vec<Job>, fence: &Fence) {
+    async fn tenant_pass(&self, tenant: &TenantKey, jobs: Vec<Arc<Job>>, fence: &Fence) {
         let cloud = tenant.cloud.as_str();
         // Jobs are worked in their own project: an entry that now acts for
         // another one cannot see their backups (they would look deleted).
@@ -236,20 +245,21 @@ impl Worker {
             return;
         }
         let at = now();
-        let (running, queued): (Vec<Job>, Vec<Job>) =
+        let (running, queued): (Vec<Arc<Job>>, Vec<Arc<Job>>) =
             jobs.into_iter().partition(|j| j.state == JobState::Running);
         match project {
             // Without the tenant's token nothing can be learnt of its
             // backups; running jobs still end once they have waited too
             // long. Queued jobs go on below: each ends by its own rules (the
             // token failure is remembered, so this costs Keystone nothing).
-            Err(e) => self.fail_if_stuck(running, &e, fence).await,
+            Err(e) => self.fail_if_stuck(&running, &e, fence).await,
             Ok(_) if !running.is_empty() => self.follow_running(cloud, running, fence).await,
             Ok(_) => {}
         }
         let tenant_permits = Arc::new(Semaphore::new(self.limits.per_tenant.max(1)));
         let mut submissions = JoinSet::new();
         for job in queued.into_iter().filter(|j| is_due(j, at)) {
+            let job = Arc::unwrap_or_clone(job);
             let jobs = self.jobs.clone();
             let global = self.permits.clone();
             let local = tenant_permits.clone();
@@ -279,7 +289,7 @@ impl Worker {
         }
     }
 
-    async fn follow_running(&self, cloud: &str, running: Vec<Job>, fence: &Fence) {
+    async fn follow_running(&self, cloud: &str, running: Vec<Arc<Job>>, fence: &Fence) {
         let ctx = CallContext::default();
         let filter = BackupFilter {
             status: Some("creating".into()),
@@ -305,29 +315,33 @@ impl Worker {
                 // Without a complete listing nothing can be concluded, but
                 // the stuck limit still holds.
                 tracing::warn!(cloud, error = %e, "could not list creating backups; will retry");
-                self.fail_if_stuck(running, &e, fence).await;
+                self.fail_if_stuck(&running, &e, fence).await;
                 return;
             }
         };
         // Finished jobs are written together once the tenant's backups are
         // read: many finishing at once cost one store commit, not one each.
         let mut ended = Vec::new();
-        for mut job in running {
+        for job in running {
             // Stopping: the next start concludes the rest (what is already
             // concluded is written below).
             if self.jobs.is_stopping() {
                 break;
             }
-            let Some(backup_id) = job.backup_id.clone() else {
+            let Some(backup_id) = job.backup_id.as_deref() else {
                 continue;
             };
-            if creating.contains(&backup_id) {
+            if creating.contains(backup_id) {
                 if self.is_stuck(&job) {
-                    job.fail(self.stuck(&backup_id, "creating"));
+                    let problem = self.stuck(backup_id, "creating");
+                    let mut job = Arc::unwrap_or_clone(job);
+                    job.fail(problem);
                     ended.push(job);
                 }
                 continue;
             }
+            let backup_id = backup_id.to_owned();
+            let job = Arc::unwrap_or_clone(job);
             let Ok(_permit) = self.permits.acquire().await else {
                 break;
             };
@@ -363,8 +377,9 @@ impl Worker {
     /// the stuck limit end all the same. A passing failure is reported as
     /// the backup being stuck; a lasting one (credentials refused, tenant no
     /// longer configured) as itself, saying the backup may still finish.
-    async fn fail_if_stuck(&self, running: Vec<Job>, cause: &openstack::Error, fence: &Fence) {
-        for mut job in running.into_iter().filter(|j| self.is_stuck(j)) {
+    async fn fail_if_stuck(&self, running: &[Arc<Job>], cause: &openstack::Error, fence: &Fence) {
+        for job in running.iter().filter(|j| self.is_stuck(j)) {
+            let mut job = Job::clone(job);
             let backup_id = job.backup_id.as_deref().unwrap_or("(unknown)");
             let limit = human(self.jobs.settings.stuck_after);
             let problem = if cause.is_transient() {
@@ -389,8 +404,15 @@ impl Worker {
 
     /// The cloud entry now acts for another project: the tenant's jobs in
     /// the old project end, saying so (their backups are not deleted).
-    async fn project_changed(&self, cloud: &str, current: &str, jobs: Vec<Job>, fence: &Fence) {
-        for mut job in jobs {
+    async fn project_changed(
+        &self,
+        cloud: &str,
+        current: &str,
+        jobs: Vec<Arc<Job>>,
+        fence: &Fence,
+    ) {
+        for job in jobs {
+            let mut job = Arc::unwrap_or_clone(job);
             let backup = match (&job.backup_id, job.posted_at) {
                 (Some(id), _) => format!("; its backup {id} stays in project {}", job.project_id),
                 (None, Some(_)) => {
@@ -452,7 +474,7 @@ impl Worker {
             Err(e) => {
                 tracing::warn!(job_id = %job.id, backup_id, error = %e, "could not read the backup; will retry");
                 if self.is_stuck(&job) {
-                    self.fail_if_stuck(vec![job], &e, fence).await;
+                    self.fail_if_stuck(&[Arc::new(job)], &e, fence).await;
                 }
                 return None;
             }

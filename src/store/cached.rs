@@ -27,7 +27,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -52,8 +52,9 @@ pub struct CachedStore<S> {
 
 #[derive(Default)]
 struct View {
-    /// Queued and running jobs, by id (ids grow with time: oldest first).
-    active: BTreeMap<JobId, Job>,
+    /// Queued and running jobs, by id (ids grow with time: oldest first),
+    /// shared with the worker's scans.
+    active: BTreeMap<JobId, Arc<Job>>,
     /// Finished jobs lately used, each with the number of its last use.
     finished: HashMap<JobId, (u64, Job)>,
     /// `(use number, id)` in the order of use; an entry whose number is no
@@ -73,12 +74,13 @@ impl View {
     fn get(&self, id: JobId) -> Option<&Job> {
         self.active
             .get(&id)
+            .map(Arc::as_ref)
             .or_else(|| self.finished.get(&id).map(|(_, job)| job))
     }
 
     fn get_mut(&mut self, id: JobId) -> Option<&mut Job> {
         match self.active.get_mut(&id) {
-            Some(job) => Some(job),
+            Some(job) => Some(Arc::make_mut(job)),
             None => self.finished.get_mut(&id).map(|(_, job)| job),
         }
     }
@@ -100,7 +102,7 @@ impl View {
             self.evict();
         } else {
             self.finished.remove(&id);
-            self.active.insert(id, job);
+            self.active.insert(id, Arc::new(job));
         }
     }
 
@@ -172,7 +174,7 @@ impl<S: JobStore> CachedStore<S> {
             ..View::default()
         };
         for job in scan.jobs {
-            view.put(job);
+            view.put(Arc::unwrap_or_clone(job));
         }
         Ok(CachedStore {
             inner,

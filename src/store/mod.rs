@@ -144,8 +144,10 @@ pub struct JobFilter {
 /// The unfinished jobs, and the rows that could not be read.
 #[derive(Debug, Default)]
 pub struct ActiveJobs {
-    /// Every queued or running job that could be read, oldest first.
-    pub jobs: Vec<Job>,
+    /// Every queued or running job that could be read, oldest first
+    /// (shared: the worker scans them every cycle and copies only what it
+    /// changes).
+    pub jobs: Vec<Arc<Job>>,
     /// `(id, reason)` of each unfinished row that could not be read: skipped,
     /// so that one bad row never stops the others.
     pub unreadable: Vec<(String, String)>,

@@ -402,7 +402,7 @@ impl JobStore for PostgresStore {
                 .map_err(|e| Error::Corrupt(format!("job {id}: {e}")))
                 .and_then(Job::try_from)
             {
-                Ok(job) => active.jobs.push(job),
+                Ok(job) => active.jobs.push(Arc::new(job)),
                 Err(e) => active.unreadable.push((id, e.to_string())),
             }
         }

@@ -14,6 +14,7 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::{
     FromRow, Row, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -439,16 +440,18 @@ impl JobStore for SqliteStore {
             " FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
         );
         // Column by column, so that a row with a bad value is reported and
-        // skipped instead of failing the whole scan.
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        // skipped instead of failing the whole scan; row by row, so that
+        // the rows of every unfinished job are never held at once (their
+        // peak stayed in the process's heap for good).
+        let mut rows = sqlx::query(sql).fetch(&self.pool);
         let mut active = ActiveJobs::default();
-        for row in rows {
+        while let Some(row) = rows.try_next().await? {
             let id: String = row.try_get("id").unwrap_or_default();
             match JobRow::from_row(&row)
                 .map_err(|e| Error::Corrupt(format!("job {id}: {e}")))
                 .and_then(Job::try_from)
             {
-                Ok(job) => active.jobs.push(job),
+                Ok(job) => active.jobs.push(Arc::new(job)),
                 Err(e) => active.unreadable.push((id, e.to_string())),
             }
         }
