@@ -230,6 +230,27 @@ impl Control {
         Ok(())
     }
 
+    /// Makes every Cinder call take `latency` more (`None`: none).
+    pub async fn set_latency(
+        &self,
+        http: &reqwest::Client,
+        latency: Option<std::time::Duration>,
+    ) -> anyhow::Result<()> {
+        let chaos = match latency {
+            Some(latency) => json!({
+                "latency_ms": u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+                "latency_rate": 1.0,
+            }),
+            None => Value::Null,
+        };
+        http.patch(format!("{}/settings", self.root))
+            .json(&json!({ "chaos": chaos }))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// Ends every pending backup now.
     pub async fn finish_pending(&self, http: &reqwest::Client) -> anyhow::Result<()> {
         http.post(format!("{}/finish-pending", self.root))
