@@ -406,6 +406,13 @@ impl State {
 
     /// Applies every transition that is due by now.
     pub(crate) fn advance(&mut self) {
+        self.advance_finishing_at(None);
+    }
+
+    /// [`State::advance`]; a backup ends at `forced` when given (made to
+    /// end now, as Cinder stamps a backup when it ends), else at its start
+    /// plus the backup duration (the moment it ended while nobody looked).
+    fn advance_finishing_at(&mut self, forced: Option<DateTime<Utc>>) {
         let now = Utc::now();
         let took =
             chrono::Duration::from_std(self.backup_duration).unwrap_or(chrono::Duration::MAX);
@@ -417,7 +424,7 @@ impl State {
             match self.backups.get(&id).map(|b| b.status) {
                 Some(BackupStatus::Creating) => {
                     // `due` only hands out starts whose end is known.
-                    let at = end(start).unwrap_or(now);
+                    let at = forced.unwrap_or_else(|| end(start).unwrap_or(now));
                     self.finish_backup(&id, at);
                 }
                 Some(BackupStatus::Deleting) => self.remove_backup(&id),
@@ -575,7 +582,7 @@ impl State {
     pub(crate) fn finish_pending(&mut self) {
         let saved = self.backup_duration;
         self.backup_duration = Duration::ZERO;
-        self.advance();
+        self.advance_finishing_at(Some(Utc::now()));
         self.backup_duration = saved;
     }
 }

@@ -37,6 +37,10 @@ use crate::{
     store::{Fence, TenantKey},
 };
 
+/// Backups read beyond those that left `creating` when the recently
+/// updated ones are listed: room for a few the tenant changed otherwise.
+const RECENT_SLACK: usize = 10;
+
 /// Limits of the worker's parallelism.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerLimits {
@@ -319,6 +323,19 @@ impl Worker {
                 return;
             }
         };
+        // Backups that left `creating` are read in one listing of the
+        // tenant's most recently updated backups (a finished backup was
+        // updated when it finished), not one call each; those it does not
+        // hold (deleted, or pushed off its page) are read one by one.
+        let left = running
+            .iter()
+            .filter(|j| j.backup_id.as_ref().is_some_and(|b| !creating.contains(b)))
+            .count();
+        let recent = if left == 0 {
+            HashMap::new()
+        } else {
+            self.recently_updated(cloud, left, &ctx).await
+        };
         // Finished jobs are written together once the tenant's backups are
         // read: many finishing at once cost one store commit, not one each.
         let mut ended = Vec::new();
@@ -342,19 +359,55 @@ impl Worker {
             }
             let backup_id = backup_id.to_owned();
             let job = Arc::unwrap_or_clone(job);
-            let Ok(_permit) = self.permits.acquire().await else {
-                break;
-            };
             let span = tracing::info_span!("job", job_id = %job.id);
-            let concluded = tracing::Instrument::instrument(
-                self.conclude(cloud, job, &backup_id, &ctx, fence),
-                span,
-            )
-            .await;
+            let concluded = match recent.get(&backup_id) {
+                Some(backup) => {
+                    tracing::Instrument::instrument(self.concluded(cloud, job, backup, &ctx), span)
+                        .await
+                }
+                None => {
+                    let Ok(_permit) = self.permits.acquire().await else {
+                        break;
+                    };
+                    tracing::Instrument::instrument(
+                        self.conclude(cloud, job, &backup_id, &ctx, fence),
+                        span,
+                    )
+                    .await
+                }
+            };
             ended.extend(concluded);
         }
         if !ended.is_empty() {
             self.jobs.save_all_fenced(&mut ended, Some(fence)).await;
+        }
+    }
+
+    /// The tenant's `count` (and a few more) most recently updated backups,
+    /// by id: one page where one call per backup would be `count`. Empty
+    /// when they cannot be read (each is then read on its own).
+    async fn recently_updated(
+        &self,
+        cloud: &str,
+        count: usize,
+        ctx: &CallContext,
+    ) -> HashMap<String, openstack::Backup> {
+        let wanted = count.saturating_add(RECENT_SLACK);
+        let filter = BackupFilter {
+            sort: Some("updated_at:desc"),
+            page_size: Some(u32::try_from(wanted).unwrap_or(u32::MAX)),
+            at_most: Some(wanted),
+            ..Default::default()
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return HashMap::new();
+        };
+        match self.jobs.cinder.list_backups(cloud, &filter, ctx).await {
+            Ok(backups) => backups.into_iter().map(|b| (b.id.clone(), b)).collect(),
+            Err(e) => {
+                tracing::warn!(cloud, error = %e, "could not list the recently updated backups; reading them one by one");
+                HashMap::new()
+            }
         }
     }
 
@@ -443,40 +496,57 @@ impl Worker {
         fence: &Fence,
     ) -> Option<Job> {
         match self.jobs.cinder.show_backup(cloud, backup_id, ctx).await {
-            Ok(backup) => match backup.status.as_str() {
-                "available" => job.succeed(),
-                "error" => {
-                    let snapshot = self
-                        .jobs
-                        .cinder
-                        .show_snapshot(cloud, &job.snapshot_id, ctx)
-                        .await
-                        .ok();
-                    let problem = backup_failed(backup.fail_reason.as_deref())
-                        .with_upstream(None, backup.request_id.clone());
-                    job.fail(with_stuck_snapshot_note(
-                        problem,
-                        snapshot.as_ref().map(|s| s.status.as_str()),
-                    ));
-                }
-                "deleting" | "error_deleting" | "deleted" => job.fail(deleted(backup_id)),
-                // `creating` again (listed a moment too early), `restoring`
-                // or a status this version does not know: not finished, but
-                // bound by the stuck limit like `creating`.
-                other => {
-                    if !self.is_stuck(&job) {
-                        return None;
-                    }
-                    job.fail(self.stuck(backup_id, other));
-                }
-            },
-            Err(openstack::Error::Cinder { status: 404, .. }) => job.fail(deleted(backup_id)),
+            Ok(backup) => self.concluded(cloud, job, &backup, ctx).await,
+            Err(openstack::Error::Cinder { status: 404, .. }) => {
+                job.fail(deleted(backup_id));
+                tracing::info!(job_id = %job.id, backup_id, state = job.state.as_str(), "job finished");
+                Some(job)
+            }
             Err(e) => {
                 tracing::warn!(job_id = %job.id, backup_id, error = %e, "could not read the backup; will retry");
                 if self.is_stuck(&job) {
                     self.fail_if_stuck(&[Arc::new(job)], &e, fence).await;
                 }
-                return None;
+                None
+            }
+        }
+    }
+
+    /// How the job ends, given its backup as Cinder shows it now; `None`
+    /// when it goes on.
+    async fn concluded(
+        &self,
+        cloud: &str,
+        mut job: Job,
+        backup: &openstack::Backup,
+        ctx: &CallContext,
+    ) -> Option<Job> {
+        let backup_id = backup.id.as_str();
+        match backup.status.as_str() {
+            "available" => job.succeed(),
+            "error" => {
+                let snapshot = self
+                    .jobs
+                    .cinder
+                    .show_snapshot(cloud, &job.snapshot_id, ctx)
+                    .await
+                    .ok();
+                let problem = backup_failed(backup.fail_reason.as_deref())
+                    .with_upstream(None, backup.request_id.clone());
+                job.fail(with_stuck_snapshot_note(
+                    problem,
+                    snapshot.as_ref().map(|s| s.status.as_str()),
+                ));
+            }
+            "deleting" | "error_deleting" | "deleted" => job.fail(deleted(backup_id)),
+            // `creating` again (listed a moment too early), `restoring` or a
+            // status this version does not know: not finished, but bound by
+            // the stuck limit like `creating`.
+            other => {
+                if !self.is_stuck(&job) {
+                    return None;
+                }
+                job.fail(self.stuck(backup_id, other));
             }
         }
         tracing::info!(job_id = %job.id, backup_id, state = job.state.as_str(), "job finished");

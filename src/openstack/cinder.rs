@@ -107,8 +107,9 @@ pub struct Backup {
     /// Metadata; the gateway's `gateway_job_id` lives here.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
-    /// `x-openstack-request-id` of the answer that showed this backup alone
-    /// (not of listings), so that a job's error can name it.
+    /// `x-openstack-request-id` of the answer that showed this backup (its
+    /// own read, or the listing page it came on), so that a job's error can
+    /// name it.
     #[serde(skip)]
     pub request_id: Option<String>,
 }
@@ -171,6 +172,11 @@ pub struct BackupFilter {
     /// Stop after this many backups (a view for a caller); `None` reads
     /// every page (the worker's conclusions need complete listings).
     pub at_most: Option<usize>,
+    /// `sort=`, e.g. `updated_at:desc`; Cinder's default (`created_at:desc`)
+    /// when `None`.
+    pub sort: Option<&'static str>,
+    /// Backups per page; `--upstream-page-size` when `None`.
+    pub page_size: Option<u32>,
 }
 
 /// The Cinder calls of the gateway, for one tenant (clouds.yaml entry) each.
@@ -503,11 +509,17 @@ struct BackupRef {
 /// What paging through a listing needs of its items.
 trait Listed {
     fn id(&self) -> &str;
+    /// Records the request id of the page the item came on.
+    fn listed_by(&mut self, _request_id: &Option<String>) {}
 }
 
 impl Listed for Backup {
     fn id(&self) -> &str {
         &self.id
+    }
+
+    fn listed_by(&mut self, request_id: &Option<String>) {
+        self.request_id.clone_from(request_id);
     }
 }
 
@@ -682,7 +694,14 @@ impl OpenStackClient {
         let mut all = Vec::new();
         let mut marker: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut query = vec![("limit", self.settings.page_size.to_string())];
+            let limit = filter
+                .page_size
+                .unwrap_or(self.settings.page_size)
+                .min(self.settings.page_size);
+            let mut query = vec![("limit", limit.to_string())];
+            if let Some(sort) = filter.sort {
+                query.push(("sort", sort.to_owned()));
+            }
             if let Some(status) = &filter.status {
                 query.push(("status", status.clone()));
             }
@@ -692,7 +711,7 @@ impl OpenStackClient {
             if let Some(marker) = &marker {
                 query.push(("marker", marker.clone()));
             }
-            let (body, _): (BackupsBody<T>, _) = self
+            let (mut body, request_id): (BackupsBody<T>, _) = self
                 .call(
                     session,
                     CinderCall::get(path)
@@ -701,6 +720,9 @@ impl OpenStackClient {
                     ctx,
                 )
                 .await?;
+            for backup in &mut body.backups {
+                backup.listed_by(&request_id);
+            }
             let next = has_next(&body.backups_links)
                 .then(|| body.backups.last().map(|b| b.id().to_owned()))
                 .flatten();
