@@ -77,8 +77,13 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        // Two readers open from the start (with the job view in memory,
+        // reads are few: listings, metrics): each is a thread with its own
+        // page cache, and one opened at the first concurrent read made the
+        // process grow minutes after start.
         let pool = SqlitePoolOptions::new()
             .max_connections(pool_size.max(1))
+            .min_connections(pool_size.clamp(1, 2))
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
