@@ -213,8 +213,10 @@ impl Jobs {
                 .map(|(job, written)| self.follow_write(job, Ok(written)))
                 .collect(),
             Err(e) => {
-                let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
-                tracing::error!(job_ids = ?ids, error = %e, "could not record the jobs' changes");
+                // Some may have been written (see `update_all`): all are
+                // read again at the next cycle, as after a lost race.
+                let first: Vec<String> = jobs.iter().take(5).map(|j| j.id.to_string()).collect();
+                tracing::error!(jobs = jobs.len(), first = ?first, error = %e, "could not record the jobs' changes");
                 vec![false; jobs.len()]
             }
         }

@@ -2,9 +2,11 @@
 //!
 //! Each cycle costs Cinder a number of calls that grows with tenants (and
 //! result pages), not with jobs: per tenant one listing of its `creating`
-//! backups (the summary listing: ids are all it needs); a running job whose
-//! backup is absent from a complete listing has finished, and is read once
-//! to learn how.
+//! backups (the summary listing: ids are all it needs). A running job whose
+//! backup is absent from a complete listing has finished; how is read from
+//! one listing of the tenant's most recently updated backups, or, for a
+//! backup that listing does not hold, from the backup itself. A tenant's
+//! finished jobs are written together.
 //!
 //! A replica works only the tenants whose lease it holds (see `leases`),
 //! and every job write of a pass carries that lease, so that replicas on
@@ -362,7 +364,7 @@ impl Worker {
             let span = tracing::info_span!("job", job_id = %job.id);
             let concluded = match recent.get(&backup_id) {
                 Some(backup) => {
-                    tracing::Instrument::instrument(self.concluded(cloud, job, backup, &ctx), span)
+                    tracing::Instrument::instrument(self.outcome_of(cloud, job, backup, &ctx), span)
                         .await
                 }
                 None => {
@@ -496,7 +498,7 @@ impl Worker {
         fence: &Fence,
     ) -> Option<Job> {
         match self.jobs.cinder.show_backup(cloud, backup_id, ctx).await {
-            Ok(backup) => self.concluded(cloud, job, &backup, ctx).await,
+            Ok(backup) => self.outcome_of(cloud, job, &backup, ctx).await,
             Err(openstack::Error::Cinder { status: 404, .. }) => {
                 job.fail(deleted(backup_id));
                 tracing::info!(job_id = %job.id, backup_id, state = job.state.as_str(), "job finished");
@@ -514,7 +516,7 @@ impl Worker {
 
     /// How the job ends, given its backup as Cinder shows it now; `None`
     /// when it goes on.
-    async fn concluded(
+    async fn outcome_of(
         &self,
         cloud: &str,
         mut job: Job,

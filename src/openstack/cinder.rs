@@ -510,7 +510,7 @@ struct BackupRef {
 trait Listed {
     fn id(&self) -> &str;
     /// Records the request id of the page the item came on.
-    fn listed_by(&mut self, _request_id: &Option<String>) {}
+    fn listed_by(&mut self, _request_id: Option<&str>) {}
 }
 
 impl Listed for Backup {
@@ -518,8 +518,8 @@ impl Listed for Backup {
         &self.id
     }
 
-    fn listed_by(&mut self, request_id: &Option<String>) {
-        self.request_id.clone_from(request_id);
+    fn listed_by(&mut self, request_id: Option<&str>) {
+        self.request_id = request_id.map(str::to_owned);
     }
 }
 
@@ -721,7 +721,7 @@ impl OpenStackClient {
                 )
                 .await?;
             for backup in &mut body.backups {
-                backup.listed_by(&request_id);
+                backup.listed_by(request_id.as_deref());
             }
             let next = has_next(&body.backups_links)
                 .then(|| body.backups.last().map(|b| b.id().to_owned()))

@@ -9,7 +9,7 @@
 //! asked again, so wrong credentials never turn each request into a Keystone
 //! call (a `password` entry could be locked out).
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Instant};
 
 use secrecy::ExposeSecret;
 use tokio::sync::{Mutex, OnceCell};
@@ -64,7 +64,7 @@ pub struct Session {
 /// tenants take half a second.
 pub struct HttpClients {
     settings: Arc<UpstreamSettings>,
-    clients: std::collections::HashMap<(bool, Option<std::path::PathBuf>), reqwest::Client>,
+    clients: HashMap<(bool, Option<PathBuf>), reqwest::Client>,
 }
 
 impl HttpClients {
@@ -72,7 +72,7 @@ impl HttpClients {
     pub fn new(settings: Arc<UpstreamSettings>) -> Self {
         HttpClients {
             settings,
-            clients: std::collections::HashMap::new(),
+            clients: HashMap::new(),
         }
     }
 

@@ -16,8 +16,9 @@
 //!   committed it, and a row version never replaces a newer one (two
 //!   writers finishing out of order leave the newer one);
 //! - a job that a write may have changed without the view knowing how (a
-//!   failed or refused write) is dropped from it, and read again on its
-//!   next use;
+//!   failed or refused write, or one whose caller went away before it
+//!   ended) is dropped from it, and read again before the worker's next
+//!   scan or at its next use;
 //! - a read that started before a job was removed (deleted, purged,
 //!   dropped) never puts it back: removals bump an epoch, and a read
 //!   stores what it found only if the epoch has not moved since it began;
@@ -192,17 +193,27 @@ impl<S: JobStore> CachedStore<S> {
     }
 
     /// Reads again the jobs a write left unknown, so that the view holds
-    /// every unfinished job before the worker scans it.
+    /// every unfinished job before the worker scans it. A row that can no
+    /// longer be read is reported with the unreadable ones, not retried.
     async fn reload_dirty(&self) -> Result<(), Error> {
-        let (dirty, epoch): (Vec<JobId>, u64) = {
-            let view = self.view();
-            (view.dirty.iter().copied().collect(), view.epoch)
-        };
+        let dirty: Vec<JobId> = self.view().dirty.iter().copied().collect();
         for id in dirty {
-            let found = self.inner.get(id).await?;
+            let epoch = self.view().epoch;
+            let found = match self.inner.get(id).await {
+                Ok(found) => found,
+                Err(Error::Corrupt(reason)) => {
+                    let mut view = self.view();
+                    view.dirty.remove(&id);
+                    view.unreadable
+                        .retain(|(known, _)| *known != id.to_string());
+                    view.unreadable.push((id.to_string(), reason));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut view = self.view();
             if view.epoch != epoch {
-                // Changed meanwhile: the next scan reads it again.
+                // Something was removed meanwhile: the next scan reads it.
                 continue;
             }
             view.dirty.remove(&id);
@@ -211,6 +222,42 @@ impl<S: JobStore> CachedStore<S> {
             }
         }
         Ok(())
+    }
+
+    /// A guard over a write of `ids`: should the write's future be dropped
+    /// before its outcome reached the view (its caller went away; the
+    /// database may have committed it all the same), the jobs are read
+    /// again before the worker's next scan.
+    fn in_flight(&self, ids: impl IntoIterator<Item = JobId>) -> InFlight<'_> {
+        InFlight {
+            view: &self.view,
+            ids: ids.into_iter().collect(),
+        }
+    }
+}
+
+/// See [`CachedStore::in_flight`]; [`InFlight::settled`] once the view has
+/// the write's outcome.
+struct InFlight<'a> {
+    view: &'a Mutex<View>,
+    ids: Vec<JobId>,
+}
+
+impl InFlight<'_> {
+    fn settled(mut self) {
+        self.ids.clear();
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        for id in self.ids.drain(..) {
+            view.forget(id);
+        }
     }
 }
 
@@ -221,16 +268,16 @@ impl<S: JobStore> JobStore for CachedStore<S> {
     }
 
     async fn insert(&self, job: &Job, key: Option<KeyUse<'_>>) -> Result<(), Error> {
-        match self.inner.insert(job, key).await {
-            Ok(()) => {
-                self.view().put(as_stored(job));
-                Ok(())
-            }
-            Err(e) => {
-                self.forget(job.id);
-                Err(e)
-            }
+        let in_flight = self.in_flight([job.id]);
+        let result = self.inner.insert(job, key).await;
+        match &result {
+            Ok(()) => self.view().put(as_stored(job)),
+            // Refused in a transaction that wrote nothing.
+            Err(Error::ActiveJobExists | Error::KeyLost) => {}
+            Err(_) => self.forget(job.id),
         }
+        in_flight.settled();
+        result
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, Error> {
@@ -263,18 +310,23 @@ impl<S: JobStore> JobStore for CachedStore<S> {
     }
 
     async fn update(&self, job: &Job, fence: Option<&Fence>) -> Result<bool, Error> {
+        let in_flight = self.in_flight([job.id]);
         let result = self.inner.update(job, fence).await;
         self.view().written(job, matches!(result, Ok(true)));
+        in_flight.settled();
         result
     }
 
     async fn update_all(&self, jobs: &[Job], fence: Option<&Fence>) -> Result<Vec<bool>, Error> {
+        let in_flight = self.in_flight(jobs.iter().map(|j| j.id));
         let result = self.inner.update_all(jobs, fence).await;
         let mut view = self.view();
         for (i, job) in jobs.iter().enumerate() {
             let written = result.as_ref().is_ok_and(|w| w.get(i) == Some(&true));
             view.written(job, written);
         }
+        drop(view);
+        in_flight.settled();
         result
     }
 
@@ -284,8 +336,10 @@ impl<S: JobStore> JobStore for CachedStore<S> {
         version: i64,
         key: Option<KeyUse<'_>>,
     ) -> Result<bool, Error> {
+        let in_flight = self.in_flight([id]);
         let result = self.inner.delete(id, version, key).await;
         self.forget(id);
+        in_flight.settled();
         result
     }
 
@@ -349,12 +403,14 @@ impl<S: JobStore> JobStore for CachedStore<S> {
 
     async fn purge_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
         let result = self.inner.purge_finished(before, batch).await;
-        // Which rows went is not told: the finished jobs are read again
-        // when next used (a purge runs seldom; unfinished jobs never go).
-        let mut view = self.view();
-        view.finished.clear();
-        view.finished_order.clear();
-        view.epoch += 1;
+        // Which rows went is not told: when some did, the finished jobs are
+        // read again when next used (unfinished jobs are never purged).
+        if !matches!(result, Ok(0)) {
+            let mut view = self.view();
+            view.finished.clear();
+            view.finished_order.clear();
+            view.epoch += 1;
+        }
         result
     }
 
@@ -402,6 +458,8 @@ impl<S: JobStore> JobStore for CachedStore<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
     use crate::{jobs::model::BackupOptions, store::SqliteStore};
 
@@ -494,6 +552,62 @@ mod tests {
         let from_disk = fresh.get(written.id).await.expect("get").expect("found");
         assert_eq!(from_memory, from_disk);
         assert!(from_memory.shown);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_went_away_is_read_again_for_the_worker() {
+        let (dir, store) = store().await;
+        let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+        let database = SqliteStore::connect(&url, 1).await.expect("store");
+        // Polled until it waits for SQLite, then dropped (a caller gone):
+        // the statement may still be committed on the connection's thread.
+        let mut landed = 0;
+        for i in 0..20 {
+            let queued = job(&format!("s{i}"));
+            let write = store.insert(&queued, None);
+            let mut write = std::pin::pin!(write);
+            // Polled a few times, as a handler is between its awaits.
+            let mut answered = false;
+            for _ in 0..=i % 4 {
+                answered = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(write.as_mut().poll(cx).is_ready())
+                })
+                .await;
+                if answered {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            drop(write);
+            if answered {
+                continue;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if database.get(queued.id).await.expect("get").is_some() {
+                landed += 1;
+            }
+        }
+        assert!(
+            landed > 0,
+            "no dropped write landed: the test proves nothing"
+        );
+        let in_view: Vec<JobId> = store
+            .active()
+            .await
+            .expect("scan")
+            .jobs
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        let in_database: Vec<JobId> = database
+            .active()
+            .await
+            .expect("scan")
+            .jobs
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(in_view, in_database);
     }
 
     #[tokio::test]

@@ -283,7 +283,9 @@ pub trait JobStore: Send + Sync {
     /// store can (a burst of conclusions costs one commit, not one each):
     /// each job written or not by the same rules, the answers in order. A
     /// job whose write would break the one-unfinished-job-per-snapshot rule
-    /// is answered false.
+    /// is answered false. On an error, any of them may have been written
+    /// (SQLite: none; PostgreSQL, one by one: those before the failure):
+    /// the caller reads them again before acting on them.
     async fn update_all(&self, jobs: &[Job], fence: Option<&Fence>) -> Result<Vec<bool>, Error> {
         let mut written = Vec::with_capacity(jobs.len());
         for job in jobs {

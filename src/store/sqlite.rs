@@ -1,10 +1,11 @@
 //! SQLite job store (the embedded default).
 //!
 //! WAL with `synchronous=NORMAL` keeps committed jobs across a killed
-//! process; the WAL file is cut back after checkpoints. A SQLite file
-//! belongs to one process, which keeps its jobs in memory (see `cached`). Every write is a single statement, so no read-then-write
-//! transaction can hit `SQLITE_BUSY` on upgrade; the busy timeout covers
-//! writers queueing for the lock.
+//! process. Writes go through one connection of their own, so they queue
+//! in its pool rather than in SQLite's busy handler; a transaction that
+//! writes starts `IMMEDIATE`, so none can fail upgrading a read lock. A
+//! task checkpoints the WAL between writes. A SQLite file belongs to one
+//! process, which keeps its jobs in memory (see `cached`).
 
 use std::{
     str::FromStr,
@@ -111,11 +112,23 @@ fn spawn_checkpointer(writer: SqlitePool, alive: Weak<()>) {
             if alive.upgrade().is_none() {
                 break;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&writer)
+            // One row: busy (1 when a reader kept it from completing), the
+            // WAL's frames, and the frames copied back.
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&writer)
                 .await
             {
-                tracing::warn!(error = %e, "could not checkpoint the SQLite WAL; will retry");
+                Ok((0, _, _)) => {}
+                Ok((_, frames, copied)) => {
+                    tracing::warn!(
+                        frames,
+                        copied,
+                        "the SQLite WAL checkpoint could not complete (a reader held it); will retry"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not checkpoint the SQLite WAL; will retry");
+                }
             }
         }
         writer.close().await;

@@ -19,6 +19,9 @@ async fn finished_jobs_and_old_keys_are_purged_and_unfinished_jobs_kept() {
     app.finish_backups();
     app.cycle().await;
     let running = app.create_ok("tenant-a", &snapshot('a', 2)).await;
+    // Time passed by hand, under the running gateway: the purge reads the
+    // database, and a purge that removed rows drops the finished jobs the
+    // gateway keeps in memory.
     let day_ms = 24 * 3600 * 1000_i64;
     app.store_sql(&format!(
         "UPDATE jobs SET finished_at = finished_at - {} WHERE finished_at IS NOT NULL",

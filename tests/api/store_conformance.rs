@@ -488,10 +488,17 @@ async fn the_unfinished_jobs_are_scanned_and_unreadable_rows_reported(
         ),
     };
     db.execute(&damage).await;
-    // Opened again, as after the damage a process finds it: a SQLite store
-    // belongs to one process, which keeps the jobs it wrote in memory.
-    drop(store);
-    let store = db.store().await;
+    // SQLite: opened again, as a process finds the damage when it starts
+    // (a SQLite store belongs to one process, which keeps the jobs it
+    // wrote in memory). PostgreSQL: the live store sees another process's
+    // change, as replicas must.
+    let store = match db {
+        TestDatabase::Sqlite { .. } => {
+            drop(store);
+            db.store().await
+        }
+        TestDatabase::Postgres { .. } => store,
+    };
 
     let scan = store.active().await.expect("scan");
     let ids: Vec<JobId> = scan.jobs.iter().map(|j| j.id).collect();
