@@ -564,8 +564,7 @@ mod tests {
         let mut landed = 0;
         for i in 0..20 {
             let queued = job(&format!("s{i}"));
-            let write = store.insert(&queued, None);
-            let mut write = std::pin::pin!(write);
+            let mut write = Box::pin(store.insert(&queued, None));
             // Polled a few times, as a handler is between its awaits.
             let mut answered = false;
             for _ in 0..=i % 4 {
