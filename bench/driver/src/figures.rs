@@ -33,15 +33,15 @@ const MEMORY_INTERVAL: Duration = Duration::from_millis(100);
 /// read through the gateway took 9 ms on the real-service harness).
 const CINDER_LATENCY: Duration = Duration::from_millis(5);
 /// Cycles over which upstream calls and CPU per cycle are averaged.
-const COUNTED_CYCLES: u64 = 5;
+const COUNTED_CYCLES: u64 = 10;
 
 /// One row of the table: a value per round, and its goal.
 struct Figure {
     name: &'static str,
     unit: &'static str,
     goal: &'static str,
-    /// Whether a value meets the goal.
-    meets: fn(f64) -> bool,
+    /// Whether a value meets the goal; `None` for a figure only reported.
+    meets: Option<fn(f64) -> bool>,
     values: Vec<f64>,
     /// What each round's value was read against, for the record.
     notes: Vec<String>,
@@ -52,7 +52,7 @@ impl Figure {
         name: &'static str,
         unit: &'static str,
         goal: &'static str,
-        meets: fn(f64) -> bool,
+        meets: Option<fn(f64) -> bool>,
     ) -> Self {
         Figure {
             name,
@@ -87,6 +87,7 @@ struct Table {
     finish_all: Figure,
     cold_tokens: Figure,
     startup: Figure,
+    startup_loaded: Figure,
 }
 
 impl Table {
@@ -96,85 +97,96 @@ impl Table {
                 "GET /jobs/{id} req/s / GET /healthz req/s, 32 connections",
                 "ratio",
                 ">= 0.5",
-                |v| v >= 0.5,
+                Some(|v| v >= 0.5),
             ),
             create_p50: Figure::new(
                 "create p50 overhead over the same calls made directly",
                 "ms",
                 "<= 0.3 ms",
-                |v| v <= 0.3,
+                Some(|v| v <= 0.3),
             ),
             create_p99: Figure::new(
                 "create p99 overhead over the same calls made directly",
                 "ms",
                 "<= 1.5 ms",
-                |v| v <= 1.5,
+                Some(|v| v <= 1.5),
             ),
             create_rate: Figure::new(
                 "creates/s at concurrency 16 / the same calls made directly",
                 "ratio",
                 ">= 0.8",
-                |v| v >= 0.8,
+                Some(|v| v >= 0.8),
             ),
             create_rate_slow: Figure::new(
                 "the same, every simulated Cinder call taking 5 ms",
                 "ratio",
                 ">= 0.8",
-                |v| v >= 0.8,
+                Some(|v| v >= 0.8),
             ),
             calls_per_cycle: Figure::new(
-                "Cinder calls per worker cycle (tenants x pages = baseline)",
-                "calls",
-                "= tenants (one listing page each)",
-                |_| true,
+                "Cinder calls per worker cycle / tenants",
+                "ratio",
+                "1: one listing page each (<= 1.1, cycles counted at their start)",
+                Some(|v| v <= 1.1),
             ),
             rss: Figure::new(
                 "gateway RSS with the running jobs, after the cycles",
                 "MiB",
                 "<= 64 MiB",
-                |v| v <= 64.0,
+                Some(|v| v <= 64.0),
             ),
             rss_growth: Figure::new(
                 "RSS growth from cycle 20 to the last cycle",
                 "MiB",
                 "flat (<= 2 MiB)",
-                |v| v <= 2.0,
+                Some(|v| v <= 2.0),
             ),
             wal: Figure::new(
                 "SQLite WAL size after the cycles",
                 "MiB",
                 "bounded (<= 8 MiB)",
-                |v| v <= 8.0,
+                Some(|v| v <= 8.0),
             ),
             cpu_per_cycle: Figure::new(
                 "gateway CPU per worker cycle, nothing finishing",
                 "ms",
                 "grows with changes, not with jobs (next row)",
-                |_| true,
+                None,
             ),
             cpu_growth: Figure::new(
                 "  its growth per 1,000 more running jobs",
                 "ms",
                 "<= 2 ms: their ids in Cinder's listings, no store read",
-                |v| v <= 2.0,
+                Some(|v| v <= 2.0),
             ),
             finish_all: Figure::new(
                 "all jobs finishing at once: last `succeeded` after Cinder's `available`",
                 "s",
                 "<= interval (1 s) + 1 s",
-                |v| v <= 2.0,
+                Some(|v| v <= 2.0),
             ),
             cold_tokens: Figure::new(
-                "Keystone token requests, 1,000 concurrent requests over cold tenants",
-                "requests",
-                "= tenants",
-                |_| true,
+                "Keystone token requests / tenants, 1,000 concurrent requests over cold tenants",
+                "ratio",
+                "1: one per tenant",
+                Some(|v| v <= 1.0),
             ),
-            startup: Figure::new("start-up to /readyz", "ms", "<= 50 ms", |v| v <= 50.0),
+            startup: Figure::new(
+                "start-up to /readyz, empty store",
+                "ms",
+                "<= 50 ms",
+                Some(|v| v <= 50.0),
+            ),
+            startup_loaded: Figure::new(
+                "start-up to /readyz, the running jobs in the store",
+                "ms",
+                "reported",
+                None,
+            ),
         }
     }
 
-    fn rows(&self) -> [&Figure; 14] {
+    fn rows(&self) -> [&Figure; 15] {
         [
             &self.read_ratio,
             &self.create_p50,
@@ -190,6 +202,7 @@ impl Table {
             &self.finish_all,
             &self.cold_tokens,
             &self.startup,
+            &self.startup_loaded,
         ]
     }
 
@@ -220,10 +233,10 @@ impl Table {
                 fmt(median),
                 fmt(max),
                 figure.goal,
-                if (figure.meets)(median) {
-                    "yes"
-                } else {
-                    "**no**"
+                match figure.meets {
+                    None => "(reported)",
+                    Some(meets) if meets(median) => "yes",
+                    Some(_) => "**no**",
                 }
             );
         }
@@ -419,7 +432,7 @@ impl<'a> Round<'a> {
         }
         let calls = self.control.calls(&self.http).await?;
         table.cold_tokens.record(
-            operation_calls(&calls, "TokenIssue") as f64,
+            operation_calls(&calls, "TokenIssue") as f64 / self.tokens.len() as f64,
             format!(
                 "{} tenants, {COLD_REQUESTS} requests at once",
                 self.tokens.len()
@@ -641,11 +654,12 @@ impl<'a> Round<'a> {
     async fn per_cycle(&self, gateway: &Gateway) -> anyhow::Result<(CallsPerCycle, Duration)> {
         wait_cycles(&self.http, gateway, 1).await?;
         self.control.reset_calls(&self.http).await?;
-        let cpu = gateway.process.cpu_time()?;
         let cycles = metric(&self.http, gateway, CYCLES).await?;
+        // The CPU window lies inside the two looks at /metrics.
+        let cpu = gateway.process.cpu_time()?;
         tokio::time::sleep(SCALE_INTERVAL * COUNTED_CYCLES as u32).await;
-        let cycles = (metric(&self.http, gateway, CYCLES).await? - cycles).max(1.0);
         let cpu = gateway.process.cpu_time()? - cpu;
+        let cycles = (metric(&self.http, gateway, CYCLES).await? - cycles).max(1.0);
         let calls = self.control.calls(&self.http).await?;
         Ok((
             CallsPerCycle {
@@ -692,7 +706,7 @@ impl<'a> Round<'a> {
         // Calls and CPU per cycle at the issue's 1 s interval.
         let (calls, cpu) = self.per_cycle(&gateway).await?;
         table.calls_per_cycle.record(
-            calls.cinder,
+            calls.cinder / tenants as f64,
             format!(
                 "{running} running jobs over {tenants} tenants: baseline {tenants} (one listing page per tenant); Keystone calls {:.1} per cycle",
                 calls.keystone
@@ -749,7 +763,12 @@ impl<'a> Round<'a> {
         let gateway = self
             .start_gateway(database, SCALE_INTERVAL, "finish")
             .await?;
+        table.startup_loaded.record(
+            ms(gateway.startup),
+            format!("{running} running jobs over {tenants} tenants"),
+        );
         wait_cycles(&self.http, &gateway, 1).await?;
+        let succeeded_before = metric(&self.http, &gateway, SUCCEEDED).await?;
         let started = Instant::now();
         self.control.finish_pending(&self.http).await?;
         let deadline = started + Duration::from_secs(120);
@@ -770,12 +789,13 @@ impl<'a> Round<'a> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let elapsed = started.elapsed();
-        let succeeded = metric(
-            &self.http,
-            &gateway,
-            "backup_gateway_jobs{state=\"succeeded\"}",
-        )
-        .await?;
+        let succeeded = metric(&self.http, &gateway, SUCCEEDED).await?;
+        if succeeded < succeeded_before + running {
+            bail!(
+                "{running} jobs were running, but only {} more succeeded",
+                succeeded - succeeded_before
+            );
+        }
         table.finish_all.record(
             elapsed.as_secs_f64(),
             format!("{running} jobs ({succeeded} succeeded in all), worker interval 1 s"),
@@ -834,17 +854,23 @@ async fn metric(http: &reqwest::Client, gateway: &Gateway, name: &str) -> anyhow
         .await?
         .text()
         .await?;
-    Ok(text
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0))
+    let value = text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    });
+    match value {
+        Some(value) => Ok(value),
+        // A state no job is in has no line.
+        None if name.starts_with("backup_gateway_jobs{") => Ok(0.0),
+        None => bail!("/metrics has no {name}"),
+    }
 }
+
+/// The gateway's count of succeeded jobs.
+const SUCCEEDED: &str = "backup_gateway_jobs{state=\"succeeded\"}";
 
 /// The gateway's count of worker cycles.
 const CYCLES: &str = "backup_gateway_worker_cycle_duration_seconds_count";
