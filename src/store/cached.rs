@@ -473,6 +473,11 @@ mod tests {
         )
     }
 
+    async fn active_ids(store: &impl JobStore) -> Vec<JobId> {
+        let scan = store.active().await.expect("scan");
+        scan.jobs.iter().map(|j| j.id).collect()
+    }
+
     async fn store() -> (tempfile::TempDir, CachedStore<SqliteStore>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
@@ -590,23 +595,7 @@ mod tests {
             landed > 0,
             "no dropped write landed: the test proves nothing"
         );
-        let in_view: Vec<JobId> = store
-            .active()
-            .await
-            .expect("scan")
-            .jobs
-            .iter()
-            .map(|j| j.id)
-            .collect();
-        let in_database: Vec<JobId> = database
-            .active()
-            .await
-            .expect("scan")
-            .jobs
-            .iter()
-            .map(|j| j.id)
-            .collect();
-        assert_eq!(in_view, in_database);
+        assert_eq!(active_ids(&store).await, active_ids(&database).await);
     }
 
     #[tokio::test]
