@@ -10,10 +10,9 @@ refused, rightly:
 - `Idempotency-Key` binds a key to the first request sent with it: the same
   key with another request is a documented 422. Every key that fits the
   schema is replaced by a fresh one, so that each case is a first use. This
-  goes by the value itself, not by how the case was generated: the
-  stateful phase sent, as a valid case, a key `c` left unreplaced because
-  its header was recorded as generated otherwise, and it collided with an
-  earlier use of `c`.
+  goes by the value itself, not by how the case was generated, and finds
+  the header in any mapping: the stateful phase sent keys such as `c`
+  unreplaced, which collided with earlier uses of the same key.
 
 Only those two values are changed, and only where they fit the schema:
 a key or token made to break it reaches the server as generated, and every
@@ -27,6 +26,7 @@ import os
 import re
 import urllib.request
 import uuid
+from collections.abc import MutableMapping
 from functools import cache
 from typing import Any
 
@@ -58,14 +58,18 @@ def before_call(ctx: schemathesis.HookContext, case: schemathesis.Case, kwargs: 
     """Gives a case the two values where they fit the schema; runs before
     every call, the stateful phase's included."""
     operation = case.operation
+    # Mappings, not only dicts: Schemathesis keeps a case's headers in a
+    # case-insensitive mapping (a `dict` check let the stateful phase's
+    # keys through unreplaced).
     if (
         operation.method.upper() == "GET"
         and operation.path in LISTINGS
-        and isinstance(case.query, dict)
+        and isinstance(case.query, MutableMapping)
         and isinstance(case.query.get("page_token"), str)
     ):
         case.query["page_token"] = real_page_token(operation.path)
-    if isinstance(case.headers, dict):
-        key = case.headers.get("Idempotency-Key")
-        if isinstance(key, str) and VALID_KEY.fullmatch(key):
-            case.headers["Idempotency-Key"] = f"st-{uuid.uuid4()}"
+    if isinstance(case.headers, MutableMapping):
+        for name in list(case.headers):
+            key = case.headers[name]
+            if name.lower() == "idempotency-key" and isinstance(key, str) and VALID_KEY.fullmatch(key):
+                case.headers[name] = f"st-{uuid.uuid4()}"
