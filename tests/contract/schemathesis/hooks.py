@@ -8,15 +8,15 @@ refused, rightly:
   other is a documented 400), and every string fits the schema. A made-up
   token is replaced by a real one, asked of the gateway once.
 - `Idempotency-Key` binds a key to the first request sent with it: the same
-  key with another request is a documented 422. Every key that fits the
-  schema is replaced by a fresh one, so that each case is a first use. This
-  goes by the value itself, not by how the case was generated, and finds
-  the header in any mapping: the stateful phase sent keys such as `c`
-  unreplaced, which collided with earlier uses of the same key.
+  key with another request is a documented 422. A valid case's key is
+  replaced by a fresh one, so that each case is a first use. The header is
+  looked for in any mapping: Schemathesis keeps headers in a
+  case-insensitive one, and a `dict` check let the stateful phase send keys
+  such as `c` unreplaced, which collided with earlier uses.
 
-Only those two values are changed, and only where they fit the schema:
-a key or token made to break it reaches the server as generated, and every
-check runs on every case.
+Only valid cases are changed, and only those two values: a case made to
+break the schema (a missing header, a bad value) reaches the server as
+generated, and every check runs on every case.
 """
 
 from __future__ import annotations
@@ -53,11 +53,22 @@ def real_page_token(path: str) -> str:
     return token
 
 
+def generated_validly(case: schemathesis.Case) -> bool:
+    """True unless the case was generated to break the schema somewhere."""
+    meta = case.meta
+    return meta is None or not meta.generation.mode.is_negative
+
+
 @schemathesis.hook
 def before_call(ctx: schemathesis.HookContext, case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
-    """Gives a case the two values where they fit the schema; runs before
-    every call, the stateful phase's included."""
+    """Gives a valid case the two values, where they fit the schema; runs
+    before every call, the stateful phase's included."""
     operation = case.operation
+    # A case made to be refused is sent as generated: changing it would make
+    # Schemathesis take it for valid (and stop leaving out the header it
+    # meant to leave out).
+    if not generated_validly(case):
+        return
     # Mappings, not only dicts: Schemathesis keeps a case's headers in a
     # case-insensitive mapping (a `dict` check let the stateful phase's
     # keys through unreplaced).
