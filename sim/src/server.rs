@@ -9,6 +9,7 @@
 //! It also writes the bare answers of a proxy in front of a service
 //! (`FaultKind::BareStatus`), which neither service's pipeline would.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::serve::{IncomingStream, Listener};
@@ -27,6 +29,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::{CallCount, Op, Sim};
 
 /// Handle on one accepted connection, available to handlers.
 #[derive(Debug, Clone, Default)]
@@ -177,5 +181,37 @@ pub(crate) fn bare_answer(status: u16) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Runs one call of `op`: counts it, answers it with `respond` (which says
+/// whether the connection is to be cut instead), and counts the answer's
+/// status, [`CallCount::NO_ANSWER`] for a cut. The cut comes only once the
+/// answer is counted: the client may see the close at once, and a test that
+/// then reads the counters must find the call there. A call whose client
+/// left while it was delayed keeps `NO_ANSWER` (it was never answered).
+pub(crate) async fn counted<F>(
+    sim: &Sim,
+    op: Op,
+    request: Request,
+    respond: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = (Response, bool)>,
+{
+    let answering = sim.begin_call(op);
+    let conn = request
+        .extensions()
+        .get::<ConnectInfo<ConnHandle>>()
+        .map(|c| c.0.clone());
+    let (response, cut) = respond(request).await;
+    answering.answered(if cut {
+        CallCount::NO_ANSWER
+    } else {
+        response.status().as_u16()
+    });
+    if cut && let Some(conn) = conn {
+        conn.kill();
+    }
     response
 }

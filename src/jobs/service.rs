@@ -200,24 +200,19 @@ impl Jobs {
     }
 
     /// [`Jobs::save_fenced`] of several jobs at once (one store transaction
-    /// where the store can); which were written.
-    pub(super) async fn save_all_fenced(
-        &self,
-        jobs: &mut [Job],
-        fence: Option<&Fence>,
-    ) -> Vec<bool> {
+    /// where the store can).
+    pub(super) async fn save_all_fenced(&self, jobs: &mut [Job], fence: Option<&Fence>) {
         match self.store.update_all(jobs, fence).await {
-            Ok(written) => jobs
-                .iter_mut()
-                .zip(written)
-                .map(|(job, written)| self.follow_write(job, Ok(written)))
-                .collect(),
+            Ok(written) => {
+                for (job, written) in jobs.iter_mut().zip(written) {
+                    self.follow_write(job, Ok(written));
+                }
+            }
             Err(e) => {
                 // Some may have been written (see `update_all`): all are
                 // read again at the next cycle, as after a lost race.
                 let first: Vec<String> = jobs.iter().take(5).map(|j| j.id.to_string()).collect();
                 tracing::error!(jobs = jobs.len(), first = ?first, error = %e, "could not record the jobs' changes");
-                vec![false; jobs.len()]
             }
         }
     }

@@ -32,9 +32,6 @@ pub const JOB_ID_METADATA_KEY: &str = "gateway_job_id";
 
 /// How one POST to Cinder ended.
 enum Posted {
-    /// Not posted: the job changed since it was read (cancelled, or taken
-    /// by another writer), or its claim could not be written.
-    NotClaimed,
     /// Cinder has the backup; the job is `running` (not yet saved).
     Accepted,
     /// Cinder refused for good; nothing was made.
@@ -263,7 +260,6 @@ impl Jobs {
         match posted {
             // Once the job is recorded, the caller is answered the job,
             // never an error: as stored, or as recorded if the store fails.
-            Posted::NotClaimed => Ok(self.store.get(job.id).await.ok().flatten().unwrap_or(job)),
             Posted::Accepted => {
                 self.save(&mut job).await;
                 Ok(job)
@@ -344,8 +340,12 @@ impl Jobs {
             self.save_fenced(&mut job, Some(fence)).await;
             return;
         }
-        match self.post(&mut job, &ctx, Some(fence)).await {
-            Posted::NotClaimed => return,
+        // Not claimed: the job changed since it was read (cancelled, or
+        // taken by another writer), or its claim could not be written.
+        let Some(posted) = self.post(&mut job, &ctx, Some(fence)).await else {
+            return;
+        };
+        match posted {
             Posted::Accepted => {}
             Posted::Refused(e) if !e.is_snapshot_not_available() => job.fail(upstream_problem(&e)),
             // A snapshot still `backing-up` may be the work of an earlier
@@ -414,13 +414,19 @@ impl Jobs {
     /// has one winner), then posts the backup with the job id in its
     /// metadata.
     /// The worker's claim carries its lease (`fence`): a replica that lost
-    /// the tenant cannot claim, so it never posts.
-    async fn post(&self, job: &mut Job, ctx: &CallContext, fence: Option<&Fence>) -> Posted {
+    /// the tenant cannot claim, so it never posts. `None` when the claim
+    /// was not written (nothing was posted).
+    async fn post(
+        &self,
+        job: &mut Job,
+        ctx: &CallContext,
+        fence: Option<&Fence>,
+    ) -> Option<Posted> {
         self.claim(job);
         if !self.save_fenced(job, fence).await {
-            return Posted::NotClaimed;
+            return None;
         }
-        self.send(job, ctx).await
+        Some(self.send(job, ctx).await)
     }
 
     /// Marks `job` as posted now, a claim written before every POST: one

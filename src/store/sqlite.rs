@@ -27,9 +27,6 @@ use super::{
 };
 use crate::jobs::model::{Job, JobId, JobState};
 
-/// Bytes the WAL file is cut back to after a checkpoint.
-const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
-
 /// How often the WAL is checkpointed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -56,10 +53,6 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            // The WAL file is reused after each checkpoint but never
-            // shrinks on its own: a burst of writes left it tens of times
-            // the database's size. Cut back to this after a checkpoint.
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
             // No checkpoint inside a job write: it would copy the WAL into
             // the database and sync it in the middle of a create (the
             // slowest creates were those). A task of the store checkpoints

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,9 +26,9 @@ use serde_json::Value;
 use crate::errors::{CinderError, KeystoneError};
 use crate::faults::Act;
 use crate::microversion::{self, Microversion, VersionError};
-use crate::server::{self, ConnHandle};
+use crate::server;
 use crate::state::Token;
-use crate::{CallCount, Op, Sim, ids};
+use crate::{Op, Sim, ids};
 
 /// Largest request body read; Cinder's `osapi_max_request_body_size` is
 /// 112 KiB, backup bodies are far smaller.
@@ -261,23 +261,10 @@ async fn run(
     params: Vec<(String, String)>,
     request: Request,
 ) -> Response {
-    let answering = sim.begin_call(op);
-    let conn = request
-        .extensions()
-        .get::<ConnectInfo<ConnHandle>>()
-        .map(|c| c.0.clone());
-    let (response, cut) = respond(&sim, op, access, work, &params, request).await;
-    answering.answered(if cut {
-        CallCount::NO_ANSWER
-    } else {
-        response.status().as_u16()
-    });
-    // Cut only once counted: the client may see the close at once, and a
-    // test that then reads the counters must find this call there.
-    if cut && let Some(conn) = conn {
-        conn.kill();
-    }
-    response
+    server::counted(&sim, op, request, |request| {
+        respond(&sim, op, access, work, &params, request)
+    })
+    .await
 }
 
 /// Fires a queued fault or chaos, checks the caller, runs the operation

@@ -11,7 +11,7 @@ use std::pin::Pin;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 
 use crate::errors::KeystoneError;
 use crate::faults::Act;
-use crate::server::{self, ConnHandle};
-use crate::{CallCount, Op, Sim, ids};
+use crate::server;
+use crate::{Op, Sim, ids};
 
 /// Largest request body read (auth bodies are tiny).
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -69,22 +69,10 @@ fn endpoint(
 /// Counts the call, answers it, and counts its answer's status (none if
 /// its connection was cut or the client left while it was delayed).
 async fn run(sim: Sim, op: Op, work: Work, request: Request) -> Response {
-    let answering = sim.begin_call(op);
-    let conn = request
-        .extensions()
-        .get::<ConnectInfo<ConnHandle>>()
-        .map(|c| c.0.clone());
-    let (response, cut) = respond(&sim, op, work, request).await;
-    answering.answered(if cut {
-        CallCount::NO_ANSWER
-    } else {
-        response.status().as_u16()
-    });
-    // Cut only once counted: the client may see the close at once.
-    if cut && let Some(conn) = conn {
-        conn.kill();
-    }
-    response
+    server::counted(&sim, op, request, |request| {
+        respond(&sim, op, work, request)
+    })
+    .await
 }
 
 /// Fires a queued fault or chaos, runs the operation, adds headers. `true`
