@@ -46,6 +46,27 @@ fn read_error(e: crate::openstack::Error) -> crate::openstack::Error {
     }
 }
 
+/// What a failed snapshot listing means. A listing names no snapshot the
+/// caller asked for, so Cinder's 404 there (its endpoint not being what the
+/// catalog says, or the marker of a follow-up look gone meanwhile) is an
+/// answer the gateway did not expect, never "snapshot not found".
+fn listing_error(e: crate::openstack::Error) -> crate::openstack::Error {
+    match e {
+        crate::openstack::Error::Cinder {
+            status: 404,
+            fault,
+            message,
+            request_id,
+        } => crate::openstack::Error::Unexpected {
+            service: crate::openstack::error::Service::Cinder,
+            status: Some(404),
+            message: format!("the snapshot listing answered 404 {fault}: {message}"),
+            request_id,
+        },
+        other => read_error(other),
+    }
+}
+
 impl Jobs {
     /// One page of the tenant's snapshots, with a marker for the next page
     /// only when there is one.
@@ -75,7 +96,8 @@ impl Jobs {
                     let after = self
                         .cinder
                         .list_snapshots(cloud, 1, Some(&last), ctx)
-                        .await?;
+                        .await
+                        .map_err(listing_error)?;
                     if after.items.is_empty() {
                         page.next_marker = None;
                     }
@@ -89,7 +111,7 @@ impl Jobs {
                     "`page_token` no longer leads anywhere (the snapshot it continues after is gone); list again from the first page".into(),
                 ))
             }
-            Err(e) => Err(read_error(e).into()),
+            Err(e) => Err(listing_error(e).into()),
         }
     }
 

@@ -439,3 +439,20 @@ async fn a_cinder_refusal_of_a_read_is_an_unexpected_answer_not_a_refused_backup
     shown.assert_problem(502, "upstream-unexpected");
     listed.assert_problem(502, "upstream-unexpected");
 }
+
+#[tokio::test]
+async fn a_snapshot_listing_answered_404_by_cinder_is_an_unexpected_upstream_answer() {
+    // A listing names no snapshot: Cinder's 404 there means its endpoint
+    // is not what the catalog promised, not a missing snapshot.
+    let app = TestApp::spawn().await;
+    app.get("tenant-a", "/jobs").await;
+    app.sim.inject(Fault {
+        op: Op::SnapshotList,
+        kind: FaultKind::Status(404),
+        times: 1,
+    });
+
+    let answer = app.get("tenant-a", "/snapshots").await;
+
+    answer.assert_problem(502, "upstream-unexpected");
+}

@@ -243,7 +243,8 @@ async fn a_request_target_over_eight_kib_is_a_414_problem() {
 
 /// What the HTTP layer answers itself, before the API sees a request (the
 /// README lists these as the exceptions to problem+json): a head it cannot
-/// parse is a bare 400 and the connection closes. A body whose chunked
+/// parse is a bare 400, a head of over 100 fields a bare 431, and the
+/// connection closes. A body whose chunked
 /// framing breaks after the head was read is the API's 400 problem.
 #[tokio::test]
 async fn framing_errors_are_answered_as_the_readme_says() {
@@ -264,8 +265,19 @@ async fn framing_errors_are_answered_as_the_readme_says() {
         ),
     )
     .await;
+    let many_fields: String = (0..150).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let too_many_fields = raw_exchange(
+        &app,
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_fields}\r\n"),
+    )
+    .await;
 
     assert!(unparseable.starts_with("HTTP/1.1 400"), "{unparseable}");
+    // Over 100 header fields, however short: the parser's own 431.
+    assert!(
+        too_many_fields.starts_with("HTTP/1.1 431"),
+        "{too_many_fields}"
+    );
     assert!(broken_chunks.starts_with("HTTP/1.1 400"), "{broken_chunks}");
     assert!(
         broken_chunks.contains("application/problem+json"),
