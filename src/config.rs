@@ -239,6 +239,21 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
     pub idempotency_ttl: Duration,
 
+    /// Job events (`GET /events`) are kept this long after they happened; a
+    /// client away for longer misses what was purged.
+    #[arg(long, env = "BACKUP_GATEWAY_EVENT_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub event_retention: Duration,
+
+    /// Most event streams (`GET /events`) one tenant may have open at once
+    /// on this replica; past it, `429 too-many-event-streams`.
+    #[arg(long, env = "BACKUP_GATEWAY_MAX_EVENT_STREAMS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_event_streams: u32,
+
+    /// Seconds between two heartbeats (an SSE comment) on an idle event
+    /// stream, so that proxies keep it open.
+    #[arg(long, env = "BACKUP_GATEWAY_EVENT_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub event_heartbeat: Duration,
+
     /// Most long polls (`?wait=`) waiting at once; past it a long poll
     /// answers the job at once.
     #[arg(long, env = "BACKUP_GATEWAY_MAX_WAITERS", default_value_t = 1024)]

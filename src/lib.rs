@@ -129,6 +129,8 @@ impl Application {
                 upstream_timeout: config.upstream_timeout,
                 retention: config.retention,
                 idempotency_ttl: config.idempotency_ttl,
+                event_retention: config.event_retention,
+                max_event_streams: config.max_event_streams as usize,
             },
         ));
         let auth = Arc::new(JwtVerifier::new(auth_settings(&config)?));
@@ -151,6 +153,7 @@ impl Application {
                 config.rate_burst,
                 config.tenants.iter().map(|(tenant, _)| tenant.clone()),
             )),
+            event_heartbeat: config.event_heartbeat,
         };
         let router = api::router(
             state,

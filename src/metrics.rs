@@ -110,6 +110,8 @@ pub struct Metrics {
     pub tenant_last_listing: Family<TenantLabels, FloatGauge>,
     /// Long polls waiting now, read at each scrape.
     pub waiters: Gauge,
+    /// Event streams open now, read at each scrape.
+    pub event_streams: Gauge,
 }
 
 /// Latency buckets: 1 ms to about 65 s.
@@ -136,6 +138,7 @@ impl Metrics {
         let worker_lag = FloatGauge::default();
         let tenant_last_listing = Family::default();
         let waiters = Gauge::default();
+        let event_streams = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP answers by route template, method and status",
@@ -192,6 +195,11 @@ impl Metrics {
             waiters.clone(),
         );
         registry.register(
+            "event_streams",
+            "Event streams (GET /events) open now",
+            event_streams.clone(),
+        );
+        registry.register(
             "build",
             "The gateway's version",
             Info::new(BuildLabels {
@@ -211,6 +219,7 @@ impl Metrics {
             worker_lag,
             tenant_last_listing,
             waiters,
+            event_streams,
         }
     }
 

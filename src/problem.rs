@@ -71,6 +71,8 @@ pub enum ProblemKind {
     IdempotencyKeyReused,
     /// The tenant made more requests than its rate limit allows.
     RateLimited,
+    /// The tenant has as many event streams open as the gateway allows.
+    TooManyEventStreams,
     /// The request body is larger than the limit.
     PayloadTooLarge,
     /// The request line and headers are larger than the limit.
@@ -164,6 +166,7 @@ impl ProblemKind {
             ),
             PayloadTooLarge => ("payload-too-large", "The request body is too large", 413),
             RateLimited => ("rate-limited", "Too many requests", 429),
+            TooManyEventStreams => ("too-many-event-streams", "Too many event streams", 429),
             HeadersTooLarge => (
                 "request-header-fields-too-large",
                 "The request headers are too large",

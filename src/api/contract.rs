@@ -81,6 +81,7 @@ pub(super) fn operation_problems(operation_id: &str) -> Option<Vec<ProblemKind>>
         "list_jobs" => &[AUTHENTICATED, STORE],
         "get_job" => &[AUTHENTICATED, STORE, &[JobNotFound]],
         "cancel_job" => &[AUTHENTICATED, STORE, &[JobNotFound, JobNotCancellable]],
+        "stream_events" => &[AUTHENTICATED, STORE, &[TooManyEventStreams]],
         "get_readiness" => &[STORE, &[WorkerStopped]],
         "get_liveness" => &[],
         // A new operation must say what it answers (a test names it).
@@ -126,6 +127,13 @@ fn invalid_request_causes(operation_id: &str) -> Vec<&'static str> {
             ],
         ],
         "cancel_job" => &[&["a `job_id` that is not UTF-8"]],
+        "stream_events" => &[
+            QUERY,
+            &[
+                "a `job_id` that is not a UUID, or a `snapshot_id` of `.` or `..`",
+                "a `Last-Event-ID` that is not a whole number",
+            ],
+        ],
         _ => &[],
     };
     causes.extend(specific.iter().flat_map(|causes| causes.iter().copied()));
@@ -142,6 +150,7 @@ fn example_detail(kind: ProblemKind, operation_id: &str) -> &'static str {
             "get_job" => "`wait` must be between 0 and 60 seconds",
             "create_backup" => "the body must be a JSON object (or empty), not an array",
             "get_snapshot" | "list_snapshot_backups" => "`..` is not a snapshot id",
+            "stream_events" => "`Last-Event-ID` must be the id of an event (a whole number)",
             _ => "send exactly one `Authorization` header",
         },
         Unauthenticated => "missing bearer token: send `Authorization: Bearer <JWT>`",
@@ -191,6 +200,9 @@ fn example_detail(kind: ProblemKind, operation_id: &str) -> &'static str {
         }
         RateLimited => {
             "this tenant made more requests than the gateway allows; retry after the time Retry-After gives"
+        }
+        TooManyEventStreams => {
+            "this tenant already has the 16 event streams open that the gateway allows; close one, or retry after the time Retry-After gives"
         }
         PayloadTooLarge => "the request body is larger than the 65536 bytes the gateway accepts",
         HeadersTooLarge => {
@@ -478,7 +490,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 9);
+        assert_eq!(operations, 10);
         assert!(super::operation_problems("delete_everything").is_none());
     }
 }

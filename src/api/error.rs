@@ -234,7 +234,11 @@ pub async fn problem_details(
             .headers
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
     }
-    if status == StatusCode::SERVICE_UNAVAILABLE && !parts.headers.contains_key(header::RETRY_AFTER)
+    // Every 503 and 429 says when to come back (the rate limit says its own).
+    if matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) && !parts.headers.contains_key(header::RETRY_AFTER)
     {
         parts
             .headers

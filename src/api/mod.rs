@@ -5,6 +5,7 @@
 mod contract;
 mod docs;
 pub mod error;
+pub mod events;
 mod extract;
 mod health;
 pub mod jobs;
@@ -49,6 +50,8 @@ pub const JOBS_TAG: &str = "jobs";
 pub const SNAPSHOTS_TAG: &str = "snapshots";
 /// Tag of the probes.
 pub const HEALTH_TAG: &str = "health";
+/// Tag of the event stream.
+pub const EVENTS_TAG: &str = "events";
 
 /// What handlers share.
 #[derive(Clone)]
@@ -63,6 +66,8 @@ pub struct AppState {
     pub worker: Worker,
     /// Per-tenant rate limits.
     pub limiter: Arc<RateLimiter>,
+    /// Time between heartbeats on an idle event stream.
+    pub event_heartbeat: Duration,
 }
 
 impl FromRef<AppState> for Arc<RateLimiter> {
@@ -229,6 +234,9 @@ async fn metrics_text(
     metrics
         .waiters
         .set(i64::try_from(state.jobs.waiting()).unwrap_or(i64::MAX));
+    metrics
+        .event_streams
+        .set(i64::try_from(state.jobs.event_streams()).unwrap_or(i64::MAX));
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -293,9 +301,13 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             Every error is `application/problem+json` (RFC 9457); `type` ends in a stable slug such as `snapshot-not-available`."
     ),
     modifiers(&BearerAuth),
+    // The payload of each event of `GET /events` (a stream, whose schema
+    // is text).
+    components(schemas(events::JobEventView)),
     tags(
         (name = SNAPSHOTS_TAG, description = "The tenant's snapshots, and backing them up"),
         (name = JOBS_TAG, description = "Backup jobs"),
+        (name = EVENTS_TAG, description = "The jobs' changes as they happen"),
         (name = HEALTH_TAG, description = "Probes"),
     )
 )]
@@ -328,6 +340,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(snapshots::router())
         .merge(jobs::router())
+        .merge(events::router())
         .merge(health::router())
 }
 
@@ -338,6 +351,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     contract::ErrorResponses.modify(&mut spec);
     contract::JobLinks.modify(&mut spec);
     snapshots::document_create(&mut spec);
+    events::document_stream(&mut spec);
     spec
 }
 

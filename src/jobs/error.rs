@@ -64,6 +64,11 @@ pub enum Error {
         /// The job that holds it.
         job_id: String,
     },
+    /// The tenant has this many event streams open, the most allowed.
+    #[error(
+        "this tenant already has the {0} event streams open that the gateway allows; close one, or retry after the time Retry-After gives"
+    )]
+    TooManyEventStreams(usize),
     /// Keystone or Cinder failed or refused.
     #[error(transparent)]
     Upstream(#[from] openstack::Error),
@@ -106,6 +111,9 @@ impl Error {
             }
             Error::SnapshotBusy { job_id, .. } => {
                 Problem::new(ProblemKind::SnapshotBusy, self.to_string()).with_job(job_id)
+            }
+            Error::TooManyEventStreams(_) => {
+                Problem::new(ProblemKind::TooManyEventStreams, self.to_string())
             }
             Error::Upstream(e) => upstream_problem(e),
             Error::Store(store::Error::ActiveJobExists) => Problem::new(

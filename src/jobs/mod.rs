@@ -9,6 +9,7 @@
 //! [`JobStore`](crate::store::JobStore).
 
 mod error;
+pub mod events;
 pub mod idempotency;
 mod leases;
 pub mod model;

@@ -1,5 +1,6 @@
 //! Retention: finished jobs are purged `--retention` after they finished,
-//! and idempotency keys `--idempotency-ttl` after first use, in small
+//! idempotency keys `--idempotency-ttl` after first use, and job events
+//! `--event-retention` after they happened, in small
 //! batches so that the store is never held for long and the worker never
 //! waits on a purge.
 
@@ -21,6 +22,8 @@ pub struct Purged {
     pub jobs: u64,
     /// Idempotency keys.
     pub keys: u64,
+    /// Job events.
+    pub events: u64,
 }
 
 impl Jobs {
@@ -28,14 +31,17 @@ impl Jobs {
     pub async fn purge(&self) -> Result<Purged, store::Error> {
         let jobs_before = ago(self.settings.retention);
         let keys_before = ago(self.settings.idempotency_ttl);
+        let events_before = ago(self.settings.event_retention);
         let purged = Purged {
             jobs: in_batches(|| self.store.purge_finished(jobs_before, BATCH)).await?,
             keys: in_batches(|| self.store.purge_keys(keys_before, BATCH)).await?,
+            events: in_batches(|| self.store.purge_events(events_before, BATCH)).await?,
         };
         if purged != Purged::default() {
             tracing::info!(
                 jobs = purged.jobs,
                 keys = purged.keys,
+                events = purged.events,
                 "purged by retention"
             );
         }

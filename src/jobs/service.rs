@@ -48,6 +48,10 @@ pub struct JobsSettings {
     pub retention: Duration,
     /// Idempotency keys are kept this long.
     pub idempotency_ttl: Duration,
+    /// Job events are kept this long.
+    pub event_retention: Duration,
+    /// Most event streams one tenant may have open at once.
+    pub max_event_streams: usize,
 }
 
 /// The tenant map: a caller's tenant claim -> the clouds.yaml entry acting
@@ -100,7 +104,9 @@ pub struct Jobs {
     pub(super) settings: JobsSettings,
     /// Long polls, woken per job: by this process's writes, and by the
     /// store's announcements of other replicas' writes.
-    waiters: Arc<Waiters>,
+    pub(super) waiters: Arc<Waiters>,
+    /// The open event streams, per tenant.
+    pub(super) event_streams: Arc<super::events::StreamSlots>,
     /// Set once the process stops: long polls answer at once.
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -125,6 +131,7 @@ impl Jobs {
             cinder,
             tenants,
             waiters,
+            event_streams: super::events::StreamSlots::new(settings.max_event_streams),
             settings,
             stopping: std::sync::atomic::AtomicBool::new(false),
         }

@@ -197,7 +197,8 @@ impl Jobs {
             .insert(&job, key.as_ref().map(HeldKey::as_use))
             .await
         {
-            Ok(()) => {}
+            // Its events stream out from here.
+            Ok(()) => self.notify(job.id),
             Err(store::Error::ActiveJobExists) => {
                 let active = self
                     .store

@@ -1,13 +1,15 @@
 //! Long-poll waiters: each waits on its own job, and a change wakes only
 //! the waiters of that job (not every waiter at every change). The number
-//! of waiters is capped; past the cap a long poll answers at once.
+//! of waiters is capped; past the cap a long poll answers at once. Every
+//! change also bumps one counter that event streams watch (they follow
+//! all of a tenant's jobs, not one).
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::model::JobId;
 
@@ -16,6 +18,8 @@ use super::model::JobId;
 pub struct Waiters {
     max: usize,
     inner: Mutex<Registry>,
+    /// Bumped at every change of any job.
+    changes: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +43,7 @@ impl Waiters {
         Waiters {
             max,
             inner: Mutex::new(Registry::default()),
+            changes: watch::Sender::new(0),
         }
     }
 
@@ -67,8 +72,18 @@ impl Waiters {
         })
     }
 
-    /// Wakes the waiters of `id`, if any.
+    /// A receiver that sees every change of any job from now on.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wakes the waiters of `id`, if any, and the event streams.
     pub fn notify(&self, id: JobId) {
+        self.bump();
         let notify = self.lock().jobs.get(&id).map(|(n, _)| n.clone());
         if let Some(notify) = notify {
             notify.notify_waiters();
@@ -78,6 +93,7 @@ impl Waiters {
     /// Wakes every waiter (changes may have been missed): each reads its
     /// job again.
     pub fn notify_all(&self) {
+        self.bump();
         let all: Vec<Arc<Notify>> = self.lock().jobs.values().map(|(n, _)| n.clone()).collect();
         for notify in all {
             notify.notify_waiters();

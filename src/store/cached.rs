@@ -39,6 +39,7 @@ use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, JobFilter, JobStore, KeyUse, Reservation,
     TenantKey,
 };
+use crate::jobs::events::{EventFilter, JobEvent};
 use crate::jobs::model::{Job, JobId};
 
 /// Finished jobs kept in view, the most recently read or written: enough
@@ -416,6 +417,27 @@ impl<S: JobStore> JobStore for CachedStore<S> {
 
     async fn purge_keys(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
         self.inner.purge_keys(before, batch).await
+    }
+
+    // Events are read from the store: a stream reads each once.
+    async fn events_after(
+        &self,
+        project_id: &str,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>, Error> {
+        self.inner
+            .events_after(project_id, after, filter, limit)
+            .await
+    }
+
+    async fn last_event(&self, project_id: &str) -> Result<i64, Error> {
+        self.inner.last_event(project_id).await
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
+        self.inner.purge_events(before, batch).await
     }
 
     async fn ping(&self) -> Result<(), Error> {

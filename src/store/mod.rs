@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::jobs::events::{EventFilter, JobEvent};
 use crate::jobs::model::{Job, JobId, JobState};
 
 pub use cached::CachedStore;
@@ -248,6 +249,22 @@ where
         .collect()
 }
 
+/// The events of a listing's rows: a row that cannot be read is left out
+/// (and logged), so that one bad row never stops a tenant's stream.
+fn readable_events<R>(rows: Vec<R>, seq: impl Fn(&R) -> i64) -> Vec<JobEvent>
+where
+    JobEvent: TryFrom<R, Error = Error>,
+{
+    rows.into_iter()
+        .filter_map(|row| {
+            let number = seq(&row);
+            JobEvent::try_from(row)
+                .inspect_err(|e| tracing::error!(event = number, error = %e, "leaving an unreadable event row out of a stream"))
+                .ok()
+        })
+        .collect()
+}
+
 /// Called with the id of each job that changed (`None`: changes may have
 /// been missed, so every waiter should look again).
 pub type ChangeListener = Arc<dyn Fn(Option<JobId>) + Send + Sync>;
@@ -337,6 +354,25 @@ pub trait JobStore: Send + Sync {
     async fn purge_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
     /// Deletes up to `batch` idempotency keys first used before `before`.
     async fn purge_keys(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
+
+    /// The tenant's events numbered above `after` that `filter` lets
+    /// through, oldest first, at most `limit`. The store writes a job's
+    /// events in the transaction of its change (see the `job_events`
+    /// migrations); a tenant's events are visible in the order of their
+    /// numbers. A row that cannot be read is left out and logged.
+    async fn events_after(
+        &self,
+        project_id: &str,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>, Error>;
+
+    /// The number of the tenant's latest event (0 before the first).
+    async fn last_event(&self, project_id: &str) -> Result<i64, Error>;
+
+    /// Deletes up to `batch` events that happened before `before`; how many.
+    async fn purge_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
     /// Answers when the store is usable (readiness).
     async fn ping(&self) -> Result<(), Error>;
     /// How many jobs there are in each state (states with none left out).

@@ -19,8 +19,9 @@ use uuid::Uuid;
 
 use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
-    KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_jobs,
+    KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_events, readable_jobs,
 };
+use crate::jobs::events::{EventFilter, JobEvent};
 use crate::jobs::model::{Job, JobId, JobState};
 
 /// The channel the `jobs_changed` trigger notifies (see the migration).
@@ -152,6 +153,44 @@ struct JobRow {
     posted_at: Option<DateTime<Utc>>,
     version: i64,
     shown: bool,
+}
+
+#[derive(FromRow)]
+struct EventRow {
+    seq: i64,
+    kind: String,
+    job_id: Uuid,
+    snapshot_id: String,
+    state: String,
+    backup_id: Option<String>,
+    error: Option<serde_json::Value>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    occurred_at: DateTime<Utc>,
+}
+
+impl TryFrom<EventRow> for JobEvent {
+    type Error = Error;
+
+    fn try_from(row: EventRow) -> Result<Self, Error> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Corrupt(format!("event {}: {what}: {e}", row.seq))
+        };
+        Ok(JobEvent {
+            seq: row.seq,
+            kind: row.kind.parse().map_err(|e| corrupt("kind", &e))?,
+            job_id: JobId(row.job_id),
+            state: row.state.parse().map_err(|e| corrupt("state", &e))?,
+            error: row
+                .error
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| corrupt("error", &e))?,
+            next_attempt_at: row.next_attempt_at,
+            occurred_at: row.occurred_at,
+            snapshot_id: row.snapshot_id,
+            backup_id: row.backup_id,
+        })
+    }
 }
 
 impl TryFrom<JobRow> for Job {
@@ -524,6 +563,51 @@ impl JobStore for PostgresStore {
         let done = sqlx::query(
             "DELETE FROM idempotency_keys WHERE (project_id, key) IN \
                  (SELECT project_id, key FROM idempotency_keys WHERE created_at < $1 \
+                  LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn events_after(
+        &self,
+        project_id: &str,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>, Error> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT seq, kind, job_id, snapshot_id, state, backup_id, error, next_attempt_at, occurred_at \
+             FROM job_events WHERE project_id = $1 AND seq > $2 \
+             AND ($3::uuid IS NULL OR job_id = $3) AND ($4::text IS NULL OR snapshot_id = $4) \
+             ORDER BY seq LIMIT $5",
+        )
+        .bind(project_id)
+        .bind(after)
+        .bind(filter.job_id.map(|id| id.0))
+        .bind(filter.snapshot_id.as_deref())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(readable_events(rows, |row| row.seq))
+    }
+
+    async fn last_event(&self, project_id: &str) -> Result<i64, Error> {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM job_event_counters WHERE project_id = $1")
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(last.unwrap_or(0))
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "DELETE FROM job_events WHERE (project_id, seq) IN \
+                 (SELECT project_id, seq FROM job_events WHERE occurred_at < $1 \
                   LIMIT $2 FOR UPDATE SKIP LOCKED)",
         )
         .bind(before)

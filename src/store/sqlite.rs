@@ -23,8 +23,9 @@ use sqlx::{
 
 use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
-    KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_jobs,
+    KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_events, readable_jobs,
 };
+use crate::jobs::events::{EventFilter, JobEvent};
 use crate::jobs::model::{Job, JobId, JobState};
 
 /// How often the WAL is checkpointed.
@@ -214,6 +215,45 @@ impl TryFrom<JobRow> for Job {
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     // Serialising these plain structs cannot fail.
     serde_json::to_string(value).unwrap_or_default()
+}
+
+#[derive(FromRow)]
+struct EventRow {
+    seq: i64,
+    kind: String,
+    job_id: String,
+    snapshot_id: String,
+    state: String,
+    backup_id: Option<String>,
+    error: Option<String>,
+    next_attempt_at: Option<i64>,
+    occurred_at: i64,
+}
+
+impl TryFrom<EventRow> for JobEvent {
+    type Error = Error;
+
+    fn try_from(row: EventRow) -> Result<Self, Error> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Corrupt(format!("event {}: {what}: {e}", row.seq))
+        };
+        Ok(JobEvent {
+            seq: row.seq,
+            kind: row.kind.parse().map_err(|e| corrupt("kind", &e))?,
+            job_id: row.job_id.parse().map_err(|e| corrupt("job id", &e))?,
+            state: row.state.parse().map_err(|e| corrupt("state", &e))?,
+            error: row
+                .error
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt("error", &e))?,
+            next_attempt_at: row.next_attempt_at.map(time).transpose()?,
+            occurred_at: time(row.occurred_at)?,
+            snapshot_id: row.snapshot_id,
+            backup_id: row.backup_id,
+        })
+    }
 }
 
 #[derive(FromRow)]
@@ -577,6 +617,50 @@ impl JobStore for SqliteStore {
         let done = sqlx::query(
             "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys \
                  WHERE created_at < ?1 LIMIT ?2)",
+        )
+        .bind(millis(before))
+        .bind(i64::from(batch))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn events_after(
+        &self,
+        project_id: &str,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>, Error> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT seq, kind, job_id, snapshot_id, state, backup_id, error, next_attempt_at, occurred_at \
+             FROM job_events WHERE project_id = ?1 AND seq > ?2 \
+             AND (?3 IS NULL OR job_id = ?3) AND (?4 IS NULL OR snapshot_id = ?4) \
+             ORDER BY seq LIMIT ?5",
+        )
+        .bind(project_id)
+        .bind(after)
+        .bind(filter.job_id.map(|id| id.to_string()))
+        .bind(filter.snapshot_id.as_deref())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(readable_events(rows, |row| row.seq))
+    }
+
+    async fn last_event(&self, project_id: &str) -> Result<i64, Error> {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM job_event_counters WHERE project_id = ?1")
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(last.unwrap_or(0))
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "DELETE FROM job_events WHERE (project_id, seq) IN (SELECT project_id, seq \
+                 FROM job_events WHERE occurred_at < ?1 LIMIT ?2)",
         )
         .bind(millis(before))
         .bind(i64::from(batch))

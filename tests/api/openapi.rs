@@ -140,7 +140,7 @@ fn every_error_answer_is_documented_with_its_problem_types_and_headers() {
             }
         }
     }
-    assert_eq!(operations, 9);
+    assert_eq!(operations, 10);
     let create = &spec["paths"]["/snapshots/{snapshot_id}/backups"]["post"]["responses"];
     for (status, slug) in [
         ("404", "snapshot-not-found"),

@@ -389,6 +389,8 @@ async fn backup_gateway_migrate_brings_a_postgresql_schema_up_to_date_and_may_ru
             "_sqlx_migrations",
             "gateway_replicas",
             "idempotency_keys",
+            "job_event_counters",
+            "job_events",
             "jobs",
             "tenant_leases"
         ]
@@ -429,4 +431,33 @@ async fn a_replica_stopped_gracefully_gives_its_tenants_to_another_at_once() {
         leased(b.get("tenant-a", "/readyz").await.body),
         json!(["tenant-a"])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_written_by_one_replica_reaches_a_stream_on_another() {
+    // Only replica b runs a worker: the job's every change is b's.
+    let replicas = Replicas::start(Duration::from_secs(1), [false, true]).await;
+    let mut stream =
+        crate::events::EventStream::open_ok(&replicas.a, "tenant-a", "/events", None).await;
+
+    let job = replicas
+        .b
+        .create_ok("tenant-a", &crate::helpers::snapshot('a', 1))
+        .await;
+    let id = job["id"].as_str().expect("id");
+    let seen = stream.take(4).await;
+
+    let names: Vec<&str> = seen.iter().map(|(_, name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "job.created",
+            "job.submitted",
+            "job.running",
+            "job.succeeded"
+        ]
+    );
+    assert!(seen.iter().all(|(_, _, job_id)| job_id == id), "{seen:?}");
+    let numbers: Vec<&str> = seen.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(numbers, ["1", "2", "3", "4"]);
 }

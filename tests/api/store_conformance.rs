@@ -8,7 +8,10 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use backup_gateway::{
-    jobs::model::{BackupOptions, Job, JobId, JobState},
+    jobs::{
+        events::{EventFilter, EventKind, JobEvent},
+        model::{BackupOptions, Job, JobId, JobState},
+    },
     problem::{Problem, ProblemKind},
     store::{Error, Fence, JobFilter, JobStore, KeyUse, Reservation, TenantKey},
 };
@@ -55,6 +58,9 @@ conformance!(
     racing_replicas_take_a_free_lease_once,
     replicas_are_counted_while_they_beat_and_forgotten_when_they_leave,
     jobs_are_counted_by_state,
+    every_change_of_a_job_is_one_event_numbered_per_tenant,
+    events_are_purged_by_age_and_their_numbers_never_repeat,
+    concurrent_writers_number_a_tenants_events_without_gaps,
 );
 
 fn job(project: &str, snapshot: &str, volume: &str) -> Job {
@@ -774,6 +780,203 @@ async fn jobs_are_counted_by_state(_db: &TestDatabase, store: Arc<dyn JobStore>)
         counts,
         vec![("queued".to_owned(), 2), ("running".to_owned(), 1)]
     );
+}
+
+/// Writes `job` (compare-and-set on its version) and follows the store's
+/// version, as the job service does.
+async fn write(store: &Arc<dyn JobStore>, job: &mut Job) {
+    assert!(store.update(job, None).await.expect("update"), "written");
+    job.version += 1;
+}
+
+/// The tenant's events after `after` that `filter` lets through.
+async fn events(
+    store: &Arc<dyn JobStore>,
+    project: &str,
+    after: i64,
+    filter: EventFilter,
+) -> Vec<JobEvent> {
+    store
+        .events_after(project, after, &filter, 1000)
+        .await
+        .expect("events")
+}
+
+fn kinds(events: &[JobEvent]) -> Vec<(i64, EventKind)> {
+    events.iter().map(|e| (e.seq, e.kind)).collect()
+}
+
+/// A claim before a POST, as the submission makes it.
+fn claim(job: &mut Job) {
+    job.attempts += 1;
+    job.posted_at = Some(ms(Utc::now()));
+    job.next_attempt_at = Some(ms(Utc::now() + chrono::Duration::seconds(60)));
+}
+
+async fn every_change_of_a_job_is_one_event_numbered_per_tenant(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let mut backed_up = job("p1", "snap-1", "vol-1");
+    store.insert(&backed_up, None).await.expect("insert");
+    claim(&mut backed_up);
+    write(&store, &mut backed_up).await;
+    let transient = Problem::new(ProblemKind::UpstreamUnavailable, "Cinder did not answer");
+    backed_up.retry_at(
+        transient.clone(),
+        ms(Utc::now() + chrono::Duration::seconds(5)),
+    );
+    write(&store, &mut backed_up).await;
+    // A write at a version the store no longer has changes nothing.
+    let mut stale = backed_up.clone();
+    stale.version -= 1;
+    stale.cancel();
+    assert!(!store.update(&stale, None).await.expect("update"));
+    claim(&mut backed_up);
+    write(&store, &mut backed_up).await;
+    backed_up.start("backup-1".into(), None);
+    write(&store, &mut backed_up).await;
+    store.mark_shown(backed_up.id).await.expect("shown");
+    backed_up.succeed();
+    write(&store, &mut backed_up).await;
+    // Another tenant numbers its own events; recorded claimed, as a create does.
+    let mut elsewhere = job("p2", "snap-1", "vol-1");
+    claim(&mut elsewhere);
+    store.insert(&elsewhere, None).await.expect("insert");
+    let mut cancelled = job("p1", "snap-2", "vol-2");
+    store.insert(&cancelled, None).await.expect("insert");
+    cancelled.cancel();
+    write(&store, &mut cancelled).await;
+    let mut refused = job("p1", "snap-3", "vol-3");
+    claim(&mut refused);
+    store.insert(&refused, None).await.expect("insert");
+    assert!(store.delete(refused.id, 0, None).await.expect("delete"));
+
+    let all = events(&store, "p1", 0, EventFilter::default()).await;
+
+    use EventKind::*;
+    assert_eq!(
+        kinds(&all),
+        [
+            (1, Created),
+            (2, Submitted),
+            (3, RetryScheduled),
+            (4, Submitted),
+            (5, Running),
+            (6, Succeeded),
+            (7, Created),
+            (8, Cancelled),
+            (9, Created),
+            (10, Submitted),
+            (11, Removed),
+        ]
+    );
+    let retry = &all[2];
+    assert_eq!(retry.job_id, backed_up.id);
+    assert_eq!(retry.state, JobState::Queued);
+    assert_eq!(retry.error, Some(transient));
+    assert!(retry.next_attempt_at.is_some());
+    let running = &all[4];
+    assert_eq!(running.backup_id.as_deref(), Some("backup-1"));
+    assert_eq!(running.snapshot_id, "snap-1");
+    assert_eq!(all[5].state, JobState::Succeeded);
+    assert_eq!(all[5].occurred_at, backed_up.updated_at);
+    assert_eq!(all[10].job_id, refused.id);
+    assert_eq!(
+        kinds(&events(&store, "p2", 0, EventFilter::default()).await),
+        [(1, Created), (2, Submitted)]
+    );
+    assert_eq!(
+        kinds(&events(&store, "p1", 8, EventFilter::default()).await),
+        [(9, Created), (10, Submitted), (11, Removed)]
+    );
+    let of_job = EventFilter {
+        job_id: Some(cancelled.id),
+        snapshot_id: None,
+    };
+    assert_eq!(
+        kinds(&events(&store, "p1", 0, of_job).await),
+        [(7, Created), (8, Cancelled)]
+    );
+    let of_snapshot = EventFilter {
+        job_id: None,
+        snapshot_id: Some("snap-3".into()),
+    };
+    assert_eq!(
+        kinds(&events(&store, "p1", 0, of_snapshot).await),
+        [(9, Created), (10, Submitted), (11, Removed)]
+    );
+    assert_eq!(
+        store
+            .events_after("p1", 0, &EventFilter::default(), 2)
+            .await
+            .expect("events")
+            .len(),
+        2,
+        "at most the limit"
+    );
+    assert_eq!(store.last_event("p1").await.expect("last"), 11);
+    assert_eq!(store.last_event("p2").await.expect("last"), 2);
+    assert_eq!(store.last_event("nobody").await.expect("last"), 0);
+}
+
+async fn events_are_purged_by_age_and_their_numbers_never_repeat(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    for n in 0..5 {
+        let mut old = job("p1", &format!("snap-{n}"), "vol-1");
+        old.created_at = ms(Utc::now() - chrono::Duration::days(10));
+        store.insert(&old, None).await.expect("insert");
+    }
+    let recent = job("p1", "snap-r", "vol-1");
+    store.insert(&recent, None).await.expect("insert");
+    let cutoff = Utc::now() - chrono::Duration::days(7);
+
+    assert_eq!(store.purge_events(cutoff, 3).await.expect("purge"), 3);
+    assert_eq!(store.purge_events(cutoff, 3).await.expect("purge"), 2);
+    assert_eq!(store.purge_events(cutoff, 3).await.expect("purge"), 0);
+    // Retention of finished jobs deletes jobs, not events.
+    let mut ended = job("p1", "snap-e", "vol-1");
+    ended.succeed();
+    ended.finished_at = Some(ms(Utc::now() - chrono::Duration::days(40)));
+    store.insert(&ended, None).await.expect("insert");
+    store
+        .purge_finished(Utc::now() - chrono::Duration::days(30), 10)
+        .await
+        .expect("purge");
+    let next = job("p1", "snap-n", "vol-1");
+    store.insert(&next, None).await.expect("insert");
+
+    let left = events(&store, "p1", 0, EventFilter::default()).await;
+    use EventKind::*;
+    assert_eq!(kinds(&left), [(6, Created), (7, Created), (8, Created)]);
+    assert_eq!(left[0].job_id, recent.id);
+    assert_eq!(left[2].job_id, next.id);
+}
+
+async fn concurrent_writers_number_a_tenants_events_without_gaps(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let jobs: Vec<Job> = (0..24)
+        .map(|n| job("p1", &format!("snap-{n}"), "vol-1"))
+        .collect();
+    let inserts = jobs.iter().cloned().map(|j| {
+        let store = store.clone();
+        async move { store.insert(&j, None).await.expect("insert") }
+    });
+    futures_join(inserts).await;
+
+    let all = events(&store, "p1", 0, EventFilter::default()).await;
+
+    let numbers: Vec<i64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(numbers, (1..=24).collect::<Vec<i64>>());
+    let mut ids: Vec<JobId> = all.iter().map(|e| e.job_id).collect();
+    ids.sort_by_key(|id| id.to_string());
+    let mut expected: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    expected.sort_by_key(|id| id.to_string());
+    assert_eq!(ids, expected, "one created event per job");
 }
 
 async fn futures_join<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
