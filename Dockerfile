@@ -9,12 +9,15 @@ WORKDIR /src
 # empty targets, so that a change to the sources reuses it.
 COPY Cargo.toml Cargo.lock ./
 COPY sim/Cargo.toml sim/Cargo.toml
-RUN mkdir -p src sim/src tests/api sim/tests/sim \
+# Every member of the workspace needs its manifest here, or cargo stops.
+COPY bench/driver/Cargo.toml bench/driver/Cargo.toml
+RUN mkdir -p src sim/src tests/api sim/tests/sim bench/driver/src \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && echo 'fn main() {}' > sim/src/main.rs && touch sim/src/lib.rs \
+    && echo 'fn main() {}' > bench/driver/src/main.rs \
     && touch tests/api/main.rs sim/tests/sim/main.rs \
     && cargo build --release --locked --bins \
-    && rm -rf src sim/src tests sim/tests
+    && rm -rf src sim/src tests sim/tests bench/driver/src
 COPY . .
 # The sources are newer than the empty targets: cargo builds them again.
 RUN touch src/main.rs src/lib.rs sim/src/main.rs sim/src/lib.rs \

@@ -239,3 +239,79 @@ async fn the_compose_demo_answers_when_its_containers_commands_run() {
         "{snapshots}"
     );
 }
+
+/// The Dockerfile's dependency layer, replayed in a folder: the files its
+/// first `COPY` lines take, and the empty targets its `RUN` makes before
+/// `cargo build`. Cargo must load the workspace from them alone, as that
+/// build does first (a workspace member whose manifest is not copied
+/// stops the image's build there).
+#[test]
+fn the_dockerfiles_dependency_layer_holds_every_workspace_manifest() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let layer = tempfile::tempdir().expect("temp dir");
+    let stage: Vec<&str> = DOCKERFILE
+        .lines()
+        .skip_while(|l| !l.starts_with("FROM "))
+        .take_while(|l| !l.starts_with("COPY . ."))
+        .collect();
+    let mut copied = 0;
+    for line in &stage {
+        let Some(args) = line.strip_prefix("COPY ") else {
+            continue;
+        };
+        let parts: Vec<&str> = args.split_whitespace().collect();
+        let (sources, target) = parts.split_at(parts.len() - 1);
+        for source in sources {
+            let to = if target[0].ends_with('/') {
+                layer.path().join(target[0]).join(source)
+            } else {
+                layer.path().join(target[0])
+            };
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(root.join(source), &to).expect("copy");
+            copied += 1;
+        }
+    }
+    let run = stage
+        .join("\n")
+        .split("\nRUN ")
+        .nth(1)
+        .expect("a RUN in the dependency layer")
+        .replace("\\\n", " ");
+    let commands: Vec<&str> = run
+        .split("&&")
+        .map(str::trim)
+        .take_while(|c| !c.starts_with("cargo build"))
+        .collect();
+    let made = Command::new("sh")
+        .arg("-c")
+        .arg(commands.join(" && "))
+        .current_dir(layer.path())
+        .status()
+        .expect("sh runs");
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let loaded = Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .current_dir(layer.path())
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("cargo runs");
+
+    assert!(
+        copied >= 3,
+        "the layer copies the manifests and the lock file"
+    );
+    assert!(made.success(), "{run}");
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+}
