@@ -164,11 +164,18 @@ impl Demo {
             .iter()
             .map(|t| (t.name.clone(), t.name.clone()))
             .collect();
-        if config.database_url.expose_secret() == crate::config::DEFAULT_DATABASE_URL {
-            let database = files.database();
-            remove_sqlite_files(&database)?;
-            config.database_url = SecretString::from(format!("sqlite://{}", database.display()));
+        // Always a fresh store of the demo's own: a database URL from the
+        // shell or a config file names a store in use (an operator's
+        // PostgreSQL, another demo's file), which this demo's worker would
+        // fail job by job, its backups being unknown to this simulator.
+        if config.database_url.expose_secret() != crate::config::DEFAULT_DATABASE_URL {
+            tracing::warn!(
+                "serve --demo keeps its own store in its data folder; the configured database URL is not used"
+            );
         }
+        let database = files.database();
+        remove_sqlite_files(&database)?;
+        config.database_url = SecretString::from(format!("sqlite://{}", database.display()));
         config.jwt_secret.get_or_insert_with(|| {
             SecretString::from(format!("demo-{}", uuid::Uuid::new_v4().simple()))
         });

@@ -22,7 +22,8 @@ enum Command {
     /// Serve the API and run the worker.
     Serve {
         /// Run on embedded defaults: an in-process OpenStack simulator with
-        /// two demo tenants, a fresh SQLite store, and printed caller tokens.
+        /// two demo tenants, a fresh SQLite store of its own (any
+        /// --database-url is not used), and printed caller tokens.
         #[arg(long)]
         demo: bool,
         /// The demo's folder: its store, clouds.yaml, tokens (`demo.env`)

@@ -160,3 +160,60 @@ async fn the_demo_keeps_its_files_where_demo_data_says() {
     }
     assert!(!dir.path().join("data").exists(), "data/ was made too");
 }
+
+#[tokio::test]
+async fn a_demo_keeps_its_own_store_whatever_database_url_the_shell_sets() {
+    // Arrange: a demo with a job, and a shell whose environment names that
+    // demo's store (as an operator's exported settings would).
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut first = Running(spawn_demo(dir.path(), port, "first"));
+    let token = wait_ready(dir.path(), port, &mut first.0).await;
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!(
+            "http://127.0.0.1:{port}/snapshots/000005a9-0000-4000-8000-a00000000001/backups"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("created");
+    assert_eq!(created.status(), StatusCode::ACCEPTED);
+    let other_dir = tempfile::tempdir().expect("dir");
+    let other_port = free_port();
+    let log = std::fs::File::create(other_dir.path().join("first.log")).expect("log");
+
+    // Act
+    let mut second = Running(
+        Command::new(env!("CARGO_BIN_EXE_backup-gateway"))
+            .args([
+                "serve",
+                "--demo",
+                "--listen",
+                &format!("127.0.0.1:{other_port}"),
+            ])
+            .current_dir(other_dir.path())
+            .env_remove("BACKUP_GATEWAY_TENANTS")
+            .env(
+                "BACKUP_GATEWAY_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("data/demo.db").display()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("the demo starts"),
+    );
+    let other_token = wait_ready(other_dir.path(), other_port, &mut second.0).await;
+    let listed = client
+        .get(format!("http://127.0.0.1:{other_port}/jobs"))
+        .bearer_auth(&other_token)
+        .send()
+        .await
+        .expect("listed");
+    let listed: serde_json::Value = listed.json().await.expect("json");
+
+    // Assert: the second demo has a store of its own, empty.
+    assert!(other_dir.path().join("data/demo.db").exists());
+    assert_eq!(listed["jobs"], serde_json::json!([]), "{listed}");
+}
