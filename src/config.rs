@@ -47,7 +47,7 @@ pub struct Config {
     /// How long a replica's lease on a tenant lasts without renewal (renewed
     /// every third of it): how soon another replica takes over the tenants
     /// of one that died.
-    #[arg(long, env = "BACKUP_GATEWAY_LEASE_TTL", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "BACKUP_GATEWAY_LEASE_TTL", default_value = "15s", value_parser = parse_positive_duration)]
     pub lease_ttl: Duration,
 
     /// This replica's name in the store's leases (default: on PostgreSQL
@@ -176,7 +176,7 @@ pub struct Config {
     pub region: Option<String>,
 
     /// Time limit of one call to Keystone or Cinder.
-    #[arg(long, env = "BACKUP_GATEWAY_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "BACKUP_GATEWAY_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub upstream_timeout: Duration,
 
     /// Page size of the worker's backup listings in Cinder (Cinder caps it at
@@ -185,7 +185,7 @@ pub struct Config {
     pub upstream_page_size: u32,
 
     /// How often the worker polls Cinder for the tenants' running backups.
-    #[arg(long, env = "BACKUP_GATEWAY_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "BACKUP_GATEWAY_POLL_INTERVAL", default_value = "5s", value_parser = parse_positive_duration)]
     pub poll_interval: Duration,
 
     /// Submissions to Cinder tried per job before it fails.
@@ -251,7 +251,7 @@ pub struct Config {
 
     /// Seconds between two heartbeats (an SSE comment) on an idle event
     /// stream, so that proxies keep it open.
-    #[arg(long, env = "BACKUP_GATEWAY_EVENT_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "BACKUP_GATEWAY_EVENT_HEARTBEAT", default_value = "15s", value_parser = parse_positive_duration)]
     pub event_heartbeat: Duration,
 
     /// Most long polls (`?wait=`) waiting at once; past it a long poll
@@ -271,7 +271,7 @@ pub struct Config {
 
     /// Time a client has to send a request's headers; a kept-alive
     /// connection idle that long is closed too.
-    #[arg(long, env = "BACKUP_GATEWAY_HEADER_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "BACKUP_GATEWAY_HEADER_READ_TIMEOUT", default_value = "15s", value_parser = parse_positive_duration)]
     pub header_read_timeout: Duration,
 
     /// Most client connections open at once; new ones past it are closed.
@@ -569,6 +569,15 @@ fn parse_tenant_mapping(s: &str) -> Result<(String, String), String> {
         return Err(format!("`{s}` is not TENANT=CLOUD"));
     }
     Ok((tenant.to_owned(), cloud.to_owned()))
+}
+
+/// [`parse_duration`], more than zero: a time the gateway counts by (a
+/// timer of zero would stop it).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => Err(format!("`{s}`: must be more than 0")),
+        d => Ok(d),
+    }
 }
 
 /// Parses `250ms`, `30s`, `5m`, `2h`, `1d` or a bare number of seconds.

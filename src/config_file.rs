@@ -90,17 +90,44 @@ pub fn read_settings(
     Ok(read)
 }
 
+/// True when `arg` is given on the command line `args` (`--long VALUE` or
+/// `--long=VALUE`) or by its environment variable.
+fn is_given(arg: &clap::Arg, args: &[OsString]) -> bool {
+    let on_command_line = arg.get_long().is_some_and(|long| {
+        let flag = format!("--{long}");
+        let prefixed = format!("{flag}=");
+        args.iter()
+            .filter_map(|a| a.to_str())
+            .any(|a| a == flag || a.starts_with(&prefixed))
+    });
+    on_command_line
+        || arg
+            .get_env()
+            .is_some_and(|var| std::env::var_os(var).is_some())
+}
+
 /// `command`'s subcommand `name` with the file's settings as its flags'
-/// defaults.
+/// defaults. A setting whose flag excludes one given on the command line
+/// `args` or in the environment (`jwt_secret_file` against
+/// `--jwt-secret`) is left out: the flag or the environment wins over the
+/// file, as for any other setting.
 pub fn with_defaults(
     command: clap::Command,
     name: &str,
     settings: &[(String, Vec<String>)],
+    args: &[OsString],
 ) -> clap::Command {
     command.mut_subcommand(name, |mut subcommand| {
         for (id, values) in settings {
             // A subcommand takes the settings it has (`migrate`: the store).
-            if !subcommand.get_arguments().any(|arg| arg.get_id() == id) {
+            let Some(arg) = subcommand.get_arguments().find(|arg| arg.get_id() == id) else {
+                continue;
+            };
+            if subcommand
+                .get_arg_conflicts_with(arg)
+                .into_iter()
+                .any(|other| is_given(other, args))
+            {
                 continue;
             }
             subcommand = subcommand.mut_arg(id.as_str(), |arg| {

@@ -135,7 +135,7 @@ fn parse_command_line() -> anyhow::Result<Cli> {
         let settings =
             config_file::read_settings(&path, &Config::augment_args(clap::Command::new("serve")))?;
         for name in READERS {
-            command = config_file::with_defaults(command, name, &settings);
+            command = config_file::with_defaults(command, name, &settings, &args);
         }
     }
     let matches = command.get_matches_from(args);

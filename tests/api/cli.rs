@@ -240,6 +240,16 @@ fn check_config_names_the_setting_at_fault() {
             "--database-url",
         ),
     ];
+    // Times the gateway counts by (a zero would stop its worker).
+    let zeros = [
+        "--poll-interval",
+        "--lease-ttl",
+        "--upstream-timeout",
+        "--event-heartbeat",
+        "--header-read-timeout",
+    ]
+    .map(|flag| (with(&["--tenant", "team-a=cloud-a", flag, "0s"]), flag));
+    let cases = cases.into_iter().chain(zeros);
 
     for ((status, text), named) in cases {
         assert_ne!(status, Some(0), "{text}");
@@ -287,4 +297,49 @@ async fn a_minted_token_is_accepted_by_a_gateway_of_the_same_settings() {
     assert_eq!(listed.status(), 200);
     assert_eq!(unsigned, Some(1), "{refusal}");
     assert!(refusal.contains("--jwt-secret"), "{refusal}");
+}
+
+#[tokio::test]
+async fn a_secret_from_the_flags_or_environment_beats_a_secret_file_of_the_config_file() {
+    use crate::helpers::{JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET};
+    // Arrange: a config file whose key source is a secret file holding
+    // another secret than the gateway's.
+    let app = crate::helpers::TestApp::spawn().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let secret_file = dir.path().join("jwt-secret");
+    std::fs::write(&secret_file, "not-the-gateways-secret-0123456789abcdef").expect("secret");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "jwt_secret_file = \"{}\"\njwt_issuer = \"{JWT_ISSUER}\"\njwt_audience = \"{JWT_AUDIENCE}\"\n",
+            secret_file.display()
+        ),
+    )
+    .expect("config");
+    let file = config.to_str().expect("utf-8");
+    let mint = ["token", "--for", "tenant-a", "--config", file];
+
+    // Act: tokens minted with the gateway's secret from the environment,
+    // and from a flag.
+    let (env_status, from_env) = gateway(&mint, &[("BACKUP_GATEWAY_JWT_SECRET", JWT_SECRET)]);
+    let mut with_flag = mint.to_vec();
+    with_flag.extend(["--jwt-secret", JWT_SECRET]);
+    let (flag_status, from_flag) = gateway(&with_flag, &[]);
+    let (file_status, from_file) = gateway(&mint, &[]);
+
+    // Assert: signed with the gateway's secret, not the file's.
+    assert_eq!(env_status, Some(0), "{from_env}");
+    assert_eq!(flag_status, Some(0), "{from_flag}");
+    assert_eq!(file_status, Some(0), "{from_file}");
+    for (token, accepted) in [(from_env, true), (from_flag, true), (from_file, false)] {
+        let listed = app
+            .client
+            .get(format!("{}/jobs", app.address))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(listed.status() == 200, accepted, "{token}");
+    }
 }
