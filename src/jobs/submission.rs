@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use super::{
     error::{Error, upstream_problem},
@@ -220,8 +221,12 @@ impl Jobs {
         let answer = Arc::new(Answer::default());
         let this = self.clone();
         let handoff = answer.clone();
-        let mut submission =
-            tokio::spawn(async move { this.first_submission(job, key, ctx, handoff).await });
+        // In the request's span, so its lines carry the request id, the
+        // tenant and the job id.
+        let mut submission = tokio::spawn(
+            async move { this.first_submission(job, key, ctx, handoff).await }
+                .instrument(tracing::Span::current()),
+        );
         // The caller waits for Cinder's verdict only while the request's
         // budget lasts: past it, the job is answered as recorded (`queued`)
         // and the submission carries on, rather than a timeout answering an

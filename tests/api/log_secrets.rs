@@ -90,6 +90,11 @@ async fn secrets_and_tokens_never_reach_the_logs_at_trace_level() {
         create_line.contains("upstream_request_id=\"req-"),
         "{create_line}"
     );
+    // ... in the request's span (its id, the tenant) and with the job id,
+    // though the POST runs in a task of its own.
+    for field in [" request_id=\"req-", "tenant=\"tenant-a\"", "job_id="] {
+        assert!(create_line.contains(field), "{field} in {create_line}");
+    }
     let token_signature = token.rsplit('.').next().expect("signature");
     let mut secrets = vec![
         ("the caller's token", token.as_str()),
