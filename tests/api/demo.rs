@@ -91,6 +91,24 @@ async fn exit_of(mut child: Child, dir: &Path, name: &str) -> (std::process::Exi
     }
 }
 
+/// Backs up tenant-a's first snapshot on the demo at `port`; the job's
+/// address.
+async fn create_backup(client: &reqwest::Client, port: u16, token: &str) -> String {
+    let created = client
+        .post(format!(
+            "http://127.0.0.1:{port}/snapshots/000005a9-0000-4000-8000-a00000000001/backups"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("created");
+    assert_eq!(created.status(), StatusCode::ACCEPTED);
+    created.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
+}
+
 #[tokio::test]
 async fn a_second_demo_never_touches_a_running_ones_store() {
     // Arrange: a demo with a job.
@@ -99,19 +117,7 @@ async fn a_second_demo_never_touches_a_running_ones_store() {
     let mut first = Running(spawn_demo(dir.path(), port, "first"));
     let token = wait_ready(dir.path(), port, &mut first.0).await;
     let client = reqwest::Client::new();
-    let created = client
-        .post(format!(
-            "http://127.0.0.1:{port}/snapshots/000005a9-0000-4000-8000-a00000000001/backups"
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("created");
-    assert_eq!(created.status(), StatusCode::ACCEPTED);
-    let job = created.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
+    let job = create_backup(&client, port, &token).await;
 
     // Act: a second demo on the same port, then one on another port, both
     // in the same folder.
@@ -170,15 +176,7 @@ async fn a_demo_keeps_its_own_store_whatever_database_url_the_shell_sets() {
     let mut first = Running(spawn_demo(dir.path(), port, "first"));
     let token = wait_ready(dir.path(), port, &mut first.0).await;
     let client = reqwest::Client::new();
-    let created = client
-        .post(format!(
-            "http://127.0.0.1:{port}/snapshots/000005a9-0000-4000-8000-a00000000001/backups"
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("created");
-    assert_eq!(created.status(), StatusCode::ACCEPTED);
+    create_backup(&client, port, &token).await;
     let other_dir = tempfile::tempdir().expect("dir");
     let other_port = free_port();
     let log = std::fs::File::create(other_dir.path().join("first.log")).expect("log");
