@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use backup_gateway::{
     jobs::{
-        events::{EventFilter, EventKind, JobEvent},
+        events::{EventFilter, EventKind, EventRange, JobEvent},
         model::{BackupOptions, Job, JobId, JobState},
     },
     problem::{Problem, ProblemKind},
@@ -821,11 +821,11 @@ async fn every_change_of_a_job_is_one_event_numbered_per_tenant(
     store.insert(&backed_up, None).await.expect("insert");
     claim(&mut backed_up);
     write(&store, &mut backed_up).await;
+    // A POST that got no answer is retried once its outcome is settled: at
+    // the very time the claim set.
     let transient = Problem::new(ProblemKind::UpstreamUnavailable, "Cinder did not answer");
-    backed_up.retry_at(
-        transient.clone(),
-        ms(Utc::now() + chrono::Duration::seconds(5)),
-    );
+    let settled = backed_up.next_attempt_at.expect("the claim's time");
+    backed_up.retry_at(transient.clone(), settled);
     write(&store, &mut backed_up).await;
     // A write at a version the store no longer has changes nothing.
     let mut stale = backed_up.clone();
@@ -915,9 +915,19 @@ async fn every_change_of_a_job_is_one_event_numbered_per_tenant(
         2,
         "at most the limit"
     );
-    assert_eq!(store.last_event("p1").await.expect("last"), 11);
-    assert_eq!(store.last_event("p2").await.expect("last"), 2);
-    assert_eq!(store.last_event("nobody").await.expect("last"), 0);
+    let range = |last, first_kept| EventRange { last, first_kept };
+    assert_eq!(
+        store.event_range("p1").await.expect("range"),
+        range(11, Some(1))
+    );
+    assert_eq!(
+        store.event_range("p2").await.expect("range"),
+        range(2, Some(1))
+    );
+    assert_eq!(
+        store.event_range("nobody").await.expect("range"),
+        range(0, None)
+    );
 }
 
 async fn events_are_purged_by_age_and_their_numbers_never_repeat(
@@ -951,6 +961,13 @@ async fn events_are_purged_by_age_and_their_numbers_never_repeat(
     let left = events(&store, "p1", 0, EventFilter::default()).await;
     use EventKind::*;
     assert_eq!(kinds(&left), [(6, Created), (7, Created), (8, Created)]);
+    assert_eq!(
+        store.event_range("p1").await.expect("range"),
+        EventRange {
+            last: 8,
+            first_kept: Some(6)
+        }
+    );
     assert_eq!(left[0].job_id, recent.id);
     assert_eq!(left[2].job_id, next.id);
 }
