@@ -16,12 +16,12 @@ RUN mkdir -p src sim/src tests/api sim/tests/sim bench/driver/src \
     && echo 'fn main() {}' > sim/src/main.rs && touch sim/src/lib.rs \
     && echo 'fn main() {}' > bench/driver/src/main.rs \
     && touch tests/api/main.rs sim/tests/sim/main.rs \
-    && cargo build --release --locked --bins \
+    && cargo build --release --locked -p backup-gateway -p openstack-sim \
     && rm -rf src sim/src tests sim/tests bench/driver/src
 COPY . .
 # The sources are newer than the empty targets: cargo builds them again.
 RUN touch src/main.rs src/lib.rs sim/src/main.rs sim/src/lib.rs \
-    && cargo build --release --locked --bins
+    && cargo build --release --locked -p backup-gateway -p openstack-sim
 
 FROM debian:bookworm-slim
 RUN apt-get update \
