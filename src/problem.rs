@@ -73,6 +73,8 @@ pub enum ProblemKind {
     RateLimited,
     /// The tenant has as many event streams open as the gateway allows.
     TooManyEventStreams,
+    /// Events after the one a stream was to resume from are no longer kept.
+    EventsExpired,
     /// The request body is larger than the limit.
     PayloadTooLarge,
     /// The request line and headers are larger than the limit.
@@ -167,6 +169,11 @@ impl ProblemKind {
             PayloadTooLarge => ("payload-too-large", "The request body is too large", 413),
             RateLimited => ("rate-limited", "Too many requests", 429),
             TooManyEventStreams => ("too-many-event-streams", "Too many event streams", 429),
+            EventsExpired => (
+                "events-expired",
+                "The events to resume from are no longer kept",
+                410,
+            ),
             HeadersTooLarge => (
                 "request-header-fields-too-large",
                 "The request headers are too large",

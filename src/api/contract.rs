@@ -81,7 +81,7 @@ pub(super) fn operation_problems(operation_id: &str) -> Option<Vec<ProblemKind>>
         "list_jobs" => &[AUTHENTICATED, STORE],
         "get_job" => &[AUTHENTICATED, STORE, &[JobNotFound]],
         "cancel_job" => &[AUTHENTICATED, STORE, &[JobNotFound, JobNotCancellable]],
-        "stream_events" => &[AUTHENTICATED, STORE, &[TooManyEventStreams]],
+        "stream_events" => &[AUTHENTICATED, STORE, &[TooManyEventStreams, EventsExpired]],
         "get_readiness" => &[STORE, &[WorkerStopped]],
         "get_liveness" => &[],
         // A new operation must say what it answers (a test names it).
@@ -131,7 +131,7 @@ fn invalid_request_causes(operation_id: &str) -> Vec<&'static str> {
             QUERY,
             &[
                 "a `job_id` that is not a UUID, or a `snapshot_id` of `.` or `..`",
-                "a `Last-Event-ID` that is not a whole number",
+                "a `Last-Event-ID` that is not a whole number, or past the tenant's latest event",
             ],
         ],
         _ => &[],
@@ -203,6 +203,9 @@ fn example_detail(kind: ProblemKind, operation_id: &str) -> &'static str {
         }
         TooManyEventStreams => {
             "this tenant already has the 16 event streams open that the gateway allows; close one, or retry after the time Retry-After gives"
+        }
+        EventsExpired => {
+            "events after 12 are no longer kept (the oldest kept is 40): list the jobs (GET /jobs) for their current state, then open the stream without Last-Event-ID"
         }
         PayloadTooLarge => "the request body is larger than the 65536 bytes the gateway accepts",
         HeadersTooLarge => {

@@ -20,7 +20,7 @@ use super::{AppState, EVENTS_TAG, error::ApiError, extract::ApiQuery};
 use crate::{
     auth::Caller,
     jobs::{
-        events::{EventFilter, EventKind, JobEvent},
+        events::{EventFilter, EventKind, Followed, JobEvent},
         model::JobState,
     },
     problem::Problem,
@@ -161,8 +161,16 @@ pub struct EventsQuery {
 /// Without `Last-Event-ID` the stream starts with the next event. With it
 /// (as browsers' `EventSource` send it when they reconnect), the stream
 /// starts right after that event: no event is missed or repeated, whichever
-/// replica wrote it, for as long as events are kept (`--event-retention`,
-/// 7 days by default). `Last-Event-ID: 0` gives every event kept.
+/// replica wrote it. `Last-Event-ID: 0` gives every event from the first.
+/// Events are kept for `--event-retention` (7 days by default): resuming
+/// from an event whose successors were purged is `410 events-expired` (list
+/// the jobs, then open the stream without `Last-Event-ID`); an id past the
+/// tenant's latest event is `400`.
+///
+/// The stream opens with a frame holding only an `id` (where it starts),
+/// and a filtered stream sends one when it has passed events its filter
+/// left out: no event is dispatched, but a reconnecting `EventSource`
+/// resumes from there.
 ///
 /// A tenant may have `--max-event-streams` streams open per replica (16 by
 /// default); past it, `429 too-many-event-streams`. The stream ends when
@@ -222,8 +230,12 @@ pub async fn stream_events(
         .follow_events(&caller.tenant, after, filter)
         .await?;
     let events = futures_util::stream::unfold(follower, |mut follower| async move {
-        let event = follower.next().await?;
-        Some((Ok::<_, Infallible>(sse_event(event)), follower))
+        let frame = match follower.next().await? {
+            Followed::Event(event) => sse_event(*event),
+            // An `id` alone: no event, but the client's `Last-Event-ID`.
+            Followed::Position(seq) => Event::default().id(seq.to_string()),
+        };
+        Some((Ok::<_, Infallible>(frame), follower))
     });
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(state.event_heartbeat))

@@ -69,6 +69,17 @@ pub enum Error {
         "this tenant already has the {0} event streams open that the gateway allows; close one, or retry after the time Retry-After gives"
     )]
     TooManyEventStreams(usize),
+    /// Events after the one a client resumes from were purged.
+    #[error(
+        "events after {after} are no longer kept{}: list the jobs (GET /jobs) for their current state, then open the stream without Last-Event-ID",
+        match first_kept { Some(first) => format!(" (the oldest kept is {first})"), None => String::new() }
+    )]
+    EventsExpired {
+        /// The event the client resumed from.
+        after: u64,
+        /// The oldest event kept, if any.
+        first_kept: Option<i64>,
+    },
     /// Keystone or Cinder failed or refused.
     #[error(transparent)]
     Upstream(#[from] openstack::Error),
@@ -114,6 +125,9 @@ impl Error {
             }
             Error::TooManyEventStreams(_) => {
                 Problem::new(ProblemKind::TooManyEventStreams, self.to_string())
+            }
+            Error::EventsExpired { .. } => {
+                Problem::new(ProblemKind::EventsExpired, self.to_string())
             }
             Error::Upstream(e) => upstream_problem(e),
             Error::Store(store::Error::ActiveJobExists) => Problem::new(

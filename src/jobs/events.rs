@@ -135,6 +135,24 @@ pub struct JobEvent {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// Where a tenant's events stand: the number of the latest (0 before the
+/// first), and of the oldest still kept (`None` when none is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventRange {
+    /// The latest event's number.
+    pub last: i64,
+    /// The oldest kept event's number.
+    pub first_kept: Option<i64>,
+}
+
+impl EventRange {
+    /// Whether a client that saw every event up to `after` can resume from
+    /// here without a gap: none of the events after it was purged.
+    pub fn resumable_after(&self, after: i64) -> bool {
+        after >= self.last || self.first_kept.is_some_and(|first| first <= after + 1)
+    }
+}
+
 /// Which of a tenant's events a follower wants; `None` matches all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
@@ -203,6 +221,17 @@ impl Drop for StreamSlot {
     }
 }
 
+/// What a follower hands out next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Followed {
+    /// The next event.
+    Event(Box<JobEvent>),
+    /// No event the follower wants up to this number: where a client
+    /// resumes from (the start of a stream, and after events its filter
+    /// left out).
+    Position(i64),
+}
+
 /// Follows one tenant's events from a given number on.
 pub struct EventFollower {
     jobs: Arc<Jobs>,
@@ -210,6 +239,8 @@ pub struct EventFollower {
     filter: EventFilter,
     /// The last event handed out (or skipped over, when starting "now").
     after: i64,
+    /// The position not yet handed out, if any.
+    position: Option<i64>,
     pending: VecDeque<JobEvent>,
     changes: watch::Receiver<u64>,
     _slot: StreamSlot,
@@ -235,15 +266,32 @@ impl Jobs {
             .ok_or(Error::TooManyEventStreams(self.settings.max_event_streams))?;
         // Subscribed before the first look, so no change in between is missed.
         let changes = self.waiters.changes();
+        let range = self.store.event_range(&project_id).await?;
         let after = match after {
-            Some(n) => i64::try_from(n).unwrap_or(i64::MAX),
-            None => self.store.last_event(&project_id).await?,
+            None => range.last,
+            Some(n) => {
+                let after = i64::try_from(n).unwrap_or(i64::MAX);
+                if after > range.last {
+                    return Err(Error::Invalid(format!(
+                        "`Last-Event-ID` {n} is past this tenant's latest event ({})",
+                        range.last
+                    )));
+                }
+                if !range.resumable_after(after) {
+                    return Err(Error::EventsExpired {
+                        after: n,
+                        first_kept: range.first_kept,
+                    });
+                }
+                after
+            }
         };
         Ok(EventFollower {
             jobs: self.clone(),
             project_id,
             filter,
             after,
+            position: Some(after),
             pending: VecDeque::new(),
             changes,
             _slot: slot,
@@ -257,29 +305,26 @@ impl Jobs {
 }
 
 impl EventFollower {
-    /// The next event, waiting for it as long as it takes; `None` once the
-    /// process is stopping.
-    pub async fn next(&mut self) -> Option<JobEvent> {
+    /// The next event (or position), waiting for it as long as it takes;
+    /// `None` once the process is stopping.
+    pub async fn next(&mut self) -> Option<Followed> {
         loop {
+            if let Some(position) = self.position.take() {
+                return Some(Followed::Position(position));
+            }
             if let Some(event) = self.pending.pop_front() {
                 self.after = event.seq;
-                return Some(event);
+                return Some(Followed::Event(Box::new(event)));
             }
+            // Seen before the stop is checked: a stop announced after this
+            // point wakes the wait below.
+            self.changes.borrow_and_update();
             if self.jobs.is_stopping() {
                 return None;
             }
-            self.changes.borrow_and_update();
-            let pause = match self
-                .jobs
-                .store
-                .events_after(&self.project_id, self.after, &self.filter, PAGE)
-                .await
-            {
-                Ok(events) if !events.is_empty() => {
-                    self.pending.extend(events);
-                    continue;
-                }
-                Ok(_) => RECHECK,
+            let pause = match self.look().await {
+                Ok(true) => continue,
+                Ok(false) => RECHECK,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read the tenant's events; will look again");
                     STORE_RETRY
@@ -288,6 +333,34 @@ impl EventFollower {
             // A closed channel (the service going away) leaves the timer.
             let _ = tokio::time::timeout(pause, self.changes.changed()).await;
         }
+    }
+
+    /// Reads the events after the last handed out; whether there is
+    /// anything to hand out. A filtered follower that finds none moves past
+    /// the events it skipped, so that it does not read them again at every
+    /// change of the tenant's other jobs.
+    async fn look(&mut self) -> Result<bool, crate::store::Error> {
+        let store = &self.jobs.store;
+        let filtered = self.filter != EventFilter::default();
+        // Read first: every event up to it is already visible below.
+        let last = if filtered {
+            store.event_range(&self.project_id).await?.last
+        } else {
+            0
+        };
+        let events = store
+            .events_after(&self.project_id, self.after, &self.filter, PAGE)
+            .await?;
+        if !events.is_empty() {
+            self.pending.extend(events);
+            return Ok(true);
+        }
+        if last > self.after {
+            self.after = last;
+            self.position = Some(last);
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 
@@ -302,6 +375,21 @@ mod tests {
             assert_eq!(kind.event_type(), format!("job.{}", kind.as_str()));
         }
         assert!("started".parse::<EventKind>().is_err());
+    }
+
+    #[test]
+    fn a_client_resumes_only_where_no_later_event_was_purged() {
+        let kept_from = |first_kept| EventRange {
+            last: 10,
+            first_kept,
+        };
+        assert!(kept_from(Some(1)).resumable_after(0), "nothing purged");
+        assert!(kept_from(Some(4)).resumable_after(3), "the next is kept");
+        assert!(!kept_from(Some(4)).resumable_after(2), "event 3 is gone");
+        assert!(kept_from(None).resumable_after(10), "saw the last");
+        assert!(!kept_from(None).resumable_after(9), "event 10 is gone");
+        let fresh = EventRange::default();
+        assert!(fresh.resumable_after(0), "a tenant without events");
     }
 
     #[test]

@@ -39,7 +39,7 @@ use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, JobFilter, JobStore, KeyUse, Reservation,
     TenantKey,
 };
-use crate::jobs::events::{EventFilter, JobEvent};
+use crate::jobs::events::{EventFilter, EventRange, JobEvent};
 use crate::jobs::model::{Job, JobId};
 
 /// Finished jobs kept in view, the most recently read or written: enough
@@ -432,8 +432,8 @@ impl<S: JobStore> JobStore for CachedStore<S> {
             .await
     }
 
-    async fn last_event(&self, project_id: &str) -> Result<i64, Error> {
-        self.inner.last_event(project_id).await
+    async fn event_range(&self, project_id: &str) -> Result<EventRange, Error> {
+        self.inner.event_range(project_id).await
     }
 
     async fn purge_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::jobs::events::{EventFilter, JobEvent};
+use crate::jobs::events::{EventFilter, EventRange, JobEvent};
 use crate::jobs::model::{Job, JobId, JobState};
 
 pub use cached::CachedStore;
@@ -368,8 +368,8 @@ pub trait JobStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<JobEvent>, Error>;
 
-    /// The number of the tenant's latest event (0 before the first).
-    async fn last_event(&self, project_id: &str) -> Result<i64, Error>;
+    /// The numbers of the tenant's latest event and of its oldest kept.
+    async fn event_range(&self, project_id: &str) -> Result<EventRange, Error>;
 
     /// Deletes up to `batch` events that happened before `before`; how many.
     async fn purge_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;

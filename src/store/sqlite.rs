@@ -25,7 +25,7 @@ use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
     KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_events, readable_jobs,
 };
-use crate::jobs::events::{EventFilter, JobEvent};
+use crate::jobs::events::{EventFilter, EventRange, JobEvent};
 use crate::jobs::model::{Job, JobId, JobState};
 
 /// How often the WAL is checkpointed.
@@ -648,13 +648,19 @@ impl JobStore for SqliteStore {
         Ok(readable_events(rows, |row| row.seq))
     }
 
-    async fn last_event(&self, project_id: &str) -> Result<i64, Error> {
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT last_seq FROM job_event_counters WHERE project_id = ?1")
-                .bind(project_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(last.unwrap_or(0))
+    async fn event_range(&self, project_id: &str) -> Result<EventRange, Error> {
+        // One statement: both numbers from the same view of the store.
+        let (last, first_kept): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT last_seq FROM job_event_counters WHERE project_id = ?1), \
+                    (SELECT MIN(seq) FROM job_events WHERE project_id = ?1)",
+        )
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(EventRange {
+            last: last.unwrap_or(0),
+            first_kept,
+        })
     }
 
     async fn purge_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {

@@ -57,8 +57,9 @@ impl EventStream {
         })
     }
 
-    /// Opens a stream that must be answered 200.
-    pub async fn open_ok(
+    /// Opens a stream that must be answered 200, its opening frame (where
+    /// it starts) still unread.
+    pub async fn open_raw(
         gateway: &Gateway,
         tenant: &str,
         path: &str,
@@ -68,6 +69,22 @@ impl EventStream {
             Ok(stream) => stream,
             Err(answer) => panic!("not a stream: {} {}", answer.status, answer.text),
         }
+    }
+
+    /// Opens a stream that must be answered 200, past its opening frame.
+    pub async fn open_ok(
+        gateway: &Gateway,
+        tenant: &str,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> EventStream {
+        let mut stream = Self::open_raw(gateway, tenant, path, last_event_id).await;
+        let start = stream.next_block(EVENT_WAIT).await.unwrap_or_default();
+        assert!(
+            start.starts_with("id: ") && !start.contains('\n'),
+            "a stream opens with where it starts: {start:?}"
+        );
+        stream
     }
 
     /// The next block (the lines up to a blank line); `None` when the
@@ -90,8 +107,11 @@ impl EventStream {
     /// The next event, heartbeats skipped; `None` when the stream ended or
     /// no event came within [`EVENT_WAIT`].
     pub async fn next(&mut self) -> Option<SseEvent> {
+        // One limit for all blocks: heartbeats must not wait it out anew.
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
         loop {
-            let block = self.next_block(EVENT_WAIT).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let block = self.next_block(left).await?;
             let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
             for line in block.lines() {
                 if let Some(v) = line.strip_prefix("id:") {
@@ -260,6 +280,115 @@ async fn a_stream_can_follow_one_job_or_one_snapshot() {
             .await
             .is_none()
     );
+    // Past the other job's events, the snapshot's stream says where it
+    // stands: a reconnect resumes from there, not from event 3.
+    assert_eq!(
+        of_snapshot.next_block(EVENT_WAIT).await.as_deref(),
+        Some("id: 6")
+    );
+}
+
+#[tokio::test]
+async fn a_stream_opens_with_its_starting_point_so_a_reconnect_resumes_there() {
+    let app = TestApp::spawn().await;
+    app.create_ok("tenant-a", &snapshot('a', 1)).await;
+
+    let mut from_now = EventStream::open_raw(&app, "tenant-a", "/events", None).await;
+    let mut resumed = EventStream::open_raw(&app, "tenant-a", "/events", Some("1")).await;
+    let mut other = EventStream::open_raw(&app, "tenant-b", "/events", None).await;
+
+    assert_eq!(
+        from_now.next_block(EVENT_WAIT).await.as_deref(),
+        Some("id: 3")
+    );
+    assert_eq!(
+        resumed.next_block(EVENT_WAIT).await.as_deref(),
+        Some("id: 1")
+    );
+    assert_eq!(other.next_block(EVENT_WAIT).await.as_deref(), Some("id: 0"));
+}
+
+#[tokio::test]
+async fn a_post_that_got_no_answer_is_a_scheduled_retry() {
+    // Arrange: Cinder answers the create after the gateway stopped waiting.
+    let app = TestApp::spawn_with(&["--upstream-timeout", "1s"]).await;
+    app.get("tenant-a", "/snapshots").await;
+    let mut stream = EventStream::open_ok(&app, "tenant-a", "/events", None).await;
+    app.sim.inject(openstack_sim::Fault {
+        op: openstack_sim::Op::BackupCreate,
+        kind: openstack_sim::FaultKind::Delay(Duration::from_millis(1500)),
+        times: 1,
+    });
+
+    // Act
+    let answer = app
+        .create_backup("tenant-a", &snapshot('a', 1), serde_json::json!({}))
+        .await;
+
+    // Assert: the job's answer and its events tell the same story.
+    assert_eq!(answer.body["state"], "queued", "{}", answer.text);
+    let id = id_of(&answer.body);
+    assert_eq!(
+        stream.take(2).await,
+        triples(&[("1", "job.created", &id), ("2", "job.submitted", &id)])
+    );
+    let retry = stream.next().await.expect("the retry");
+    assert_eq!(
+        (retry.id.as_str(), retry.event.as_str()),
+        ("3", "job.retry_scheduled")
+    );
+    assert_eq!(retry.data["data"]["state"], "queued");
+    assert_eq!(
+        retry.data["data"]["error"]["detail"],
+        "Cinder did not answer within 1s"
+    );
+    assert_eq!(
+        retry.data["data"]["next_attempt_at"],
+        answer.body["next_attempt_at"]
+    );
+}
+
+#[tokio::test]
+async fn resuming_past_purged_events_is_410_and_past_the_latest_event_is_400() {
+    // Arrange: of a job's three events, the first two are past retention.
+    let app = TestApp::spawn().await;
+    app.create_ok("tenant-a", &snapshot('a', 1)).await;
+    let week_ms = 8 * 24 * 3600 * 1000_i64;
+    app.store_sql(&format!(
+        "UPDATE job_events SET occurred_at = occurred_at - {week_ms} WHERE seq <= 2"
+    ))
+    .await;
+    assert_eq!(app.purge().await.events, 2);
+
+    // Act
+    let gone: Vec<_> = [Some("0"), Some("1")]
+        .into_iter()
+        .map(|id| EventStream::open(&app, "tenant-a", "/events", id))
+        .collect();
+    let mut after_the_gap = EventStream::open_ok(&app, "tenant-a", "/events", Some("2")).await;
+    let past = EventStream::open(&app, "tenant-a", "/events", Some("4")).await;
+    let fresh = EventStream::open(&app, "tenant-a", "/events", None).await;
+
+    // Assert
+    for answer in gone {
+        match answer.await {
+            Err(answer) => {
+                answer.assert_problem(410, "events-expired");
+                assert!(answer.text.contains("GET /jobs"), "{}", answer.text);
+            }
+            Ok(_) => panic!("resumed across purged events"),
+        }
+    }
+    let kept = after_the_gap.next().await.expect("the kept event");
+    assert_eq!(
+        (kept.id.as_str(), kept.event.as_str()),
+        ("3", "job.running")
+    );
+    match past {
+        Err(answer) => answer.assert_problem(400, "invalid-request"),
+        Ok(_) => panic!("resumed past the latest event"),
+    }
+    assert!(fresh.is_ok(), "a stream from now is always open");
 }
 
 #[tokio::test]
@@ -294,9 +423,12 @@ async fn a_stream_resumed_after_a_restart_loses_no_event() {
 #[tokio::test]
 async fn an_idle_stream_carries_heartbeats() {
     let app = TestApp::spawn_with(&["--event-heartbeat", "200ms"]).await;
-    let mut stream = EventStream::open_ok(&app, "tenant-a", "/events", None).await;
+    let mut stream = EventStream::open_raw(&app, "tenant-a", "/events", None).await;
 
+    let start = stream.next_block(EVENT_WAIT).await;
     let block = stream.next_block(EVENT_WAIT).await.expect("a heartbeat");
+
+    assert_eq!(start.as_deref(), Some("id: 0"), "where the stream starts");
 
     assert!(block.starts_with(':'), "a comment: {block:?}");
 }
