@@ -17,12 +17,12 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 
 use super::{
     Error,
     model::{JobId, JobState},
     service::Jobs,
+    waiters::TenantChanges,
 };
 use crate::problem::Problem;
 
@@ -242,7 +242,7 @@ pub struct EventFollower {
     /// The position not yet handed out, if any.
     position: Option<i64>,
     pending: VecDeque<JobEvent>,
-    changes: watch::Receiver<u64>,
+    changes: TenantChanges,
     _slot: StreamSlot,
 }
 
@@ -265,7 +265,7 @@ impl Jobs {
             .take(&project_id)
             .ok_or(Error::TooManyEventStreams(self.settings.max_event_streams))?;
         // Subscribed before the first look, so no change in between is missed.
-        let changes = self.waiters.changes();
+        let changes = self.waiters.tenant_changes(&project_id);
         let range = self.store.event_range(&project_id).await?;
         let after = match after {
             None => range.last,
@@ -318,7 +318,7 @@ impl EventFollower {
             }
             // Seen before the stop is checked: a stop announced after this
             // point wakes the wait below.
-            self.changes.borrow_and_update();
+            self.changes.mark_seen();
             if self.jobs.is_stopping() {
                 return None;
             }
@@ -330,7 +330,6 @@ impl EventFollower {
                     STORE_RETRY
                 }
             };
-            // A closed channel (the service going away) leaves the timer.
             let _ = tokio::time::timeout(pause, self.changes.changed()).await;
         }
     }

@@ -123,7 +123,7 @@ impl Jobs {
         let waiters = Arc::new(Waiters::new(settings.max_waiters));
         let woken = waiters.clone();
         store.watch_changes(Arc::new(move |change| match change {
-            Some(id) => woken.notify(id),
+            Some(change) => woken.notify(change.job_id, change.project_id.as_deref()),
             None => woken.notify_all(),
         }));
         Jobs {
@@ -231,7 +231,7 @@ impl Jobs {
             Ok(true) => {
                 job.version += 1;
                 tracing::debug!(job_id = %job.id, state = job.state.as_str(), version = job.version, "job change recorded");
-                self.waiters.notify(job.id);
+                self.waiters.notify(job.id, Some(&job.project_id));
                 if job.state.is_done() {
                     // A job is written done once: its life ends here.
                     let ended = job.finished_at.unwrap_or_else(now);
@@ -257,9 +257,10 @@ impl Jobs {
         }
     }
 
-    /// Wakes the long polls of a job changed other than by [`Jobs::save`].
-    pub(super) fn notify(&self, id: JobId) {
-        self.waiters.notify(id);
+    /// Wakes the long polls and event streams of a job changed other than
+    /// by [`Jobs::save`].
+    pub(super) fn notify(&self, job: &Job) {
+        self.waiters.notify(job.id, Some(&job.project_id));
     }
 
     /// One job of the caller's tenant. Another tenant's job is "not found".

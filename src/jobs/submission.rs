@@ -199,7 +199,7 @@ impl Jobs {
             .await
         {
             // Its events stream out from here.
-            Ok(()) => self.notify(job.id),
+            Ok(()) => self.notify(&job),
             Err(store::Error::ActiveJobExists) => {
                 let active = self
                     .store
@@ -280,7 +280,7 @@ impl Jobs {
                         .await
                     {
                         Ok(true) => {
-                            self.notify(job.id);
+                            self.notify(&job);
                             return Err(snapshot_error(&job.snapshot_id, e));
                         }
                         Ok(false) => {}

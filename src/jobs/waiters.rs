@@ -1,8 +1,9 @@
 //! Long-poll waiters: each waits on its own job, and a change wakes only
 //! the waiters of that job (not every waiter at every change). The number
 //! of waiters is capped; past the cap a long poll answers at once. Every
-//! change also bumps one counter that event streams watch (they follow
-//! all of a tenant's jobs, not one).
+//! change also bumps a counter of its tenant, which that tenant's event
+//! streams watch (they follow all of a tenant's jobs, not one), and a
+//! change whose tenant is unknown bumps the counter every stream watches.
 
 use std::{
     collections::HashMap,
@@ -18,8 +19,35 @@ use super::model::JobId;
 pub struct Waiters {
     max: usize,
     inner: Mutex<Registry>,
-    /// Bumped at every change of any job.
+    /// Bumped when every stream should look again.
     changes: watch::Sender<u64>,
+    /// Per tenant with streams: bumped at every change of its jobs.
+    tenants: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+/// What an event stream of one tenant watches: its tenant's changes, and
+/// the announcements meant for every stream.
+pub struct TenantChanges {
+    own: watch::Receiver<u64>,
+    all: watch::Receiver<u64>,
+}
+
+impl TenantChanges {
+    /// Marks every change so far as seen.
+    pub fn mark_seen(&mut self) {
+        self.own.borrow_and_update();
+        self.all.borrow_and_update();
+    }
+
+    /// Waits for a change not yet seen; at once if there is one. Never
+    /// returns while the registry lives and nothing changes; returns at once
+    /// once it is gone.
+    pub async fn changed(&mut self) {
+        tokio::select! {
+            _ = self.own.changed() => {}
+            _ = self.all.changed() => {}
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +72,7 @@ impl Waiters {
             max,
             inner: Mutex::new(Registry::default()),
             changes: watch::Sender::new(0),
+            tenants: Mutex::new(HashMap::new()),
         }
     }
 
@@ -72,18 +101,45 @@ impl Waiters {
         })
     }
 
-    /// A receiver that sees every change of any job from now on.
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+    /// What sees every change of the tenant's jobs from now on.
+    pub fn tenant_changes(&self, project_id: &str) -> TenantChanges {
+        let own = self
+            .lock_tenants()
+            .entry(project_id.to_owned())
+            .or_insert_with(|| watch::Sender::new(0))
+            .subscribe();
+        TenantChanges {
+            own,
+            all: self.changes.subscribe(),
+        }
     }
 
-    fn bump(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    fn lock_tenants(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+        // A map of senders: consistent under every panic point.
+        self.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes the waiters of `id`, if any, and the event streams.
-    pub fn notify(&self, id: JobId) {
-        self.bump();
+    fn bump(sender: &watch::Sender<u64>) {
+        sender.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wakes the waiters of `id`, if any, and the event streams of its
+    /// tenant (of every tenant, when `project_id` is unknown).
+    pub fn notify(&self, id: JobId, project_id: Option<&str>) {
+        match project_id {
+            Some(project_id) => {
+                let mut tenants = self.lock_tenants();
+                if let Some(sender) = tenants.get(project_id) {
+                    if sender.receiver_count() == 0 {
+                        // Its streams have all ended.
+                        tenants.remove(project_id);
+                    } else {
+                        Self::bump(sender);
+                    }
+                }
+            }
+            None => Self::bump(&self.changes),
+        }
         let notify = self.lock().jobs.get(&id).map(|(n, _)| n.clone());
         if let Some(notify) = notify {
             notify.notify_waiters();
@@ -93,7 +149,7 @@ impl Waiters {
     /// Wakes every waiter (changes may have been missed): each reads its
     /// job again.
     pub fn notify_all(&self) {
-        self.bump();
+        Self::bump(&self.changes);
         let all: Vec<Arc<Notify>> = self.lock().jobs.values().map(|(n, _)| n.clone()).collect();
         for notify in all {
             notify.notify_waiters();
@@ -137,7 +193,7 @@ mod tests {
         woken_a.as_mut().enable();
         woken_b.as_mut().enable();
 
-        waiters.notify(a);
+        waiters.notify(a, Some("p1"));
 
         assert!(
             tokio::time::timeout(Duration::from_secs(5), woken_a)
@@ -149,6 +205,44 @@ mod tests {
             futures_now(woken_b.as_mut()).is_none(),
             "b's waiter sleeps on"
         );
+    }
+
+    #[tokio::test]
+    async fn a_change_wakes_the_streams_of_its_tenant_only_and_an_unknown_tenant_wakes_all() {
+        let waiters = Waiters::new(10);
+        let mut p1 = waiters.tenant_changes("p1");
+        let mut p2 = waiters.tenant_changes("p2");
+        p1.mark_seen();
+        p2.mark_seen();
+
+        waiters.notify(JobId::new(), Some("p1"));
+
+        assert!(
+            futures_now(Box::pin(p1.changed())).is_some(),
+            "p1's stream wakes"
+        );
+        assert!(
+            futures_now(Box::pin(p2.changed())).is_none(),
+            "p2's sleeps on"
+        );
+        p1.mark_seen();
+        waiters.notify(JobId::new(), None);
+        assert!(
+            futures_now(Box::pin(p1.changed())).is_some(),
+            "unknown: p1 wakes"
+        );
+        assert!(
+            futures_now(Box::pin(p2.changed())).is_some(),
+            "unknown: p2 wakes"
+        );
+        p1.mark_seen();
+        p2.mark_seen();
+        waiters.notify_all();
+        assert!(futures_now(Box::pin(p2.changed())).is_some(), "all wake");
+        // A tenant whose streams ended is forgotten at its next change.
+        drop((p1, p2));
+        waiters.notify(JobId::new(), Some("p1"));
+        assert!(!waiters.lock_tenants().contains_key("p1"));
     }
 
     #[test]

@@ -265,9 +265,33 @@ where
         .collect()
 }
 
-/// Called with the id of each job that changed (`None`: changes may have
-/// been missed, so every waiter should look again).
-pub type ChangeListener = Arc<dyn Fn(Option<JobId>) + Send + Sync>;
+/// A job that changed, as the store announces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobChange {
+    /// The job.
+    pub job_id: JobId,
+    /// Its tenant; `None` when the announcement did not say (a replica of
+    /// an older version made the change).
+    pub project_id: Option<String>,
+}
+
+impl JobChange {
+    /// Reads an announcement: `<job id>` or `<job id> <project id>`.
+    pub fn parse(payload: &str) -> Option<JobChange> {
+        let (job_id, project_id) = match payload.split_once(' ') {
+            Some((job_id, project_id)) => (job_id, Some(project_id.to_owned())),
+            None => (payload, None),
+        };
+        Some(JobChange {
+            job_id: job_id.parse().ok()?,
+            project_id,
+        })
+    }
+}
+
+/// Called with each job that changed (`None`: changes may have been
+/// missed, so every waiter should look again).
+pub type ChangeListener = Arc<dyn Fn(Option<JobChange>) + Send + Sync>;
 
 /// Durable storage of jobs. Every write of a job is compare-and-set on its
 /// row version, so that two writers racing (a cancel and a submission, a
@@ -409,7 +433,7 @@ pub trait JobStore: Send + Sync {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{JobChange, JobId, redact_url};
 
     #[test]
     fn a_database_urls_password_is_hidden_and_nothing_else_changes() {
@@ -433,5 +457,27 @@ mod tests {
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }
+    }
+
+    #[test]
+    fn a_change_announcement_names_the_job_and_maybe_its_tenant() {
+        let id = JobId::new();
+        assert_eq!(
+            JobChange::parse(&format!("{id} 9f1c2d")),
+            Some(JobChange {
+                job_id: id,
+                project_id: Some("9f1c2d".into())
+            })
+        );
+        assert_eq!(
+            JobChange::parse(&id.to_string()),
+            Some(JobChange {
+                job_id: id,
+                project_id: None
+            }),
+            "an older replica's announcement"
+        );
+        assert_eq!(JobChange::parse("not-a-job p1"), None);
+        assert_eq!(JobChange::parse(""), None);
     }
 }

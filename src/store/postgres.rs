@@ -18,8 +18,9 @@ use sqlx::{
 use uuid::Uuid;
 
 use super::{
-    ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
-    KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_events, readable_jobs,
+    ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobChange, JobFilter,
+    JobStore, KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_events,
+    readable_jobs,
 };
 use crate::jobs::events::{EventFilter, EventRange, JobEvent};
 use crate::jobs::model::{Job, JobId, JobState};
@@ -101,10 +102,7 @@ async fn forward_changes(options: PgConnectOptions, listener: ChangeListener) {
         listener(None);
         loop {
             match subscription.try_recv().await {
-                Ok(Some(note)) => match note.payload().parse::<JobId>() {
-                    Ok(id) => listener(Some(id)),
-                    Err(_) => listener(None),
-                },
+                Ok(Some(note)) => listener(JobChange::parse(note.payload())),
                 // The connection was lost: subscribe again (and wake all).
                 Ok(None) => {
                     tracing::warn!("lost the job-change subscription; subscribing again");

@@ -1008,3 +1008,46 @@ where
     }
     outputs
 }
+
+/// PostgreSQL announces every change of a job (its creation, each new
+/// version, its removal) with the job and its tenant, which is how another
+/// replica wakes that job's long polls and that tenant's event streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgresql_announces_each_change_with_the_job_and_its_tenant() {
+    let db = TestDatabase::postgres().await;
+    let store = db.store().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    store.watch_changes(Arc::new(move |change| {
+        let _ = tx.send(change);
+    }));
+    // The first announcement says the subscription is made (every waiter
+    // looks again): only then are changes sure to be heard.
+    let subscribed = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
+    assert_eq!(subscribed.ok().flatten(), Some(None), "subscribed");
+
+    let mut created = job("p1", "snap-1", "vol-1");
+    store.insert(&created, None).await.expect("insert");
+    created.cancel();
+    write(&store, &mut created).await;
+    let refused = job("p2", "snap-1", "vol-1");
+    store.insert(&refused, None).await.expect("insert");
+    assert!(store.delete(refused.id, 0, None).await.expect("delete"));
+
+    let mut heard = Vec::new();
+    while heard.len() < 4 {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+            Ok(Some(Some(change))) => heard.push((change.job_id, change.project_id)),
+            other => panic!("no announcement: {other:?} after {heard:?}"),
+        }
+    }
+    let p = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        heard,
+        [
+            (created.id, p("p1")),
+            (created.id, p("p1")),
+            (refused.id, p("p2")),
+            (refused.id, p("p2")),
+        ]
+    );
+}
