@@ -58,7 +58,7 @@ source "$ROOT/tests/contract/demo.sh"
 log "starting the demo gateway"
 # shellcheck disable=SC2119 # the demo takes no extra flags here
 start_demo || die "the demo gateway did not start"
-log "demo at $GATEWAY ($("${BACKUP_GATEWAY_BIN:-$ROOT/target/debug/backup-gateway}" --version 2>/dev/null || echo backup-gateway))"
+log "demo at $GATEWAY ($("${BACKUP_GATEWAY_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/backup-gateway}" --version 2>/dev/null || echo backup-gateway))"
 log "document: ${SPEC#"$ROOT"/} (sha256 $(sha256sum "$SPEC" | cut -c1-16))"
 
 # A generator's output, kept in a file; shown when it warns or fails.

@@ -4,7 +4,7 @@
 # TOKEN_A and TOKEN_B. The demo stops when the sourcing script exits.
 #
 # BACKUP_GATEWAY_BIN names the binary (default: target/debug/backup-gateway
-# of this repository, built by the caller).
+# of this repository, or of CARGO_TARGET_DIR when set; built by the caller).
 
 CONTRACT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
@@ -25,7 +25,7 @@ stop_demo() {
 
 # start_demo [EXTRA_FLAGS...]
 start_demo() {
-  local bin="${BACKUP_GATEWAY_BIN:-$CONTRACT_ROOT/target/debug/backup-gateway}"
+  local bin="${BACKUP_GATEWAY_BIN:-${CARGO_TARGET_DIR:-$CONTRACT_ROOT/target}/debug/backup-gateway}"
   if [ ! -x "$bin" ]; then
     echo "no gateway binary at $bin: run \`cargo build\` first, or set BACKUP_GATEWAY_BIN" >&2
     return 1
