@@ -23,3 +23,22 @@ BEGIN
             NEW.state, NEW.backup_id, NEW.error, NEW.next_attempt_at, NEW.updated_at
         FROM job_event_counters WHERE project_id = NEW.project_id;
 END;
+
+-- How far a tenant's events may have been purged: every number up to it
+-- may be gone (the purge goes by age, and ages need not follow numbers,
+-- since they come from several replicas' clocks). A client resuming after
+-- an event below it may have missed some: it is told so (410), never
+-- given a stream with a gap. Set by the purge, in its own transaction.
+ALTER TABLE job_event_counters ADD COLUMN purged_through INTEGER NOT NULL DEFAULT 0;
+
+-- Events purged before this column existed: the highest number missing
+-- below a kept event, or the latest when it is gone itself.
+UPDATE job_event_counters SET purged_through = COALESCE(
+    (SELECT MAX(e.seq) - 1 FROM job_events e
+        WHERE e.project_id = job_event_counters.project_id AND e.seq > 1
+        AND NOT EXISTS (SELECT 1 FROM job_events p
+            WHERE p.project_id = e.project_id AND p.seq = e.seq - 1)),
+    0);
+UPDATE job_event_counters SET purged_through = last_seq
+    WHERE NOT EXISTS (SELECT 1 FROM job_events e
+        WHERE e.project_id = job_event_counters.project_id AND e.seq = job_event_counters.last_seq);

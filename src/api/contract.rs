@@ -205,7 +205,7 @@ fn example_detail(kind: ProblemKind, operation_id: &str) -> &'static str {
             "this tenant already has the 16 event streams open that the gateway allows; close one, or retry after the time Retry-After gives"
         }
         EventsExpired => {
-            "events after 12 are no longer kept (the oldest kept is 40): list the jobs (GET /jobs) for their current state, then open the stream without Last-Event-ID"
+            "events after 12 are no longer all kept (those up to 40 were purged): list the jobs (GET /jobs) for their current state, then open the stream without Last-Event-ID"
         }
         PayloadTooLarge => "the request body is larger than the 65536 bytes the gateway accepts",
         HeadersTooLarge => {

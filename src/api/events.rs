@@ -165,12 +165,13 @@ pub struct EventsQuery {
 /// Events are kept for `--event-retention` (7 days by default): resuming
 /// from an event whose successors were purged is `410 events-expired` (list
 /// the jobs, then open the stream without `Last-Event-ID`); an id past the
-/// tenant's latest event is `400`.
+/// tenant's latest event is `400` (both for `last_event_id` too).
 ///
 /// The stream opens with a frame holding only an `id` (where it starts),
 /// and a filtered stream sends one when it has passed events its filter
 /// left out: no event is dispatched, but a reconnecting `EventSource`
-/// resumes from there.
+/// resumes from there (clients of their own should keep the `id` of every
+/// frame, with data or without).
 ///
 /// A tenant may have `--max-event-streams` streams open per replica (16 by
 /// default); past it, `429 too-many-event-streams`. The stream ends when
@@ -187,7 +188,7 @@ pub struct EventsQuery {
     responses(
         (status = 200, description = "The stream of events; each event's data is a JobEventView",
             content(
-                (String = "text/event-stream", example = json!("id: 7\nevent: job.succeeded\ndata: {\"type\":\"job.succeeded\",\"timestamp\":\"2026-12-02T10:15:03.412Z\",\"data\":{\"job_id\":\"0193a0c4-7b3e-7f00-8000-000000000001\",\"snapshot_id\":\"000005a9-0000-4000-8000-a00000000001\",\"state\":\"succeeded\",\"backup_id\":\"7c1f0c1e-5a43-4c52-9d55-0f3f7e1fb0a1\",\"error\":null,\"next_attempt_at\":null}}\n\n")),
+                (String = "text/event-stream", example = json!("id: 6\n\nid: 7\nevent: job.succeeded\ndata: {\"type\":\"job.succeeded\",\"timestamp\":\"2026-12-02T10:15:03.412Z\",\"data\":{\"job_id\":\"0193a0c4-7b3e-7f00-8000-000000000001\",\"snapshot_id\":\"000005a9-0000-4000-8000-a00000000001\",\"state\":\"succeeded\",\"backup_id\":\"7c1f0c1e-5a43-4c52-9d55-0f3f7e1fb0a1\",\"error\":null,\"next_attempt_at\":null}}\n\n")),
             ),
             headers(("Cache-Control" = String, description = "`no-cache`"))),
     ),

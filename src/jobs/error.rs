@@ -71,14 +71,13 @@ pub enum Error {
     TooManyEventStreams(usize),
     /// Events after the one a client resumes from were purged.
     #[error(
-        "events after {after} are no longer kept{}: list the jobs (GET /jobs) for their current state, then open the stream without Last-Event-ID",
-        match first_kept { Some(first) => format!(" (the oldest kept is {first})"), None => String::new() }
+        "events after {after} are no longer all kept (those up to {purged_through} were purged): list the jobs (GET /jobs) for their current state, then open the stream without Last-Event-ID"
     )]
     EventsExpired {
         /// The event the client resumed from.
         after: u64,
-        /// The oldest event kept, if any.
-        first_kept: Option<i64>,
+        /// Events up to this one may have been purged.
+        purged_through: i64,
     },
     /// Keystone or Cinder failed or refused.
     #[error(transparent)]

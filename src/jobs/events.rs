@@ -136,20 +136,21 @@ pub struct JobEvent {
 }
 
 /// Where a tenant's events stand: the number of the latest (0 before the
-/// first), and of the oldest still kept (`None` when none is).
+/// first), and how far they may have been purged (every number up to it
+/// may be gone; the purge goes by age, which need not follow numbers).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventRange {
     /// The latest event's number.
     pub last: i64,
-    /// The oldest kept event's number.
-    pub first_kept: Option<i64>,
+    /// The highest number that may have been purged (0: none).
+    pub purged_through: i64,
 }
 
 impl EventRange {
-    /// Whether a client that saw every event up to `after` can resume from
-    /// here without a gap: none of the events after it was purged.
+    /// Whether a client that saw every event up to `after` can go on from
+    /// there without a gap: none of the events after it was purged.
     pub fn resumable_after(&self, after: i64) -> bool {
-        after >= self.last || self.first_kept.is_some_and(|first| first <= after + 1)
+        after >= self.purged_through
     }
 }
 
@@ -280,7 +281,7 @@ impl Jobs {
                 if !range.resumable_after(after) {
                     return Err(Error::EventsExpired {
                         after: n,
-                        first_kept: range.first_kept,
+                        purged_through: range.purged_through,
                     });
                 }
                 after
@@ -323,8 +324,17 @@ impl EventFollower {
                 return None;
             }
             let pause = match self.look().await {
-                Ok(true) => continue,
-                Ok(false) => RECHECK,
+                Ok(Look::Found) => continue,
+                Ok(Look::Nothing) => RECHECK,
+                Ok(Look::Gap) => {
+                    // The client resumes with the last id it saw, and is
+                    // told its events are gone (410).
+                    tracing::info!(
+                        after = self.after,
+                        "events this stream was to send were purged; ending it"
+                    );
+                    return None;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read the tenant's events; will look again");
                     STORE_RETRY
@@ -334,11 +344,10 @@ impl EventFollower {
         }
     }
 
-    /// Reads the events after the last handed out; whether there is
-    /// anything to hand out. A filtered follower that finds none moves past
-    /// the events it skipped, so that it does not read them again at every
-    /// change of the tenant's other jobs.
-    async fn look(&mut self) -> Result<bool, crate::store::Error> {
+    /// Reads the events after the last handed out. A filtered follower
+    /// that finds none moves past the events it skipped, so that it does
+    /// not read them again at every change of the tenant's other jobs.
+    async fn look(&mut self) -> Result<Look, crate::store::Error> {
         let store = &self.jobs.store;
         let filtered = self.filter != EventFilter::default();
         // Read first: every event up to it is already visible below.
@@ -350,17 +359,40 @@ impl EventFollower {
         let events = store
             .events_after(&self.project_id, self.after, &self.filter, PAGE)
             .await?;
+        // Events after the position purged since the stream opened (a
+        // client resuming near the end of retention): what was read may
+        // have a gap. Unfiltered, events are numbered without holes, so
+        // only a jump in the numbers makes it worth asking.
+        let maybe_gap = filtered || events.first().is_some_and(|e| e.seq != self.after + 1);
+        if maybe_gap
+            && !store
+                .event_range(&self.project_id)
+                .await?
+                .resumable_after(self.after)
+        {
+            return Ok(Look::Gap);
+        }
         if !events.is_empty() {
             self.pending.extend(events);
-            return Ok(true);
+            return Ok(Look::Found);
         }
         if last > self.after {
             self.after = last;
             self.position = Some(last);
-            return Ok(true);
+            return Ok(Look::Found);
         }
-        Ok(false)
+        Ok(Look::Nothing)
     }
+}
+
+/// What a look at the store found.
+enum Look {
+    /// Something to hand out.
+    Found,
+    /// Nothing new.
+    Nothing,
+    /// Events the follower was to hand out were purged.
+    Gap,
 }
 
 #[cfg(test)]
@@ -378,15 +410,15 @@ mod tests {
 
     #[test]
     fn a_client_resumes_only_where_no_later_event_was_purged() {
-        let kept_from = |first_kept| EventRange {
+        let purged_through = |purged_through| EventRange {
             last: 10,
-            first_kept,
+            purged_through,
         };
-        assert!(kept_from(Some(1)).resumable_after(0), "nothing purged");
-        assert!(kept_from(Some(4)).resumable_after(3), "the next is kept");
-        assert!(!kept_from(Some(4)).resumable_after(2), "event 3 is gone");
-        assert!(kept_from(None).resumable_after(10), "saw the last");
-        assert!(!kept_from(None).resumable_after(9), "event 10 is gone");
+        assert!(purged_through(0).resumable_after(0), "nothing purged");
+        assert!(purged_through(3).resumable_after(3), "the next is kept");
+        assert!(!purged_through(3).resumable_after(2), "event 3 may be gone");
+        assert!(purged_through(10).resumable_after(10), "saw the last");
+        assert!(!purged_through(10).resumable_after(9), "event 10 is gone");
         let fresh = EventRange::default();
         assert!(fresh.resumable_after(0), "a tenant without events");
     }

@@ -30,6 +30,21 @@ pub struct Waiters {
 pub struct TenantChanges {
     own: watch::Receiver<u64>,
     all: watch::Receiver<u64>,
+    registry: Arc<Waiters>,
+    project_id: String,
+}
+
+impl Drop for TenantChanges {
+    fn drop(&mut self) {
+        // The tenant's last stream forgets its counter.
+        let mut tenants = self.registry.lock_tenants();
+        if tenants
+            .get(&self.project_id)
+            .is_some_and(|sender| sender.receiver_count() <= 1)
+        {
+            tenants.remove(&self.project_id);
+        }
+    }
 }
 
 impl TenantChanges {
@@ -102,7 +117,7 @@ impl Waiters {
     }
 
     /// What sees every change of the tenant's jobs from now on.
-    pub fn tenant_changes(&self, project_id: &str) -> TenantChanges {
+    pub fn tenant_changes(self: &Arc<Self>, project_id: &str) -> TenantChanges {
         let own = self
             .lock_tenants()
             .entry(project_id.to_owned())
@@ -111,6 +126,8 @@ impl Waiters {
         TenantChanges {
             own,
             all: self.changes.subscribe(),
+            registry: self.clone(),
+            project_id: project_id.to_owned(),
         }
     }
 
@@ -128,14 +145,8 @@ impl Waiters {
     pub fn notify(&self, id: JobId, project_id: Option<&str>) {
         match project_id {
             Some(project_id) => {
-                let mut tenants = self.lock_tenants();
-                if let Some(sender) = tenants.get(project_id) {
-                    if sender.receiver_count() == 0 {
-                        // Its streams have all ended.
-                        tenants.remove(project_id);
-                    } else {
-                        Self::bump(sender);
-                    }
+                if let Some(sender) = self.lock_tenants().get(project_id) {
+                    Self::bump(sender);
                 }
             }
             None => Self::bump(&self.changes),
@@ -209,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_wakes_the_streams_of_its_tenant_only_and_an_unknown_tenant_wakes_all() {
-        let waiters = Waiters::new(10);
+        let waiters = Arc::new(Waiters::new(10));
         let mut p1 = waiters.tenant_changes("p1");
         let mut p2 = waiters.tenant_changes("p2");
         p1.mark_seen();
@@ -239,10 +250,12 @@ mod tests {
         p2.mark_seen();
         waiters.notify_all();
         assert!(futures_now(Box::pin(p2.changed())).is_some(), "all wake");
-        // A tenant whose streams ended is forgotten at its next change.
-        drop((p1, p2));
-        waiters.notify(JobId::new(), Some("p1"));
-        assert!(!waiters.lock_tenants().contains_key("p1"));
+        // A tenant is forgotten when its last stream ends.
+        let second = waiters.tenant_changes("p1");
+        drop(p1);
+        assert!(waiters.lock_tenants().contains_key("p1"), "one stream left");
+        drop((second, p2));
+        assert!(waiters.lock_tenants().is_empty());
     }
 
     #[test]

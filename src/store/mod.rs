@@ -265,13 +265,25 @@ where
         .collect()
 }
 
+/// The migrations of a store, run at start. A database that a newer
+/// version has migrated further is still used: migrations only add, so a
+/// replica of the version before keeps working during a rolling upgrade,
+/// and after a rollback.
+macro_rules! migrator {
+    ($dir:literal) => {{
+        let mut migrator = sqlx::migrate!($dir);
+        migrator.set_ignore_missing(true);
+        migrator
+    }};
+}
+pub(crate) use migrator;
+
 /// A job that changed, as the store announces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobChange {
     /// The job.
     pub job_id: JobId,
-    /// Its tenant; `None` when the announcement did not say (a replica of
-    /// an older version made the change).
+    /// Its tenant; `None` when the announcement did not say.
     pub project_id: Option<String>,
 }
 
@@ -475,7 +487,7 @@ mod tests {
                 job_id: id,
                 project_id: None
             }),
-            "an older replica's announcement"
+            "the job alone"
         );
         assert_eq!(JobChange::parse("not-a-job p1"), None);
         assert_eq!(JobChange::parse(""), None);

@@ -19,14 +19,16 @@ use uuid::Uuid;
 
 use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobChange, JobFilter,
-    JobStore, KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_events,
+    JobStore, KeyUse, Reservation, TenantKey, duration_ms, held_leases, migrator, readable_events,
     readable_jobs,
 };
 use crate::jobs::events::{EventFilter, EventRange, JobEvent};
 use crate::jobs::model::{Job, JobId, JobState};
 
-/// The channel the `jobs_changed` trigger notifies (see the migration).
-const CHANGES_CHANNEL: &str = "backup_gateway_job_changes";
+/// Where every change of a job is announced as `<job id> <project id>`
+/// (the `job_event_rules` migration; `backup_gateway_job_changes` carries
+/// the job id alone, for replicas of earlier versions).
+const CHANGES_CHANNEL: &str = "backup_gateway_tenant_job_changes";
 
 /// The PostgreSQL store.
 #[derive(Clone)]
@@ -60,7 +62,7 @@ impl PostgresStore {
             .await?;
         // Several replicas starting at once: the migrator serialises them
         // with an advisory lock.
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        migrator!("./migrations/postgres").run(&pool).await?;
         let (alive_tx, alive) = tokio::sync::watch::channel(());
         Ok(PostgresStore {
             pool,
@@ -594,31 +596,40 @@ impl JobStore for PostgresStore {
     }
 
     async fn event_range(&self, project_id: &str) -> Result<EventRange, Error> {
-        // One statement: both numbers from the same view of the store.
-        let (last, first_kept): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT (SELECT last_seq FROM job_event_counters WHERE project_id = $1), \
-                    (SELECT MIN(seq) FROM job_events WHERE project_id = $1)",
+        let range: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT last_seq, purged_through FROM job_event_counters WHERE project_id = $1",
         )
         .bind(project_id)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
+        let (last, purged_through) = range.unwrap_or_default();
         Ok(EventRange {
-            last: last.unwrap_or(0),
-            first_kept,
+            last,
+            purged_through,
         })
     }
 
     async fn purge_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
-        let done = sqlx::query(
-            "DELETE FROM job_events WHERE (project_id, seq) IN \
-                 (SELECT project_id, seq FROM job_events WHERE occurred_at < $1 \
-                  LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        // The events go, and their tenants' `purged_through` moves past
+        // them, in one transaction: a reader never sees the one without the
+        // other.
+        let purged: i64 = sqlx::query_scalar(
+            "WITH gone AS ( \
+                 DELETE FROM job_events WHERE (project_id, seq) IN \
+                     (SELECT project_id, seq FROM job_events WHERE occurred_at < $1 \
+                      LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING project_id, seq), \
+             edges AS ( \
+                 UPDATE job_event_counters c SET purged_through = GREATEST(c.purged_through, g.last) \
+                 FROM (SELECT project_id, MAX(seq) AS last FROM gone GROUP BY project_id) g \
+                 WHERE c.project_id = g.project_id) \
+             SELECT COUNT(*) FROM gone",
         )
         .bind(before)
         .bind(i64::from(batch))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(u64::try_from(purged).unwrap_or_default())
     }
 
     async fn ping(&self) -> Result<(), Error> {

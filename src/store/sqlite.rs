@@ -23,7 +23,8 @@ use sqlx::{
 
 use super::{
     ActiveJobs, ChangeListener, Error, Fence, HeldLease, IdempotencyRecord, JobFilter, JobStore,
-    KeyUse, Reservation, TenantKey, duration_ms, held_leases, readable_events, readable_jobs,
+    KeyUse, Reservation, TenantKey, duration_ms, held_leases, migrator, readable_events,
+    readable_jobs,
 };
 use crate::jobs::events::{EventFilter, EventRange, JobEvent};
 use crate::jobs::model::{Job, JobId, JobState};
@@ -71,7 +72,7 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        migrator!("./migrations/sqlite").run(&writer).await?;
         // Two readers open from the start (with the job view in memory,
         // reads are few: listings, metrics): each is a thread with its own
         // page cache, and one opened at the first concurrent read made the
@@ -649,30 +650,49 @@ impl JobStore for SqliteStore {
     }
 
     async fn event_range(&self, project_id: &str) -> Result<EventRange, Error> {
-        // One statement: both numbers from the same view of the store.
-        let (last, first_kept): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT (SELECT last_seq FROM job_event_counters WHERE project_id = ?1), \
-                    (SELECT MIN(seq) FROM job_events WHERE project_id = ?1)",
+        let range: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT last_seq, purged_through FROM job_event_counters WHERE project_id = ?1",
         )
         .bind(project_id)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
+        let (last, purged_through) = range.unwrap_or_default();
         Ok(EventRange {
-            last: last.unwrap_or(0),
-            first_kept,
+            last,
+            purged_through,
         })
     }
 
     async fn purge_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
-        let done = sqlx::query(
+        // The events go, and their tenants' `purged_through` moves past
+        // them, in one transaction: a reader never sees the one without the
+        // other.
+        let mut tx = self.writer.begin().await?;
+        let gone: Vec<(String, i64)> = sqlx::query_as(
             "DELETE FROM job_events WHERE (project_id, seq) IN (SELECT project_id, seq \
-                 FROM job_events WHERE occurred_at < ?1 LIMIT ?2)",
+                 FROM job_events WHERE occurred_at < ?1 LIMIT ?2) RETURNING project_id, seq",
         )
         .bind(millis(before))
         .bind(i64::from(batch))
-        .execute(&self.writer)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        let mut edges = std::collections::BTreeMap::<&str, i64>::new();
+        for (project_id, seq) in &gone {
+            let edge = edges.entry(project_id).or_default();
+            *edge = (*edge).max(*seq);
+        }
+        for (project_id, edge) in edges {
+            sqlx::query(
+                "UPDATE job_event_counters SET purged_through = MAX(purged_through, ?2) \
+                 WHERE project_id = ?1",
+            )
+            .bind(project_id)
+            .bind(edge)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(gone.len() as u64)
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -354,6 +354,24 @@ async fn the_postgresql_store_speaks_tls_when_the_url_asks_and_checks_the_certif
     );
 }
 
+/// A replica of the version before a migration keeps starting once a
+/// newer replica has applied it (a rolling upgrade, a rollback).
+#[tokio::test]
+async fn a_store_migrated_further_by_a_newer_version_still_opens() {
+    for db in [TestDatabase::sqlite(), TestDatabase::postgres().await] {
+        drop(db.store().await);
+        db.execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (29991231000001, 'a later version', TRUE, X'00', 0)",
+        )
+        .await;
+
+        let reopened = store::connect(&StoreOptions::new(db.url())).await;
+
+        assert!(reopened.is_ok(), "{}: {:?}", db.url(), reopened.err());
+    }
+}
+
 #[tokio::test]
 async fn backup_gateway_migrate_brings_a_postgresql_schema_up_to_date_and_may_run_again() {
     let db = TestDatabase::postgres().await;
