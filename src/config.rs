@@ -40,7 +40,8 @@ pub struct Config {
     )]
     pub database_url: SecretString,
 
-    /// Most connections the job store's pool opens.
+    /// Most connections the job store's pool opens (PostgreSQL: plus one
+    /// per replica, for change announcements).
     #[arg(long, env = "BACKUP_GATEWAY_DATABASE_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_pool_size: u32,
 
@@ -150,7 +151,7 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_JWT_MAX_LIFETIME", value_parser = parse_duration)]
     pub jwt_max_lifetime: Option<Duration>,
 
-    /// Clock skew allowed on `exp` and `nbf`, e.g. `30s`.
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, e.g. `30s`.
     #[arg(long, env = "BACKUP_GATEWAY_JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
     pub jwt_leeway: Duration,
 
@@ -249,8 +250,8 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_MAX_EVENT_STREAMS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_event_streams: u32,
 
-    /// Seconds between two heartbeats (an SSE comment) on an idle event
-    /// stream, so that proxies keep it open.
+    /// Time between two heartbeats (an SSE comment) on an idle event
+    /// stream, so that proxies keep it open, e.g. `15s`.
     #[arg(long, env = "BACKUP_GATEWAY_EVENT_HEARTBEAT", default_value = "15s", value_parser = parse_positive_duration)]
     pub event_heartbeat: Duration,
 

@@ -207,8 +207,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display())),
                 None => {
-                    print!("{text}");
-                    Ok(())
+                    // A reader that stops early (`| head`) is no failure.
+                    use std::io::Write;
+                    match std::io::stdout().lock().write_all(text.as_bytes()) {
+                        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                            Err(e).context("writing the document")
+                        }
+                        _ => Ok(()),
+                    }
                 }
             }
         }
@@ -235,7 +241,13 @@ async fn healthcheck(
         .get(&url)
         .send()
         .await
-        .with_context(|| format!("{url} did not answer within {timeout:?}"))?;
+        .map_err(|e| {
+            if e.is_timeout() {
+                anyhow::anyhow!("{url} did not answer within {timeout:?}")
+            } else {
+                anyhow::anyhow!("{url} could not be reached (is the gateway running?)")
+            }
+        })?;
     anyhow::ensure!(
         answer.status().is_success(),
         "{url} answered {}",

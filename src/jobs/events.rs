@@ -274,7 +274,7 @@ impl Jobs {
                 let after = i64::try_from(n).unwrap_or(i64::MAX);
                 if after > range.last {
                     return Err(Error::Invalid(format!(
-                        "`Last-Event-ID` {n} is past this tenant's latest event ({})",
+                        "`Last-Event-ID` (or `last_event_id`) {n} is past this tenant's latest event ({})",
                         range.last
                     )));
                 }

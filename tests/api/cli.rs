@@ -59,7 +59,40 @@ async fn healthcheck_exits_0_for_a_live_gateway_and_1_for_none() {
     );
     assert_eq!(unspecified.status.code(), Some(0));
     assert_eq!(down.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&down.stderr).contains("/healthz"));
+    let refused = String::from_utf8_lossy(&down.stderr);
+    assert!(refused.contains("/healthz"), "{refused}");
+    assert!(refused.contains("could not be reached"), "{refused}");
+}
+
+#[test]
+fn the_document_printed_to_a_reader_that_stops_early_is_no_failure() {
+    // As `backup-gateway openapi | head` does: the reader goes after a
+    // few bytes; the document is larger than a pipe holds.
+    let mut printing = Command::new(env!("CARGO_BIN_EXE_backup-gateway"))
+        .arg("openapi")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut first = [0_u8; 16];
+    std::io::Read::read_exact(printing.stdout.as_mut().expect("stdout"), &mut first)
+        .expect("the document starts");
+    drop(printing.stdout.take());
+
+    let done = printing.wait_with_output().expect("ends");
+
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        done.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
 }
 
 #[test]
