@@ -23,6 +23,7 @@ macro_rules! every_scenario {
             a_replica_killed_while_it_works_the_tenant_is_taken_over,
             cancelling_a_job_cinder_has_is_409_and_the_backup_completes,
             snapshot_pages_end_with_a_full_page_and_no_token,
+            a_snapshots_event_stream_follows_its_job_to_succeeded,
         );
     };
     (@tests $start:expr; $($scenario:ident),* $(,)?) => {
@@ -243,6 +244,63 @@ pub async fn backup_runs_to_succeeded(cloud: &mut Upstream) {
     assert_eq!(backup["job_id"], job_id);
     let jobs = made.body["jobs"].as_array().expect("jobs");
     assert!(jobs.iter().any(|j| j["id"] == job_id.as_str()));
+}
+
+/// A stream of the snapshot's events, opened before the create, carries
+/// each step of its job as the cloud takes it, numbered in order.
+pub async fn a_snapshots_event_stream_follows_its_job_to_succeeded(cloud: &mut Upstream) {
+    let snapshot_id = cloud.fresh_snapshot("tenant-a").await;
+    let gateway = cloud.gateway();
+    let mut stream = crate::events::EventStream::open_ok(
+        gateway,
+        "tenant-a",
+        &format!("/events?snapshot_id={snapshot_id}"),
+        None,
+    )
+    .await;
+
+    let created = gateway
+        .create_backup("tenant-a", &snapshot_id, json!({}))
+        .await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
+    let job_id = id_of(&created.body);
+    let job = gateway.wait_done("tenant-a", &job_id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    // Written by now: the stream hands them out as fast as they are read.
+    let mut seen = Vec::new();
+    while seen
+        .last()
+        .map(|e: &crate::events::SseEvent| e.event.as_str())
+        != Some("job.succeeded")
+    {
+        let event = stream
+            .next()
+            .await
+            .unwrap_or_else(|| panic!("an event after {seen:?}"));
+        seen.push(event);
+    }
+    let kinds: Vec<&str> = seen.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "job.created",
+            "job.submitted",
+            "job.running",
+            "job.succeeded"
+        ]
+    );
+    let ids: Vec<u64> = seen
+        .iter()
+        .map(|e| e.id.parse().expect("a number"))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(
+        seen.iter()
+            .all(|e| e.data["data"]["job_id"] == job_id.as_str())
+    );
+    assert_eq!(seen[2].data["data"]["backup_id"], job["backup_id"]);
+    assert_eq!(seen[3].data["data"]["state"], "succeeded");
 }
 
 /// Two creates for one snapshot at once: one job, one `409`, one backup.
