@@ -14,6 +14,13 @@ Everything comes from the environment (set by bench/real-openstack):
   BENCH_KEEP_CLOUD, BENCH_BACKUP_TIMEOUT (seconds per backup, 600), BENCH_REVISION,
   OS_CLIENT_CONFIG_FILE, OPENSTACK_CLI.
 
+With BENCH_MODE=estimates it measures the gateway's completion estimates
+instead: BENCH_BACKUPS (20) backups through the gateway one after the
+other, each estimate (`expected_completion_at` - `started_at`) against the
+backup's real duration (`finished_at` - `started_at`), and as the baseline
+in the same run the naive estimate "as long as the tenant's previous
+backup" (see run_estimates).
+
 Exit status: 0 all good, 1 a measurement failed, 3 only the cloud clean-up
 failed, 130 interrupted.
 """
@@ -43,6 +50,8 @@ JSON_OUT = os.environ.get("BENCH_JSON")
 KEEP_CLOUD = os.environ.get("BENCH_KEEP_CLOUD", "0") == "1"
 BACKUP_TIMEOUT = float(os.environ.get("BENCH_BACKUP_TIMEOUT", "600"))
 CLOUD = "tenant-a"
+MODE = os.environ.get("BENCH_MODE", "workflow")
+BACKUP_COUNT = int(os.environ.get("BENCH_BACKUPS", "20"))
 STAMP = time.strftime("%Y%m%d-%H%M%S")
 
 
@@ -226,6 +235,73 @@ def gw_flow(snap, label, mode):
             "gets": gets, "get_s": get_times, "get_snapshot_s": t_snap}
 
 
+def parse_time(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def run_estimates(results):
+    """BACKUP_COUNT backups of fresh snapshots through the gateway, one at a
+    time, each followed to its end by long polls. For each backup made with
+    an estimate (all but the first: the tenant has no history before it),
+    the error of the gateway's estimate and of the baseline (the previous
+    backup's duration) against the backup's duration."""
+    log("== estimates: %d backups, one after the other" % BACKUP_COUNT)
+    snaps = seed(BACKUP_COUNT)
+    rows, previous = [], None
+    for n, (_, snap) in enumerate(snaps, 1):
+        t_post, status, job = gateway("POST", "/snapshots/%s/backups" % snap,
+                                      {"name": "bench-estimate-%s-%d" % (STAMP, n)})
+        if status != 202:
+            raise Failure("gateway POST for snapshot %s: %d %s" % (snap, status, job))
+        estimate = None
+        path = "/jobs/%s?wait=60" % job["id"]
+        t0 = now()
+        while not job["done"]:
+            if job["state"] == "running" and estimate is None:
+                estimate = job.get("expected_completion_at") or ""
+            _, status, job = gateway("GET", path, timeout=90)
+            if status != 200:
+                raise Failure("gateway GET %s: %d %s" % (path, status, job))
+            if now() - t0 > BACKUP_TIMEOUT:
+                raise Failure("job %s not done after %.0f s" % (job["id"], BACKUP_TIMEOUT))
+        if job.get("backup_id"):
+            BACKUPS.append(job["backup_id"])
+        if job["state"] != "succeeded":
+            raise Failure("job %s ended %s: %s" % (job["id"], job["state"], job.get("error")))
+        started = parse_time(job["started_at"])
+        took = (parse_time(job["finished_at"]) - started).total_seconds()
+        expected = ((parse_time(estimate) - started).total_seconds() if estimate else None)
+        row = {"n": n, "size_gib": job.get("size_gib"), "took_s": took,
+               "estimate_s": expected, "baseline_s": previous}
+        rows.append(row)
+        log("  backup %2d: %.3f s; gateway's estimate %s; previous backup's %s"
+            % (n, took, "%.3f s" % expected if expected is not None else "none",
+               "%.3f s" % previous if previous is not None else "none"))
+        previous = took
+    results["estimates"] = rows
+    judged = [r for r in rows if r["estimate_s"] is not None and r["baseline_s"] is not None]
+    if not judged:
+        raise Failure("no backup got an estimate")
+    mae = statistics.mean(abs(r["estimate_s"] - r["took_s"]) for r in judged)
+    base = statistics.mean(abs(r["baseline_s"] - r["took_s"]) for r in judged)
+    mape = statistics.mean(abs(r["estimate_s"] - r["took_s"]) / r["took_s"] for r in judged)
+    base_pct = statistics.mean(abs(r["baseline_s"] - r["took_s"]) / r["took_s"] for r in judged)
+    durations = [r["took_s"] for r in rows]
+    print()
+    print("Completion estimates over %d backups (%d with an estimate), %s"
+          % (len(rows), len(judged), results["revision"]))
+    print("  backup duration: median %.2f s (min %.2f, max %.2f)"
+          % (statistics.median(durations), min(durations), max(durations)))
+    print("  gateway's estimate: mean absolute error %.2f s (%.0f%% of the duration)"
+          % (mae, 100 * mape))
+    print("  baseline (previous backup's duration): %.2f s (%.0f%%)" % (base, 100 * base_pct))
+    print("  ratio gateway / baseline: %.2f (under 1: the gateway's estimate is closer)"
+          % (mae / base if base else float("nan")))
+    results["estimate_summary"] = {"judged": len(judged), "mae_s": mae, "baseline_mae_s": base,
+                                   "mape": mape, "baseline_mape": base_pct}
+    return 0
+
+
 # ------------------------------------------------------------------ stats --
 
 def fmt(v, unit="s"):
@@ -275,7 +351,7 @@ def main():
                "loadavg_start": os.getloadavg(), "round_results": [], "failures": []}
     rc = 0
     try:
-        rc = run(results)
+        rc = run_estimates(results) if MODE == "estimates" else run(results)
     except Failure as e:
         results["failures"].append(str(e))
         log("FAILED: %s" % e)

@@ -36,7 +36,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 /// `job.retry_scheduled` (a submission failed for now; `next_attempt_at`
 /// says when the next one is), `job.removed` (Cinder refused the request
 /// while its caller waited: the caller got the refusal, and the job no
-/// longer exists).
+/// longer exists), `job.estimate_changed` (a running job's
+/// `expected_completion_at` changed).
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub enum JobEventType {
     /// The job was recorded.
@@ -63,6 +64,9 @@ pub enum JobEventType {
     /// The job was refused by Cinder while its caller waited, and removed.
     #[serde(rename = "job.removed")]
     Removed,
+    /// The running job's expected completion changed.
+    #[serde(rename = "job.estimate_changed")]
+    EstimateChanged,
 }
 
 impl From<EventKind> for JobEventType {
@@ -76,6 +80,7 @@ impl From<EventKind> for JobEventType {
             EventKind::Cancelled => JobEventType::Cancelled,
             EventKind::RetryScheduled => JobEventType::RetryScheduled,
             EventKind::Removed => JobEventType::Removed,
+            EventKind::EstimateChanged => JobEventType::EstimateChanged,
         }
     }
 }
@@ -113,6 +118,11 @@ pub struct JobEventData {
     /// When a queued job will be submitted again.
     #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// While running: when the backup is expected to complete, from this
+    /// tenant's earlier backups of a similar size; `null` without such
+    /// history.
+    #[schema(required = true)]
+    pub expected_completion_at: Option<DateTime<Utc>>,
 }
 
 impl From<JobEvent> for JobEventView {
@@ -127,6 +137,7 @@ impl From<JobEvent> for JobEventView {
                 backup_id: event.backup_id,
                 error: event.error,
                 next_attempt_at: event.next_attempt_at,
+                expected_completion_at: event.expected_completion_at,
             },
         }
     }
@@ -188,7 +199,7 @@ pub struct EventsQuery {
     responses(
         (status = 200, description = "The stream of events; each event's data is a JobEventView",
             content(
-                (String = "text/event-stream", example = json!("id: 6\n\nid: 7\nevent: job.succeeded\ndata: {\"type\":\"job.succeeded\",\"timestamp\":\"2026-12-02T10:15:03.412Z\",\"data\":{\"job_id\":\"0193a0c4-7b3e-7f00-8000-000000000001\",\"snapshot_id\":\"000005a9-0000-4000-8000-a00000000001\",\"state\":\"succeeded\",\"backup_id\":\"7c1f0c1e-5a43-4c52-9d55-0f3f7e1fb0a1\",\"error\":null,\"next_attempt_at\":null}}\n\n")),
+                (String = "text/event-stream", example = json!("id: 6\n\nid: 7\nevent: job.succeeded\ndata: {\"type\":\"job.succeeded\",\"timestamp\":\"2026-12-02T10:15:03.412Z\",\"data\":{\"job_id\":\"0193a0c4-7b3e-7f00-8000-000000000001\",\"snapshot_id\":\"000005a9-0000-4000-8000-a00000000001\",\"state\":\"succeeded\",\"backup_id\":\"7c1f0c1e-5a43-4c52-9d55-0f3f7e1fb0a1\",\"error\":null,\"next_attempt_at\":null,\"expected_completion_at\":null}}\n\n")),
             ),
             headers(("Cache-Control" = String, description = "`no-cache`"))),
     ),

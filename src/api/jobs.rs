@@ -76,6 +76,16 @@ pub struct JobView {
     /// When a `queued` job will be submitted again.
     #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// While `running`: when the backup is expected to complete, estimated
+    /// from this tenant's earlier backups of a similar size (`null` without
+    /// such history, and once the job ended). The event stream says when it
+    /// changes (`job.estimate_changed`).
+    #[schema(required = true)]
+    pub expected_completion_at: Option<DateTime<Utc>>,
+    /// The snapshot's size in GiB, as Cinder gave it (`null` when it did
+    /// not).
+    #[schema(required = true)]
+    pub size_gib: Option<u64>,
     /// Related resources.
     pub links: BTreeMap<String, String>,
 }
@@ -106,6 +116,8 @@ impl From<Job> for JobView {
             started_at: job.started_at,
             finished_at: job.finished_at,
             next_attempt_at: job.next_attempt_at,
+            expected_completion_at: job.expected_completion_at,
+            size_gib: job.size_gib,
             links,
         }
     }

@@ -56,11 +56,13 @@ pub enum EventKind {
     /// Cinder refused the request while its caller waited: the caller got
     /// the refusal and the job is gone.
     Removed,
+    /// A running job's expected completion changed.
+    EstimateChanged,
 }
 
 impl EventKind {
     /// Every kind, in the order of a job's life.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Created,
         EventKind::Submitted,
         EventKind::Running,
@@ -69,6 +71,7 @@ impl EventKind {
         EventKind::Cancelled,
         EventKind::RetryScheduled,
         EventKind::Removed,
+        EventKind::EstimateChanged,
     ];
 
     /// The name the store keeps.
@@ -82,6 +85,7 @@ impl EventKind {
             EventKind::Cancelled => "cancelled",
             EventKind::RetryScheduled => "retry_scheduled",
             EventKind::Removed => "removed",
+            EventKind::EstimateChanged => "estimate_changed",
         }
     }
 
@@ -96,6 +100,7 @@ impl EventKind {
             EventKind::Cancelled => "job.cancelled",
             EventKind::RetryScheduled => "job.retry_scheduled",
             EventKind::Removed => "job.removed",
+            EventKind::EstimateChanged => "job.estimate_changed",
         }
     }
 }
@@ -133,6 +138,8 @@ pub struct JobEvent {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// When the change was made.
     pub occurred_at: DateTime<Utc>,
+    /// While running: when the backup is expected to complete.
+    pub expected_completion_at: Option<DateTime<Utc>>,
 }
 
 /// Where a tenant's events stand: the number of the latest (0 before the

@@ -9,6 +9,7 @@
 //! [`JobStore`](crate::store::JobStore).
 
 mod error;
+pub mod estimates;
 pub mod events;
 pub mod idempotency;
 mod leases;

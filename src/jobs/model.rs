@@ -180,6 +180,11 @@ pub struct Job {
     /// True once the id was shown to anyone but the request that created
     /// the job: from then on the job is never removed.
     pub shown: bool,
+    /// The snapshot's size in GiB, as Cinder gave it at the create.
+    pub size_gib: Option<u64>,
+    /// While running: when the backup is expected to complete (see
+    /// `jobs::estimates`); `None` without an estimate.
+    pub expected_completion_at: Option<DateTime<Utc>>,
 }
 
 impl Job {
@@ -212,6 +217,8 @@ impl Job {
             posted_at: None,
             version: 0,
             shown: false,
+            size_gib: None,
+            expected_completion_at: None,
         }
     }
 
@@ -248,6 +255,7 @@ impl Job {
         self.state = state;
         self.error = error;
         self.next_attempt_at = None;
+        self.expected_completion_at = None;
         self.finished_at = Some(now);
         self.updated_at = now;
     }

@@ -107,6 +107,8 @@ pub struct Jobs {
     pub(super) waiters: Arc<Waiters>,
     /// The open event streams, per tenant.
     pub(super) event_streams: Arc<super::events::StreamSlots>,
+    /// Completion estimates of running jobs, from each tenant's history.
+    pub(super) estimates: super::estimates::Estimates,
     /// Set once the process stops: long polls answer at once.
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -132,6 +134,7 @@ impl Jobs {
             tenants,
             waiters,
             event_streams: super::events::StreamSlots::new(settings.max_event_streams),
+            estimates: super::estimates::Estimates::default(),
             settings,
             stopping: std::sync::atomic::AtomicBool::new(false),
         }
@@ -232,6 +235,7 @@ impl Jobs {
                 job.version += 1;
                 tracing::debug!(job_id = %job.id, state = job.state.as_str(), version = job.version, "job change recorded");
                 self.waiters.notify(job.id, Some(&job.project_id));
+                self.estimates.record(job);
                 if job.state.is_done() {
                     // A job is written done once: its life ends here.
                     let ended = job.finished_at.unwrap_or_else(now);

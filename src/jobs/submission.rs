@@ -186,6 +186,7 @@ impl Jobs {
             }));
         }
         let mut job = Job::new(project_id, cloud, snapshot.id, snapshot.volume_id, options);
+        job.size_gib = snapshot.size;
         // Recorded already claimed for its first POST, which this request
         // makes at once: one write fewer than recording, then claiming. Not
         // due for the worker of any replica until that POST has settled;
@@ -328,6 +329,7 @@ impl Jobs {
                 Ok(Some(backup_id)) => {
                     tracing::info!(job_id = %job.id, backup_id, "adopted the backup already made for this job");
                     job.start(backup_id, None);
+                    self.estimate(&mut job).await;
                     self.save_fenced(&mut job, Some(fence)).await;
                     return;
                 }
@@ -466,6 +468,7 @@ impl Jobs {
             Ok(accepted) => {
                 tracing::info!(job_id = %job.id, backup_id = %accepted.backup_id, "Cinder accepted the backup");
                 job.start(accepted.backup_id, accepted.request_id);
+                self.estimate(job).await;
                 Posted::Accepted
             }
             Err(e) if e.is_transient() => {
@@ -530,6 +533,14 @@ impl Jobs {
             next = next.max(self.settled_at(posted_at));
         }
         job.retry_at(upstream_problem(e), next);
+    }
+
+    /// Sets when the job, just started, is expected to complete.
+    async fn estimate(&self, job: &mut Job) {
+        job.expected_completion_at = self
+            .estimates
+            .completion_of(self.store.as_ref(), job, false)
+            .await;
     }
 
     /// When a POST sent at `posted_at` that got no answer from Cinder

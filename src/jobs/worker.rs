@@ -338,8 +338,9 @@ impl Worker {
         } else {
             self.recently_updated(cloud, left, &ctx).await
         };
-        // Finished jobs are written together once the tenant's backups are
-        // read: many finishing at once cost one store commit, not one each.
+        // Finished jobs (and new estimates) are written together once the
+        // tenant's backups are read: many finishing at once cost one store
+        // commit, not one each.
         let mut ended = Vec::new();
         for job in running {
             // Stopping: the next start concludes the rest (what is already
@@ -355,6 +356,11 @@ impl Worker {
                     let problem = self.stuck(backup_id, "creating");
                     let mut job = Arc::unwrap_or_clone(job);
                     job.fail(problem);
+                    ended.push(job);
+                } else if let Some(revised) = self.revised_estimate(&job).await {
+                    let mut job = Arc::unwrap_or_clone(job);
+                    job.expected_completion_at = revised;
+                    job.updated_at = crate::jobs::model::now();
                     ended.push(job);
                 }
                 continue;
@@ -383,6 +389,23 @@ impl Worker {
         if !ended.is_empty() {
             self.jobs.save_all_fenced(&mut ended, Some(fence)).await;
         }
+    }
+
+    /// A new expected completion for a job still `creating` past its
+    /// estimate: from the slowest similar backup, or none once past that
+    /// too. `None` when the estimate stands.
+    async fn revised_estimate(&self, job: &Job) -> Option<Option<chrono::DateTime<chrono::Utc>>> {
+        let now = crate::jobs::model::now();
+        if job.expected_completion_at? >= now {
+            return None;
+        }
+        let later = self
+            .jobs
+            .estimates
+            .completion_of(self.jobs.store.as_ref(), job, true)
+            .await
+            .filter(|at| *at > now);
+        Some(later)
     }
 
     /// The tenant's `count` (and a few more) most recently updated backups,

@@ -163,6 +163,7 @@ fn as_stored(job: &Job) -> Job {
         finished_at: job.finished_at.map(ms),
         posted_at: job.posted_at.map(ms),
         next_attempt_at: job.next_attempt_at.map(ms),
+        expected_completion_at: job.expected_completion_at.map(ms),
         ..job.clone()
     }
 }

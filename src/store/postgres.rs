@@ -26,7 +26,7 @@ use crate::jobs::events::{EventFilter, EventRange, JobEvent};
 use crate::jobs::model::{Job, JobId, JobState};
 
 /// Where every change of a job is announced as `<job id> <project id>`
-/// (the `job_event_rules` migration; `backup_gateway_job_changes` carries
+/// (the `events_and_estimates` migration; `backup_gateway_job_changes` carries
 /// the job id alone, for replicas of earlier versions).
 const CHANGES_CHANNEL: &str = "backup_gateway_tenant_job_changes";
 
@@ -126,7 +126,7 @@ macro_rules! columns {
     () => {
         "id, project_id, cloud, snapshot_id, volume_id, backup_id, options, state, error, \
          attempts, next_attempt_at, upstream_request_id, created_at, updated_at, started_at, finished_at, \
-         posted_at, version, shown"
+         posted_at, version, shown, size_gib, expected_completion_at"
     };
 }
 
@@ -153,6 +153,8 @@ struct JobRow {
     posted_at: Option<DateTime<Utc>>,
     version: i64,
     shown: bool,
+    size_gib: Option<i64>,
+    expected_completion_at: Option<DateTime<Utc>>,
 }
 
 #[derive(FromRow)]
@@ -166,6 +168,7 @@ struct EventRow {
     error: Option<serde_json::Value>,
     next_attempt_at: Option<DateTime<Utc>>,
     occurred_at: DateTime<Utc>,
+    expected_completion_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<EventRow> for JobEvent {
@@ -187,6 +190,7 @@ impl TryFrom<EventRow> for JobEvent {
                 .map_err(|e| corrupt("error", &e))?,
             next_attempt_at: row.next_attempt_at,
             occurred_at: row.occurred_at,
+            expected_completion_at: row.expected_completion_at,
             snapshot_id: row.snapshot_id,
             backup_id: row.backup_id,
         })
@@ -218,6 +222,8 @@ impl TryFrom<JobRow> for Job {
             posted_at: row.posted_at,
             version: row.version,
             shown: row.shown,
+            size_gib: row.size_gib.and_then(|s| u64::try_from(s).ok()),
+            expected_completion_at: row.expected_completion_at,
             project_id: row.project_id,
             cloud: row.cloud,
             snapshot_id: row.snapshot_id,
@@ -265,7 +271,7 @@ impl JobStore for PostgresStore {
         let sql = concat!(
             "INSERT INTO jobs (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         );
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(sql)
@@ -288,6 +294,8 @@ impl JobStore for PostgresStore {
             .bind(job.posted_at)
             .bind(job.version)
             .bind(job.shown)
+            .bind(job.size_gib.and_then(|s| i64::try_from(s).ok()))
+            .bind(job.expected_completion_at)
             .execute(&mut *tx)
             .await;
         match inserted {
@@ -357,7 +365,7 @@ impl JobStore for PostgresStore {
         let result = sqlx::query(
             "UPDATE jobs SET backup_id = $1, state = $2, error = $3, attempts = $4, next_attempt_at = $5, \
                  upstream_request_id = $6, updated_at = $7, started_at = $8, finished_at = $9, \
-                 posted_at = $10, version = version + 1 \
+                 posted_at = $10, expected_completion_at = $15, version = version + 1 \
              WHERE id = $11 AND version = $12 \
                AND ($13::text IS NULL OR EXISTS (SELECT 1 FROM tenant_leases l \
                    WHERE l.cloud = jobs.cloud AND l.project_id = jobs.project_id \
@@ -378,6 +386,7 @@ impl JobStore for PostgresStore {
         .bind(job.version)
         .bind(fence.map(|f| f.holder.as_str()))
         .bind(fence.map(|f| f.generation))
+        .bind(job.expected_completion_at)
         .execute(&self.pool)
         .await;
         match result {
@@ -580,7 +589,7 @@ impl JobStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<JobEvent>, Error> {
         let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT seq, kind, job_id, snapshot_id, state, backup_id, error, next_attempt_at, occurred_at \
+            "SELECT seq, kind, job_id, snapshot_id, state, backup_id, error, next_attempt_at, occurred_at, expected_completion_at \
              FROM job_events WHERE project_id = $1 AND seq > $2 \
              AND ($3::uuid IS NULL OR job_id = $3) AND ($4::text IS NULL OR snapshot_id = $4) \
              ORDER BY seq LIMIT $5",

@@ -137,7 +137,7 @@ macro_rules! columns {
     () => {
         "id, project_id, cloud, snapshot_id, volume_id, backup_id, options, state, error, \
          attempts, next_attempt_at, upstream_request_id, created_at, updated_at, started_at, finished_at, \
-         posted_at, version, shown"
+         posted_at, version, shown, size_gib, expected_completion_at"
     };
 }
 
@@ -162,6 +162,8 @@ struct JobRow {
     posted_at: Option<i64>,
     version: i64,
     shown: i64,
+    size_gib: Option<i64>,
+    expected_completion_at: Option<i64>,
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -203,6 +205,8 @@ impl TryFrom<JobRow> for Job {
             posted_at: row.posted_at.map(time).transpose()?,
             version: row.version,
             shown: row.shown != 0,
+            size_gib: row.size_gib.and_then(|s| u64::try_from(s).ok()),
+            expected_completion_at: row.expected_completion_at.map(time).transpose()?,
             project_id: row.project_id,
             cloud: row.cloud,
             snapshot_id: row.snapshot_id,
@@ -229,6 +233,7 @@ struct EventRow {
     error: Option<String>,
     next_attempt_at: Option<i64>,
     occurred_at: i64,
+    expected_completion_at: Option<i64>,
 }
 
 impl TryFrom<EventRow> for JobEvent {
@@ -251,6 +256,7 @@ impl TryFrom<EventRow> for JobEvent {
                 .map_err(|e| corrupt("error", &e))?,
             next_attempt_at: row.next_attempt_at.map(time).transpose()?,
             occurred_at: time(row.occurred_at)?,
+            expected_completion_at: row.expected_completion_at.map(time).transpose()?,
             snapshot_id: row.snapshot_id,
             backup_id: row.backup_id,
         })
@@ -300,7 +306,7 @@ fn update_query<'q>(
     sqlx::query(
         "UPDATE jobs SET backup_id = ?1, state = ?2, error = ?3, attempts = ?4, next_attempt_at = ?5, \
              upstream_request_id = ?6, updated_at = ?7, started_at = ?8, finished_at = ?9, \
-             posted_at = ?10, version = version + 1 \
+             posted_at = ?10, expected_completion_at = ?16, version = version + 1 \
          WHERE id = ?11 AND version = ?12 \
            AND (?13 IS NULL OR EXISTS (SELECT 1 FROM tenant_leases l \
                WHERE l.cloud = jobs.cloud AND l.project_id = jobs.project_id \
@@ -321,6 +327,7 @@ fn update_query<'q>(
     .bind(fence.map(|f| f.holder.as_str()))
     .bind(fence.map(|f| f.generation))
     .bind(millis(Utc::now()))
+    .bind(job.expected_completion_at.map(millis))
 }
 
 #[async_trait]
@@ -333,7 +340,7 @@ impl JobStore for SqliteStore {
         let sql = concat!(
             "INSERT INTO jobs (",
             columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
         );
         let insert = sqlx::query(sql)
             .bind(job.id.to_string())
@@ -354,7 +361,9 @@ impl JobStore for SqliteStore {
             .bind(job.finished_at.map(millis))
             .bind(job.posted_at.map(millis))
             .bind(job.version)
-            .bind(i64::from(job.shown));
+            .bind(i64::from(job.shown))
+            .bind(job.size_gib.and_then(|s| i64::try_from(s).ok()))
+            .bind(job.expected_completion_at.map(millis));
         let inserted = |result: Result<_, sqlx::Error>| match result {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(Error::ActiveJobExists),
@@ -634,7 +643,7 @@ impl JobStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<JobEvent>, Error> {
         let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT seq, kind, job_id, snapshot_id, state, backup_id, error, next_attempt_at, occurred_at \
+            "SELECT seq, kind, job_id, snapshot_id, state, backup_id, error, next_attempt_at, occurred_at, expected_completion_at \
              FROM job_events WHERE project_id = ?1 AND seq > ?2 \
              AND (?3 IS NULL OR job_id = ?3) AND (?4 IS NULL OR snapshot_id = ?4) \
              ORDER BY seq LIMIT ?5",

@@ -10,6 +10,7 @@ mod compose;
 mod databases;
 mod demo;
 mod errors;
+mod estimates;
 mod events;
 mod faults;
 mod helpers;

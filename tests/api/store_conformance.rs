@@ -95,6 +95,7 @@ async fn a_job_reads_back_as_written(_db: &TestDatabase, store: Arc<dyn JobStore
         availability_zone: Some("az-2".into()),
         metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
     };
+    written.size_gib = Some(40);
     store.insert(&written, None).await.expect("insert");
     assert_eq!(
         store.get(written.id).await.expect("get"),
@@ -108,6 +109,7 @@ async fn a_job_reads_back_as_written(_db: &TestDatabase, store: Arc<dyn JobStore
     changed.error = Some(Problem::new(ProblemKind::UpstreamUnavailable, "was slow"));
     changed.posted_at = Some(ms(Utc::now()));
     changed.next_attempt_at = Some(ms(Utc::now()));
+    changed.expected_completion_at = Some(ms(Utc::now() + chrono::Duration::minutes(5)));
     assert!(store.update(&changed, None).await.expect("update"));
     changed.version += 1;
     assert_eq!(store.get(written.id).await.expect("get"), Some(changed));
@@ -837,8 +839,12 @@ async fn every_change_of_a_job_is_one_event_numbered_per_tenant(
     claim(&mut backed_up);
     write(&store, &mut backed_up).await;
     backed_up.start("backup-1".into(), None);
+    let expected = ms(Utc::now() + chrono::Duration::minutes(5));
+    backed_up.expected_completion_at = Some(expected);
     write(&store, &mut backed_up).await;
     store.mark_shown(backed_up.id).await.expect("shown");
+    backed_up.expected_completion_at = None;
+    write(&store, &mut backed_up).await;
     backed_up.succeed();
     write(&store, &mut backed_up).await;
     // Another tenant numbers its own events; recorded claimed, as a create does.
@@ -865,12 +871,13 @@ async fn every_change_of_a_job_is_one_event_numbered_per_tenant(
             (3, RetryScheduled),
             (4, Submitted),
             (5, Running),
-            (6, Succeeded),
-            (7, Created),
-            (8, Cancelled),
-            (9, Created),
-            (10, Submitted),
-            (11, Removed),
+            (6, EstimateChanged),
+            (7, Succeeded),
+            (8, Created),
+            (9, Cancelled),
+            (10, Created),
+            (11, Submitted),
+            (12, Removed),
         ]
     );
     let retry = &all[2];
@@ -881,16 +888,19 @@ async fn every_change_of_a_job_is_one_event_numbered_per_tenant(
     let running = &all[4];
     assert_eq!(running.backup_id.as_deref(), Some("backup-1"));
     assert_eq!(running.snapshot_id, "snap-1");
-    assert_eq!(all[5].state, JobState::Succeeded);
-    assert_eq!(all[5].occurred_at, backed_up.updated_at);
-    assert_eq!(all[10].job_id, refused.id);
+    assert_eq!(running.expected_completion_at, Some(expected));
+    assert_eq!(all[5].state, JobState::Running);
+    assert_eq!(all[5].expected_completion_at, None);
+    assert_eq!(all[6].state, JobState::Succeeded);
+    assert_eq!(all[6].occurred_at, backed_up.updated_at);
+    assert_eq!(all[11].job_id, refused.id);
     assert_eq!(
         kinds(&events(&store, "p2", 0, EventFilter::default()).await),
         [(1, Created), (2, Submitted)]
     );
     assert_eq!(
-        kinds(&events(&store, "p1", 8, EventFilter::default()).await),
-        [(9, Created), (10, Submitted), (11, Removed)]
+        kinds(&events(&store, "p1", 9, EventFilter::default()).await),
+        [(10, Created), (11, Submitted), (12, Removed)]
     );
     let of_job = EventFilter {
         job_id: Some(cancelled.id),
@@ -898,7 +908,7 @@ async fn every_change_of_a_job_is_one_event_numbered_per_tenant(
     };
     assert_eq!(
         kinds(&events(&store, "p1", 0, of_job).await),
-        [(7, Created), (8, Cancelled)]
+        [(8, Created), (9, Cancelled)]
     );
     let of_snapshot = EventFilter {
         job_id: None,
@@ -906,7 +916,7 @@ async fn every_change_of_a_job_is_one_event_numbered_per_tenant(
     };
     assert_eq!(
         kinds(&events(&store, "p1", 0, of_snapshot).await),
-        [(9, Created), (10, Submitted), (11, Removed)]
+        [(10, Created), (11, Submitted), (12, Removed)]
     );
     assert_eq!(
         store
@@ -921,7 +931,7 @@ async fn every_change_of_a_job_is_one_event_numbered_per_tenant(
         last,
         purged_through,
     };
-    assert_eq!(store.event_range("p1").await.expect("range"), range(11, 0));
+    assert_eq!(store.event_range("p1").await.expect("range"), range(12, 0));
     assert_eq!(store.event_range("p2").await.expect("range"), range(2, 0));
     assert_eq!(
         store.event_range("nobody").await.expect("range"),

@@ -1,14 +1,35 @@
--- A retry is an event whenever one is scheduled: a queued job written
--- again (a new row version) with a reason, apart from a claim for a POST.
--- The first rule compared the time of the next attempt only, and missed a
--- retry after a POST that got no answer: that retry keeps the time the
--- claim had set (the POST's outcome is settled only then).
+-- Events, second version, and the expected completion of running jobs
+-- (see the SQLite migration of the same name).
 --
--- Every change is also announced with the job and its tenant (`<job id>
--- <project id>`) on a channel of its own, which this version listens on,
--- so that a replica wakes only that tenant's event streams. The first
--- channel (the job id alone) stays for replicas of the versions before,
--- while a rolling upgrade runs.
+-- * A retry is an event whenever one is scheduled: a queued job written
+--   again (a new row version) with a reason, apart from a claim for a POST.
+-- * A job keeps its snapshot's size (GiB) and, while running, when it is
+--   expected to complete; events carry it, and a new estimate of a running
+--   job is an event (`estimate_changed`).
+ALTER TABLE jobs ADD COLUMN size_gib BIGINT, ADD COLUMN expected_completion_at TIMESTAMPTZ;
+ALTER TABLE job_events ADD COLUMN expected_completion_at TIMESTAMPTZ;
+ALTER TABLE job_events DROP CONSTRAINT job_events_kind_check;
+ALTER TABLE job_events ADD CONSTRAINT job_events_kind_check CHECK (kind IN ('created', 'submitted', 'running', 'succeeded', 'failed', 'cancelled', 'retry_scheduled', 'removed', 'estimate_changed'));
+
+CREATE OR REPLACE FUNCTION backup_gateway_job_event(job jobs, event_kind TEXT, at TIMESTAMPTZ)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    number BIGINT;
+BEGIN
+    INSERT INTO job_event_counters AS c (project_id, last_seq)
+        VALUES (job.project_id, 1)
+        ON CONFLICT (project_id) DO UPDATE SET last_seq = c.last_seq + 1
+        RETURNING c.last_seq INTO number;
+    INSERT INTO job_events (project_id, seq, job_id, snapshot_id, kind, state, backup_id, error, next_attempt_at, occurred_at, expected_completion_at)
+        VALUES (job.project_id, number, job.id, job.snapshot_id, event_kind, job.state, job.backup_id, job.error, job.next_attempt_at, at, job.expected_completion_at);
+END
+$$;
+
+-- * Every change is also announced with the job and its tenant (`<job id>
+--   <project id>`) on a channel of its own, which this version listens on,
+--   so that a replica wakes only that tenant's event streams. The first
+--   channel (the job id alone) stays for replicas of the versions before,
+--   while a rolling upgrade runs.
 CREATE OR REPLACE FUNCTION backup_gateway_job_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -37,11 +58,15 @@ BEGIN
         ELSIF NEW.state = 'queued' AND NEW.error IS NOT NULL
             AND NEW.version IS DISTINCT FROM OLD.version THEN
             PERFORM backup_gateway_job_event(NEW, 'retry_scheduled', NEW.updated_at);
+        ELSIF NEW.state = 'running'
+            AND NEW.expected_completion_at IS DISTINCT FROM OLD.expected_completion_at THEN
+            PERFORM backup_gateway_job_event(NEW, 'estimate_changed', NEW.updated_at);
         END IF;
     ELSIF OLD.state IN ('queued', 'running') THEN
         -- Deleted unfinished: Cinder refused the request while its caller
         -- waited (retention deletes only finished jobs).
         OLD.next_attempt_at := NULL;
+        OLD.expected_completion_at := NULL;
         PERFORM backup_gateway_job_event(OLD, 'removed', now());
         PERFORM pg_notify('backup_gateway_job_changes', OLD.id::text);
         PERFORM pg_notify('backup_gateway_tenant_job_changes', OLD.id::text || ' ' || OLD.project_id);
