@@ -147,8 +147,9 @@ impl Estimates {
         let samples = self.samples(store, &job.project_id).await;
         let incremental = job.options.incremental.unwrap_or(false);
         let took = expected_duration(&samples, incremental, size_gib, slowest)?;
-        // Whole milliseconds, as the store keeps times.
-        let took = Duration::from_millis(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+        // Whole milliseconds, as the store keeps times (rounded: a rate
+        // times a size comes back a hair under the duration it came from).
+        let took = Duration::from_millis((took.as_secs_f64() * 1000.0).round() as u64);
         Some(later(started_at, took))
     }
 

@@ -24,6 +24,7 @@ macro_rules! every_scenario {
             cancelling_a_job_cinder_has_is_409_and_the_backup_completes,
             snapshot_pages_end_with_a_full_page_and_no_token,
             a_snapshots_event_stream_follows_its_job_to_succeeded,
+            a_second_backup_expects_to_complete_as_the_first_did,
         );
     };
     (@tests $start:expr; $($scenario:ident),* $(,)?) => {
@@ -301,6 +302,58 @@ pub async fn a_snapshots_event_stream_follows_its_job_to_succeeded(cloud: &mut U
     );
     assert_eq!(seen[2].data["data"]["backup_id"], job["backup_id"]);
     assert_eq!(seen[3].data["data"]["state"], "succeeded");
+}
+
+/// Once a backup of the tenant has succeeded, the next one of the same
+/// size is expected to take as long: it carries `expected_completion_at`.
+pub async fn a_second_backup_expects_to_complete_as_the_first_did(cloud: &mut Upstream) {
+    let first_snapshot = cloud.fresh_snapshot("tenant-a").await;
+    let second_snapshot = cloud.fresh_snapshot("tenant-a").await;
+    let gateway = cloud.gateway();
+    let time = |job: &Value, field: &str| -> chrono::DateTime<chrono::Utc> {
+        job[field].as_str().expect(field).parse().expect("a time")
+    };
+
+    let first = gateway
+        .create_backup("tenant-a", &first_snapshot, json!({}))
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    let first = gateway.wait_done("tenant-a", &id_of(&first.body)).await;
+    assert_eq!(first["state"], "succeeded", "{first}");
+    // The job's `job.running` event tells its first estimate, however
+    // fast the backup ends.
+    let mut stream = crate::events::EventStream::open_ok(
+        gateway,
+        "tenant-a",
+        &format!("/events?snapshot_id={second_snapshot}"),
+        None,
+    )
+    .await;
+    let second = gateway
+        .create_backup("tenant-a", &second_snapshot, json!({}))
+        .await;
+    assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.text);
+    let second = gateway.wait_done("tenant-a", &id_of(&second.body)).await;
+    let mut running = Value::Null;
+    while running.is_null() {
+        let event = stream.next().await.expect("the job's events");
+        if event.event == "job.running" {
+            running = event.data["data"].clone();
+        }
+    }
+
+    assert!(
+        first["size_gib"].as_u64().is_some_and(|s| s >= 1),
+        "{first}"
+    );
+    assert_eq!(second["size_gib"], first["size_gib"]);
+    assert_eq!(second["state"], "succeeded", "{second}");
+    assert_eq!(
+        time(&running, "expected_completion_at") - time(&second, "started_at"),
+        time(&first, "finished_at") - time(&first, "started_at"),
+        "as long as the first: {running}"
+    );
+    assert_eq!(second["expected_completion_at"], Value::Null, "ended");
 }
 
 /// Two creates for one snapshot at once: one job, one `409`, one backup.
