@@ -116,7 +116,11 @@ impl From<Job> for JobView {
             started_at: job.started_at,
             finished_at: job.finished_at,
             next_attempt_at: job.next_attempt_at,
-            expected_completion_at: job.expected_completion_at,
+            // Only a running job has one (a replica of an earlier version
+            // that ended the job left the column as it was).
+            expected_completion_at: job
+                .expected_completion_at
+                .filter(|_| job.state == JobState::Running),
             size_gib: job.size_gib,
             links,
         }

@@ -11,19 +11,22 @@
 //! past that too.
 //!
 //! The history lives in memory per tenant: read from the store (the
-//! tenant's latest succeeded jobs) the first time it is needed and again
-//! after [`RELOAD`], so that backups finished by other replicas count, and
-//! added to at once as this process sees jobs succeed.
+//! tenant's latest succeeded jobs) when it is first needed and again after
+//! [`RELOAD`], so that backups finished by other replicas count, and added
+//! to at once as this process sees jobs succeed. A job started by a request
+//! is estimated from what is in memory (the read runs in the background,
+//! never between Cinder's answer and the job's write); the worker gives a
+//! job started without one its estimate at its next look.
 
 use std::{
-    collections::{HashMap, VecDeque},
-    sync::Mutex,
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
 
-use super::model::{Job, JobState, later};
+use super::model::{Job, JobId, JobState, later};
 use crate::store::{JobFilter, JobStore};
 
 /// Backups of a tenant the estimates are made from (its latest).
@@ -102,17 +105,38 @@ pub fn expected_duration(
     Duration::try_from_secs_f64(rate * size_gib as f64).ok()
 }
 
-/// A tenant's recent backups.
-#[derive(Debug)]
+/// A tenant's recent backups, newest first, each under its job's id.
+#[derive(Debug, Default)]
 struct History {
-    read_at: Instant,
-    samples: VecDeque<Sample>,
+    /// When it was last read from the store; `None`: never.
+    read_at: Option<Instant>,
+    samples: VecDeque<(JobId, Sample)>,
+}
+
+impl History {
+    fn is_fresh(&self) -> bool {
+        self.read_at.is_some_and(|at| at.elapsed() < RELOAD)
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        self.samples.iter().map(|(_, s)| *s).collect()
+    }
+
+    /// Adds a backup unless it is held already.
+    fn add(&mut self, id: JobId, sample: Sample) {
+        if !self.samples.iter().any(|(held, _)| *held == id) {
+            self.samples.push_front((id, sample));
+            self.samples.truncate(KEEP);
+        }
+    }
 }
 
 /// The estimates of every tenant.
 #[derive(Debug, Default)]
 pub struct Estimates {
-    tenants: Mutex<HashMap<String, History>>,
+    tenants: Arc<Mutex<HashMap<String, History>>>,
+    /// Tenants whose history is being read in the background.
+    reading: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Estimates {
@@ -121,71 +145,120 @@ impl Estimates {
         self.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a job that succeeded to its tenant's history (when it is read
-    /// already; else the next read has it).
-    pub fn record(&self, job: &Job) {
-        let Some(sample) = Sample::of(job) else {
+    /// When the running `job` is expected to complete, from the history in
+    /// memory only; a history missing or old is read in the background
+    /// (once per tenant at a time) for the next estimates.
+    pub fn completion_now(&self, store: &Arc<dyn JobStore>, job: &Job) -> Option<DateTime<Utc>> {
+        let (fresh, samples) = self
+            .lock()
+            .get(&job.project_id)
+            .map(|h| (h.is_fresh(), h.samples()))
+            .unwrap_or_default();
+        if !fresh {
+            self.read_in_background(store, &job.project_id);
+        }
+        completion(job, &samples, false)
+    }
+
+    fn read_in_background(&self, store: &Arc<dyn JobStore>, project_id: &str) {
+        let reading = self.reading.clone();
+        if !reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(project_id.to_owned())
+        {
             return;
+        }
+        let estimates = Estimates {
+            tenants: self.tenants.clone(),
+            reading: self.reading.clone(),
         };
-        if let Some(history) = self.lock().get_mut(&job.project_id) {
-            history.samples.push_front(sample);
-            history.samples.truncate(KEEP);
+        let store = store.clone();
+        let project_id = project_id.to_owned();
+        tokio::spawn(async move {
+            estimates.read(store.as_ref(), &project_id).await;
+            reading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&project_id);
+        });
+    }
+
+    /// Adds a job that succeeded to its tenant's history.
+    pub fn record(&self, job: &Job) {
+        if let Some(sample) = Sample::of(job) {
+            self.lock()
+                .entry(job.project_id.clone())
+                .or_default()
+                .add(job.id, sample);
         }
     }
 
     /// When the running `job` is expected to complete: its start plus the
     /// expected duration (`slowest`: from the slowest similar backup).
-    /// `None` without a size, a start or a similar earlier backup.
+    /// `None` without a size, a start or a similar earlier backup. Reads
+    /// the tenant's history first when it is missing or old (the worker's
+    /// way; a request uses [`Estimates::completion_now`]).
     pub async fn completion_of(
         &self,
         store: &dyn JobStore,
         job: &Job,
         slowest: bool,
     ) -> Option<DateTime<Utc>> {
-        let size_gib = job.size_gib?;
-        let started_at = job.started_at?;
-        let samples = self.samples(store, &job.project_id).await;
-        let incremental = job.options.incremental.unwrap_or(false);
-        let took = expected_duration(&samples, incremental, size_gib, slowest)?;
-        // Whole milliseconds, as the store keeps times (rounded: a rate
-        // times a size comes back a hair under the duration it came from).
-        let took = Duration::from_millis((took.as_secs_f64() * 1000.0).round() as u64);
-        Some(later(started_at, took))
+        let held = self
+            .lock()
+            .get(&job.project_id)
+            .filter(|h| h.is_fresh())
+            .map(History::samples);
+        let samples = match held {
+            Some(samples) => samples,
+            None => self.read(store, &job.project_id).await,
+        };
+        completion(job, &samples, slowest)
     }
 
-    /// The tenant's history, read from the store when it is not held or
-    /// is old. A store that fails leaves the history as it was.
-    async fn samples(&self, store: &dyn JobStore, project_id: &str) -> Vec<Sample> {
-        let fresh = |history: &History| history.read_at.elapsed() < RELOAD;
-        if let Some(history) = self.lock().get(project_id).filter(|h| fresh(h)) {
-            return history.samples.iter().copied().collect();
-        }
+    /// Reads the tenant's history from the store, keeping the backups
+    /// recorded meanwhile; what it holds then. A store that fails leaves
+    /// the history as it was.
+    async fn read(&self, store: &dyn JobStore, project_id: &str) -> Vec<Sample> {
         let filter = JobFilter {
             state: Some(JobState::Succeeded),
             ..Default::default()
         };
-        match store.list(project_id, &filter, KEEP as u32, None).await {
+        let read = store.list(project_id, &filter, KEEP as u32, None).await;
+        let mut tenants = self.lock();
+        let history = tenants.entry(project_id.to_owned()).or_default();
+        match read {
             Ok(jobs) => {
-                let samples: VecDeque<Sample> = jobs.iter().filter_map(Sample::of).collect();
-                let copy = samples.iter().copied().collect();
-                self.lock().insert(
-                    project_id.to_owned(),
-                    History {
-                        read_at: Instant::now(),
-                        samples,
-                    },
-                );
-                copy
+                // The store's newest first; then those recorded here that
+                // the read did not see yet, newer still.
+                let recorded = std::mem::take(&mut history.samples);
+                for job in jobs.iter().rev() {
+                    if let Some(sample) = Sample::of(job) {
+                        history.add(job.id, sample);
+                    }
+                }
+                for (id, sample) in recorded.into_iter().rev() {
+                    history.add(id, sample);
+                }
+                history.read_at = Some(Instant::now());
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not read the tenant's earlier backups; no completion estimate");
-                self.lock()
-                    .get(project_id)
-                    .map(|h| h.samples.iter().copied().collect())
-                    .unwrap_or_default()
+                tracing::warn!(error = %e, "could not read the tenant's earlier backups; estimates go on from those held");
             }
         }
+        history.samples()
     }
+}
+
+/// The job's start plus the expected duration of a backup like it, in
+/// whole milliseconds (as the store keeps times; rounded: a rate times a
+/// size comes back a hair under the duration it came from).
+fn completion(job: &Job, samples: &[Sample], slowest: bool) -> Option<DateTime<Utc>> {
+    let incremental = job.options.incremental.unwrap_or(false);
+    let took = expected_duration(samples, incremental, job.size_gib?, slowest)?;
+    let took = Duration::from_millis((took.as_secs_f64() * 1000.0).round() as u64);
+    Some(later(job.started_at?, took))
 }
 
 #[cfg(test)]

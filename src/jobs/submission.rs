@@ -329,7 +329,11 @@ impl Jobs {
                 Ok(Some(backup_id)) => {
                     tracing::info!(job_id = %job.id, backup_id, "adopted the backup already made for this job");
                     job.start(backup_id, None);
-                    self.estimate(&mut job).await;
+                    // Cinder has had it since that POST, not since now: the
+                    // estimate, and the duration the job will count for the
+                    // tenant's later estimates, start there.
+                    job.started_at = Some(posted_at);
+                    self.estimate(&mut job);
                     self.save_fenced(&mut job, Some(fence)).await;
                     return;
                 }
@@ -468,7 +472,7 @@ impl Jobs {
             Ok(accepted) => {
                 tracing::info!(job_id = %job.id, backup_id = %accepted.backup_id, "Cinder accepted the backup");
                 job.start(accepted.backup_id, accepted.request_id);
-                self.estimate(job).await;
+                self.estimate(job);
                 Posted::Accepted
             }
             Err(e) if e.is_transient() => {
@@ -535,12 +539,11 @@ impl Jobs {
         job.retry_at(upstream_problem(e), next);
     }
 
-    /// Sets when the job, just started, is expected to complete.
-    async fn estimate(&self, job: &mut Job) {
-        job.expected_completion_at = self
-            .estimates
-            .completion_of(self.store.as_ref(), job, false)
-            .await;
+    /// Sets when the job, just started, is expected to complete (from the
+    /// history in memory: no store read between Cinder's answer and the
+    /// job's write).
+    fn estimate(&self, job: &mut Job) {
+        job.expected_completion_at = self.estimates.completion_now(&self.store, job);
     }
 
     /// When a POST sent at `posted_at` that got no answer from Cinder

@@ -391,21 +391,31 @@ impl Worker {
         }
     }
 
-    /// A new expected completion for a job still `creating` past its
-    /// estimate: from the slowest similar backup, or none once past that
-    /// too. `None` when the estimate stands.
+    /// A new expected completion for a job still `creating`: for one past
+    /// its estimate, from the slowest similar backup, or none once past
+    /// that too; for one without an estimate (started before its tenant's
+    /// history was read, or before it had a similar backup), the usual
+    /// one, when it is still ahead. `None` when the estimate stands.
     async fn revised_estimate(&self, job: &Job) -> Option<Option<chrono::DateTime<chrono::Utc>>> {
         let now = crate::jobs::model::now();
-        if job.expected_completion_at? >= now {
-            return None;
+        let estimates = &self.jobs.estimates;
+        let store = self.jobs.store.as_ref();
+        match job.expected_completion_at {
+            Some(at) if at >= now => None,
+            Some(_) => Some(
+                estimates
+                    .completion_of(store, job, true)
+                    .await
+                    .filter(|at| *at > now),
+            ),
+            // Past the slowest similar backup, the usual estimate is past
+            // too: a job left without one stays so.
+            None => estimates
+                .completion_of(store, job, false)
+                .await
+                .filter(|at| *at > now)
+                .map(Some),
         }
-        let later = self
-            .jobs
-            .estimates
-            .completion_of(self.jobs.store.as_ref(), job, true)
-            .await
-            .filter(|at| *at > now);
-        Some(later)
     }
 
     /// The tenant's `count` (and a few more) most recently updated backups,

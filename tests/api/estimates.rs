@@ -35,7 +35,8 @@ async fn a_running_job_expects_to_take_what_similar_backups_of_its_tenant_took()
 
     // Act: the next backup, of a snapshot half the size.
     let second = app.create_ok("tenant-a", &snapshot('a', 3)).await;
-    let other_tenant = app.create_ok("tenant-b", &snapshot('b', 1)).await;
+    // 3 GiB: like the 2 GiB backup, were it tenant-a's.
+    let other_tenant = app.create_ok("tenant-b", &snapshot('b', 2)).await;
 
     // Assert
     assert_eq!(
@@ -43,7 +44,6 @@ async fn a_running_job_expects_to_take_what_similar_backups_of_its_tenant_took()
         Value::Null,
         "no earlier backup: no estimate"
     );
-    assert_eq!(done["expected_completion_at"], Value::Null, "ended");
     assert_eq!(first["size_gib"], 2, "{first}");
     assert_eq!(second["size_gib"], 1, "{second}");
     // Half the size: half the time, to the millisecond.
@@ -128,4 +128,106 @@ async fn a_job_running_past_its_estimate_gets_a_new_one_and_the_stream_says_so()
             .is_none()
     );
     drop(first);
+}
+
+#[tokio::test]
+async fn past_the_usual_estimate_the_slowest_similar_backup_gives_the_next_then_none() {
+    // Arrange: two backups of tenant-a, one fast, one of about a second;
+    // then a third, expected to take their median rate.
+    let app = TestApp::spawn().await;
+    let fast = app.create_ok("tenant-a", &snapshot('a', 2)).await;
+    app.finish_backups();
+    app.cycle().await;
+    let slow = app.create_ok("tenant-a", &snapshot('a', 3)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    app.finish_backups();
+    app.cycle().await;
+    let slow = app.job("tenant-a", &id(&slow)).await;
+    assert_eq!(slow["state"], "succeeded");
+    let third = app.create_ok("tenant-a", &snapshot('a', 2)).await;
+    let mut stream = EventStream::open_ok(
+        &app,
+        "tenant-a",
+        &format!("/events?job_id={}", id(&third)),
+        None,
+    )
+    .await;
+    let usual = time(&third, "expected_completion_at");
+
+    // Act: a look once the usual estimate has passed.
+    sleep_past(usual).await;
+    app.cycle().await;
+    let revised = stream.next().await.expect("a new estimate");
+
+    // ...and one once the slowest has passed too.
+    let slowest: DateTime<Utc> = revised.data["data"]["expected_completion_at"]
+        .as_str()
+        .expect("a later estimate")
+        .parse()
+        .expect("a time");
+    sleep_past(slowest).await;
+    app.cycle().await;
+    let gone = stream.next().await.expect("no estimate left");
+
+    // Assert: 2 GiB at the slower backup's rate (it took a second for 1 GiB).
+    assert_eq!(revised.event, "job.estimate_changed");
+    assert!(slowest > usual, "{slowest} after {usual}");
+    let rate = |job: &Value| {
+        (time(job, "finished_at") - time(job, "started_at")).num_milliseconds() as f64
+            / job["size_gib"].as_f64().expect("size")
+    };
+    let expected_ms = (rate(&slow).max(rate(&app.job("tenant-a", &id(&fast)).await)) * 2.0).round();
+    assert_eq!(
+        (slowest - time(&third, "started_at")).num_milliseconds() as f64,
+        expected_ms
+    );
+    assert_eq!(gone.event, "job.estimate_changed");
+    assert_eq!(gone.data["data"]["expected_completion_at"], Value::Null);
+}
+
+async fn sleep_past(at: DateTime<Utc>) {
+    let wait = (at - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + std::time::Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
+async fn after_a_restart_the_history_is_read_from_the_store_and_the_worker_gives_the_estimate() {
+    // Arrange: a backup of tenant-a took two seconds before the restart;
+    // the new process holds no history.
+    let mut app = TestApp::spawn().await;
+    let first = app.create_ok("tenant-a", &snapshot('a', 2)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    app.finish_backups();
+    app.cycle().await;
+    app.restart().await;
+
+    // Act: the create is answered from memory (nothing read yet), and the
+    // worker's next look has the history.
+    let second = app.create_ok("tenant-a", &snapshot('a', 3)).await;
+    let mut stream = EventStream::open_ok(
+        &app,
+        "tenant-a",
+        &format!("/events?job_id={}", id(&second)),
+        None,
+    )
+    .await;
+    app.cycle().await;
+
+    // Assert
+    assert_eq!(second["expected_completion_at"], Value::Null, "{second}");
+    let given = stream.next().await.expect("an estimate");
+    assert_eq!(given.event, "job.estimate_changed");
+    let done = app.job("tenant-a", &id(&first)).await;
+    let took = (time(&done, "finished_at") - time(&done, "started_at")).num_milliseconds();
+    let expected: DateTime<Utc> = given.data["data"]["expected_completion_at"]
+        .as_str()
+        .expect("an estimate")
+        .parse()
+        .expect("a time");
+    // Half the size: half the time (a second, ahead of the cycle: an
+    // estimate already past is not given).
+    assert_eq!(
+        (expected - time(&second, "started_at")).num_milliseconds(),
+        (took as f64 / 2.0).round() as i64
+    );
 }
