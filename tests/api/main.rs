@@ -21,6 +21,7 @@ mod jobs;
 mod limits;
 mod log_secrets;
 mod metrics;
+mod migrations;
 mod openapi;
 mod process;
 mod readiness;
