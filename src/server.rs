@@ -3,7 +3,8 @@
 //! headers within `header_read_timeout` (also when a kept-alive connection
 //! sits idle), request headers are bounded in size, and at most
 //! `max_connections` connections are open at once (past it, new ones are
-//! closed at once). Stops accepting on shutdown and lets open requests
+//! closed at once), and a peer that stops answering is dropped within
+//! about a minute. Stops accepting on shutdown and lets open requests
 //! finish.
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -33,6 +34,31 @@ pub struct ConnectionLimits {
     /// Longest wait for open requests once shutdown was asked for: the
     /// request time limit, so that a long poll in progress is answered.
     pub drain_timeout: Duration,
+}
+
+/// A peer that stopped answering (gone without closing, a cut network) is
+/// dropped once data sent to it stayed unacknowledged this long, and an
+/// idle connection is probed after [`PROBE_IDLE_AFTER`]: an event stream or
+/// a long poll of a vanished client frees its place within about a minute,
+/// not the kernel's default quarter of an hour.
+const DEAD_PEER_AFTER: Duration = Duration::from_secs(60);
+
+/// Idle time before the first keepalive probe (then one every 10 s, 3 in
+/// all).
+const PROBE_IDLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Sets the dead-peer detection on an accepted connection.
+fn drop_dead_peers(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new().with_time(PROBE_IDLE_AFTER);
+    #[cfg(target_os = "linux")]
+    let keepalive = keepalive
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    socket.set_tcp_keepalive(&keepalive)?;
+    #[cfg(target_os = "linux")]
+    socket.set_tcp_user_timeout(Some(DEAD_PEER_AFTER))?;
+    Ok(())
 }
 
 /// Refused connections are logged at most once per this interval (with a
@@ -79,6 +105,9 @@ pub async fn serve(
         // Reap ended connections so the set stays small.
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
+        if let Err(error) = drop_dead_peers(&stream) {
+            tracing::debug!(%peer, %error, "could not set the dead-peer detection");
+        }
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
@@ -102,4 +131,30 @@ pub async fn serve(
         connections.abort_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_accepted_connection_drops_a_peer_that_stops_answering() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let _client = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+
+        drop_dead_peers(&accepted).expect("set");
+
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.keepalive().expect("keepalive"));
+        assert_eq!(socket.tcp_keepalive_time().expect("time"), PROBE_IDLE_AFTER);
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            socket.tcp_user_timeout().expect("user timeout"),
+            Some(DEAD_PEER_AFTER)
+        );
+    }
 }
