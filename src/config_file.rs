@@ -106,6 +106,41 @@ fn is_given(arg: &clap::Arg, args: &[OsString]) -> bool {
             .is_some_and(|var| std::env::var_os(var).is_some())
 }
 
+/// The file's key whose value the parser refused in `error`, when the
+/// value came from the file (the flag was given neither on the command
+/// line `args` nor by its environment variable).
+pub fn bad_setting(
+    error: &clap::Error,
+    settings: &[(String, Vec<String>)],
+    args: &[OsString],
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // `--max-wait <MAX_WAIT>`
+    let long = flag.strip_prefix("--")?.split([' ', '=']).next()?;
+    let given = |long: &str| {
+        let flag = format!("--{long}");
+        let prefixed = format!("{flag}=");
+        args.iter()
+            .filter_map(|a| a.to_str())
+            .any(|a| a == flag || a.starts_with(&prefixed))
+    };
+    let env = format!("BACKUP_GATEWAY_{}", long.replace('-', "_").to_uppercase());
+    let key = long.replace('-', "_");
+    let in_file = settings
+        .iter()
+        .any(|(id, _)| id.replace('-', "_") == key || id == "tenants" && long == "tenant");
+    (in_file && !given(long) && std::env::var_os(env).is_none()).then_some(key)
+}
+
 /// `command`'s subcommand `name` with the file's settings as its flags'
 /// defaults. A setting whose flag excludes one given on the command line
 /// `args` or in the environment (`jwt_secret_file` against

@@ -131,14 +131,34 @@ fn parse_command_line() -> anyhow::Result<Cli> {
         .get(1)
         .and_then(|a| a.to_str())
         .is_some_and(|name| READERS.contains(&name));
+    let mut from_file = None;
     if reads_settings && let Some(path) = config_file::config_path(&args) {
         let settings =
             config_file::read_settings(&path, &Config::augment_args(clap::Command::new("serve")))?;
         for name in READERS {
             command = config_file::with_defaults(command, name, &settings, &args);
         }
+        from_file = Some((path, settings));
     }
-    let matches = command.get_matches_from(args);
+    let matches = match command.try_get_matches_from(&args) {
+        Ok(matches) => matches,
+        Err(e) => {
+            // A bad value that came from the file is named by the file and
+            // its key, not by the flag it stood in for.
+            if let Some((path, settings)) = &from_file
+                && let Some(key) = config_file::bad_setting(&e, settings, &args)
+            {
+                let reason = e.to_string();
+                let reason = reason.lines().next().unwrap_or_default();
+                anyhow::bail!(
+                    "--config {}: `{key}`: {}",
+                    path.display(),
+                    reason.trim_start_matches("error: ")
+                );
+            }
+            e.exit()
+        }
+    };
     Ok(Cli::from_arg_matches(&matches)?)
 }
 

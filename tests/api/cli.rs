@@ -376,3 +376,35 @@ async fn a_secret_from_the_flags_or_environment_beats_a_secret_file_of_the_confi
         assert_eq!(listed.status() == 200, accepted, "{token}");
     }
 }
+
+#[test]
+fn a_bad_value_in_the_file_is_named_by_the_file_and_its_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "max_wait = \"30x\"\n").expect("config");
+    let file = config.to_str().expect("utf-8");
+
+    let (from_file, file_text) = gateway(&["check-config", "--config", file], &[]);
+    // The same value as a flag is the parser's own (flag named, exit 2);
+    // a good flag overrides the bad file value.
+    let (from_flag, flag_text) = gateway(&["check-config", "--max-wait", "30x"], &[]);
+    let (overridden, overridden_text) = gateway(
+        &["check-config", "--config", file, "--max-wait", "nope"],
+        &[],
+    );
+
+    assert_eq!(from_file, Some(1), "{file_text}");
+    assert!(
+        file_text.contains(file) && file_text.contains("`max_wait`") && file_text.contains("30x"),
+        "{file_text}"
+    );
+    assert_eq!(file_text.trim().lines().count(), 1, "{file_text}");
+    assert_eq!(from_flag, Some(2), "{flag_text}");
+    assert!(flag_text.contains("--max-wait"), "{flag_text}");
+    assert_eq!(
+        overridden,
+        Some(2),
+        "the flag's value is the bad one: {overridden_text}"
+    );
+    assert!(!overridden_text.contains("`max_wait`"), "{overridden_text}");
+}
