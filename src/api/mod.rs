@@ -410,6 +410,7 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
                 .layer(middleware::from_fn(sanitize_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeOpenStackRequestId))
                 .layer(trace)
+                .layer(middleware::from_fn(access_log))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(middleware::from_fn(api_headers))
                 .option_layer(cors(&http.cors_origins))
@@ -428,6 +429,28 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
                 .layer(DefaultBodyLimit::max(http.max_body_bytes))
                 .layer(catch_panic()),
         )
+}
+
+/// The access log: one `info` line per answered request, in its span (the
+/// request id, route, tenant and status), with the time it took. The
+/// probes and `/metrics`, which schedulers and scrapers call every few
+/// seconds, are logged at `debug`. An event stream is answered when its
+/// headers go out; it runs on after.
+async fn access_log(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let routine = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let elapsed_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    if routine {
+        tracing::debug!(status, elapsed_ms, "request finished");
+    } else {
+        tracing::info!(status, elapsed_ms, "request finished");
+    }
+    response
 }
 
 /// Turns a handler's panic into a `500` (which [`error::problem_details`]

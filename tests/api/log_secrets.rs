@@ -144,3 +144,35 @@ async fn a_request_is_logged_with_its_id_tenant_route_and_status() {
         assert!(line.contains(field), "{field} missing: {line}");
     }
 }
+
+#[tokio::test]
+async fn each_answer_is_one_info_line_and_the_probes_stay_at_debug() {
+    let app = crate::helpers::TestApp::spawn().await;
+
+    let answer = app.get("tenant-a", "/snapshots").await;
+    let probe = app.get("tenant-a", "/healthz").await;
+
+    let id_of = |answer: &crate::helpers::Answer| {
+        answer
+            .header("x-request-id")
+            .expect("request id")
+            .to_owned()
+    };
+    let (listing, healthz) = (id_of(&answer), id_of(&probe));
+    let logs = crate::helpers::logs();
+    let answered = |request_id: &str| {
+        logs.lines()
+            .find(|l| l.contains(request_id) && l.contains("request finished"))
+            .unwrap_or_else(|| panic!("no answer line for {request_id}:\n{logs}"))
+            .to_owned()
+    };
+    let line = answered(&listing);
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(
+        line.contains("status=200") && line.contains("elapsed_ms="),
+        "{line}"
+    );
+    assert!(line.contains("matched_path=\"/snapshots\""), "{line}");
+    let line = answered(&healthz);
+    assert!(line.contains("DEBUG"), "{line}");
+}
