@@ -103,6 +103,9 @@ pub struct Metrics {
     pub tokens: Family<TokenLabels, Counter>,
     /// How long a worker cycle (scan, leases, passes started) took.
     pub worker_cycle: Histogram,
+    /// How long each tenant's pass took (its Cinder calls and the writes
+    /// of what it concluded), by tenant.
+    pub worker_pass: Histograms<TenantLabels>,
     /// How late the last worker cycle started after its scheduled time.
     pub worker_lag: FloatGauge,
     /// When each tenant's creating backups were last listed successfully
@@ -135,6 +138,7 @@ impl Metrics {
         let job_duration: Histograms<StateLabels> = Family::new_with_constructor(job_duration);
         let tokens = Family::default();
         let worker_cycle = latency();
+        let worker_pass: Histograms<TenantLabels> = Family::new_with_constructor(latency);
         let worker_lag = FloatGauge::default();
         let tenant_last_listing = Family::default();
         let waiters = Gauge::default();
@@ -180,6 +184,11 @@ impl Metrics {
             worker_cycle.clone(),
         );
         registry.register(
+            "worker_pass_duration_seconds",
+            "How long a tenant's pass took (its Cinder calls and the writes of what it concluded), by tenant",
+            worker_pass.clone(),
+        );
+        registry.register(
             "worker_lag_seconds",
             "How late the last worker cycle started after its scheduled time",
             worker_lag.clone(),
@@ -216,6 +225,7 @@ impl Metrics {
             job_duration,
             tokens,
             worker_cycle,
+            worker_pass,
             worker_lag,
             tenant_last_listing,
             waiters,

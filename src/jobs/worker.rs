@@ -221,7 +221,14 @@ impl Worker {
             let this = self.clone();
             passes.spawn(async move {
                 let _busy = busy;
+                let started = std::time::Instant::now();
                 this.tenant_pass(&key, jobs, &fence).await;
+                crate::metrics::metrics()
+                    .worker_pass
+                    .get_or_create(&crate::metrics::TenantLabels {
+                        tenant: key.cloud.clone(),
+                    })
+                    .observe(started.elapsed().as_secs_f64());
             });
         }
         Ok(())

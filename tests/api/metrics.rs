@@ -75,6 +75,9 @@ async fn metrics_count_requests_by_route_upstream_calls_jobs_and_tokens() {
     assert!(
         value(r#"backup_gateway_tenant_last_listing_timestamp_seconds{tenant="tenant-a"}"#) > 1.7e9
     );
+    assert!(
+        value(r#"backup_gateway_worker_pass_duration_seconds_count{tenant="tenant-a"}"#) >= 1.0
+    );
     assert_eq!(value(r#"backup_gateway_long_poll_waiters"#), 0.0);
     assert_eq!(
         value(&format!(
