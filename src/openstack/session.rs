@@ -29,6 +29,9 @@ use super::{
 struct TokenSlot {
     token: Option<Arc<Token>>,
     failure: Option<TokenFailure>,
+    /// The last token was dropped after Cinder refused it: the next one
+    /// renews it (a refresh, not a miss of an empty cache).
+    dropped: bool,
 }
 
 /// A token request that failed, remembered until `until`.
@@ -149,7 +152,7 @@ impl Session {
             metrics.token_event(&self.cloud.name, "backoff");
             return Err(failure.error.clone());
         }
-        let outcome = if slot.token.is_some() {
+        let outcome = if slot.token.is_some() || slot.dropped {
             "refresh"
         } else {
             "miss"
@@ -163,6 +166,7 @@ impl Session {
         match issued {
             Ok(token) => {
                 slot.failure = None;
+                slot.dropped = false;
                 slot.token = Some(token.clone());
                 Ok(token)
             }
@@ -225,6 +229,7 @@ impl Session {
         let mut slot = self.token.lock().await;
         if slot.token.as_ref().is_some_and(|t| Arc::ptr_eq(t, token)) {
             slot.token = None;
+            slot.dropped = true;
         }
     }
 

@@ -98,3 +98,31 @@ async fn metrics_count_requests_by_route_upstream_calls_jobs_and_tokens() {
     assert!(!text.contains(&id), "{text}");
     assert!(!text.contains(&snapshot('a', 1)), "{text}");
 }
+
+#[tokio::test]
+async fn a_token_renewed_after_cinder_refused_it_counts_as_a_refresh() {
+    // Arrange: a token in the cache, then revoked (as when Keystone's keys
+    // change).
+    let app = TestApp::spawn().await;
+    app.get("tenant-a", "/snapshots").await;
+    app.sim.expire_tokens();
+
+    // Act: Cinder refuses the cached token; the gateway gets a new one.
+    let listed = app.get("tenant-a", "/snapshots").await;
+
+    // Assert
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let scrape = app.get("tenant-a", "/metrics").await;
+    let count = |outcome: &str| -> f64 {
+        let series = format!(
+            r#"backup_gateway_token_cache_events_total{{tenant="tenant-a",outcome="{outcome}"}}"#
+        );
+        scrape
+            .text
+            .lines()
+            .find_map(|line| line.strip_prefix(series.as_str())?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(count("miss"), 1.0, "only the first token was a miss");
+    assert_eq!(count("refresh"), 1.0, "{}", scrape.text);
+}
