@@ -107,10 +107,12 @@ fn is_given(arg: &clap::Arg, args: &[OsString]) -> bool {
 }
 
 /// The file's key whose value the parser refused in `error`, when the
-/// value came from the file (the flag was given neither on the command
-/// line `args` nor by its environment variable).
+/// value came from the file: the flag (`settings` holds the flags the file
+/// may set) was given neither on the command line `args` nor by its
+/// environment variable.
 pub fn bad_setting(
     error: &clap::Error,
+    flags: &clap::Command,
     settings: &[(String, Vec<String>)],
     args: &[OsString],
 ) -> Option<String> {
@@ -126,19 +128,11 @@ pub fn bad_setting(
     };
     // `--max-wait <MAX_WAIT>`
     let long = flag.strip_prefix("--")?.split([' ', '=']).next()?;
-    let given = |long: &str| {
-        let flag = format!("--{long}");
-        let prefixed = format!("{flag}=");
-        args.iter()
-            .filter_map(|a| a.to_str())
-            .any(|a| a == flag || a.starts_with(&prefixed))
-    };
-    let env = format!("BACKUP_GATEWAY_{}", long.replace('-', "_").to_uppercase());
-    let key = long.replace('-', "_");
-    let in_file = settings
-        .iter()
-        .any(|(id, _)| id.replace('-', "_") == key || id == "tenants" && long == "tenant");
-    (in_file && !given(long) && std::env::var_os(env).is_none()).then_some(key)
+    let arg = flags
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))?;
+    let from_file = settings.iter().any(|(id, _)| id == arg.get_id().as_str());
+    (from_file && !is_given(arg, args)).then(|| long.replace('-', "_"))
 }
 
 /// `command`'s subcommand `name` with the file's settings as its flags'

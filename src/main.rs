@@ -132,9 +132,9 @@ fn parse_command_line() -> anyhow::Result<Cli> {
         .and_then(|a| a.to_str())
         .is_some_and(|name| READERS.contains(&name));
     let mut from_file = None;
+    let flags = Config::augment_args(clap::Command::new("serve"));
     if reads_settings && let Some(path) = config_file::config_path(&args) {
-        let settings =
-            config_file::read_settings(&path, &Config::augment_args(clap::Command::new("serve")))?;
+        let settings = config_file::read_settings(&path, &flags)?;
         for name in READERS {
             command = config_file::with_defaults(command, name, &settings, &args);
         }
@@ -146,14 +146,19 @@ fn parse_command_line() -> anyhow::Result<Cli> {
             // A bad value that came from the file is named by the file and
             // its key, not by the flag it stood in for.
             if let Some((path, settings)) = &from_file
-                && let Some(key) = config_file::bad_setting(&e, settings, &args)
+                && let Some(key) = config_file::bad_setting(&e, &flags, settings, &args)
             {
+                // The parser's reason, up to its usage hint, on one line.
                 let reason = e.to_string();
-                let reason = reason.lines().next().unwrap_or_default();
+                let reason: Vec<&str> = reason
+                    .lines()
+                    .take_while(|line| !line.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
                 anyhow::bail!(
                     "--config {}: `{key}`: {}",
                     path.display(),
-                    reason.trim_start_matches("error: ")
+                    reason.join(" ").trim_start_matches("error: ")
                 );
             }
             e.exit()

@@ -122,6 +122,12 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
+/// Pass duration buckets: 10 ms to about 11 min (a pass may wait out
+/// several upstream time limits).
+fn pass_duration() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 17))
+}
+
 /// Job duration buckets: 1 s to about 36 h.
 fn job_duration() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 18))
@@ -138,7 +144,7 @@ impl Metrics {
         let job_duration: Histograms<StateLabels> = Family::new_with_constructor(job_duration);
         let tokens = Family::default();
         let worker_cycle = latency();
-        let worker_pass: Histograms<TenantLabels> = Family::new_with_constructor(latency);
+        let worker_pass: Histograms<TenantLabels> = Family::new_with_constructor(pass_duration);
         let worker_lag = FloatGauge::default();
         let tenant_last_listing = Family::default();
         let waiters = Gauge::default();

@@ -442,15 +442,38 @@ async fn access_log(
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
     let routine = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    let mut unanswered = Unanswered(Some((started, tracing::Span::current())));
     let response = next.run(request).await;
+    unanswered.0 = None;
     let status = response.status().as_u16();
-    let elapsed_ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    let elapsed_ms = millis_since(started);
     if routine {
         tracing::debug!(status, elapsed_ms, "request finished");
     } else {
         tracing::info!(status, elapsed_ms, "request finished");
     }
     response
+}
+
+/// A request not answered yet, with its span: logged when it is dropped
+/// so (its client went away, a long poll's for one).
+struct Unanswered(Option<(std::time::Instant, tracing::Span)>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some((started, span)) = self.0.take() {
+            let _in_request = span.enter();
+            tracing::info!(
+                elapsed_ms = millis_since(started),
+                "request cancelled: the client went away before the answer"
+            );
+        }
+    }
+}
+
+/// Milliseconds since `started`, to a tenth.
+fn millis_since(started: std::time::Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 /// Turns a handler's panic into a `500` (which [`error::problem_details`]

@@ -223,12 +223,16 @@ impl Worker {
                 let _busy = busy;
                 let started = std::time::Instant::now();
                 this.tenant_pass(&key, jobs, &fence).await;
-                crate::metrics::metrics()
-                    .worker_pass
-                    .get_or_create(&crate::metrics::TenantLabels {
-                        tenant: key.cloud.clone(),
-                    })
-                    .observe(started.elapsed().as_secs_f64());
+                // Labelled by configured clouds only (jobs of a cloud gone
+                // from the map still get passes until they end).
+                if this.jobs.tenants_of(&key.cloud).next().is_some() {
+                    crate::metrics::metrics()
+                        .worker_pass
+                        .get_or_create(&crate::metrics::TenantLabels {
+                            tenant: key.cloud.clone(),
+                        })
+                        .observe(started.elapsed().as_secs_f64());
+                }
             });
         }
         Ok(())

@@ -175,6 +175,8 @@ impl Session {
                 let streak = slot.failure.as_ref().map_or(1, |f| f.streak + 1);
                 let wait = self.settings.auth_backoff.delay(streak);
                 tracing::warn!(cloud = %self.cloud.name, %error, streak, retry_in = ?wait, "token request failed; Keystone is not asked again for this cloud until the backoff passes");
+                // The next success still renews the token this one was to.
+                slot.dropped |= slot.token.is_some();
                 slot.token = None;
                 slot.failure = Some(TokenFailure {
                     error: error.clone(),

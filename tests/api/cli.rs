@@ -407,4 +407,17 @@ fn a_bad_value_in_the_file_is_named_by_the_file_and_its_key() {
         "the flag's value is the bad one: {overridden_text}"
     );
     assert!(!overridden_text.contains("`max_wait`"), "{overridden_text}");
+    let (good_flag, good_text) = gateway(
+        &["check-config", "--config", file, "--max-wait", "10s"],
+        &[],
+    );
+    assert!(!good_text.contains("`max_wait`"), "{good_text}");
+    assert_ne!(good_flag, Some(2), "{good_text}");
+    // A bad value from the environment is the environment's, not the file's.
+    let (from_env, env_text) = gateway(
+        &["check-config", "--config", file],
+        &[("BACKUP_GATEWAY_MAX_WAIT", "soon")],
+    );
+    assert_eq!(from_env, Some(2), "{env_text}");
+    assert!(!env_text.contains("`max_wait`"), "{env_text}");
 }

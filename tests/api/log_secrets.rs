@@ -176,3 +176,38 @@ async fn each_answer_is_one_info_line_and_the_probes_stay_at_debug() {
     let line = answered(&healthz);
     assert!(line.contains("DEBUG"), "{line}");
 }
+
+#[tokio::test]
+async fn a_request_whose_client_went_away_is_logged_as_cancelled() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let job = app
+        .create_ok("tenant-a", &crate::helpers::snapshot('a', 1))
+        .await;
+    let path = format!("/jobs/{}?wait=30", job["id"].as_str().expect("id"));
+
+    // A long poll whose client gives up after a moment.
+    let gone = app
+        .request(reqwest::Method::GET, &path, Some("tenant-a"))
+        .header("x-request-id", "poll-given-up-1")
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+
+    assert!(gone.is_err(), "the client gave up");
+    let mut line = None;
+    for _ in 0..100 {
+        line = crate::helpers::logs()
+            .lines()
+            .find(|l| l.contains("poll-given-up-1") && l.contains("request cancelled"))
+            .map(str::to_owned);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let line = line.unwrap_or_else(|| panic!("no cancelled line:\n{}", crate::helpers::logs()));
+    assert!(
+        line.contains(" INFO ") && line.contains("elapsed_ms="),
+        "{line}"
+    );
+}
