@@ -22,6 +22,28 @@ fn id(job: &Value) -> String {
     job["id"].as_str().expect("id").to_owned()
 }
 
+/// Backs up `snapshot_id` of tenant-a to its end, `taking` about that long.
+async fn back_up(app: &TestApp, snapshot_id: &str, taking: std::time::Duration) -> Value {
+    let job = app.create_ok("tenant-a", snapshot_id).await;
+    tokio::time::sleep(taking).await;
+    app.finish_backups();
+    app.cycle().await;
+    let done = app.job("tenant-a", &id(&job)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    done
+}
+
+/// The event stream of one job of tenant-a, from now on.
+async fn events_of(app: &TestApp, job: &Value) -> EventStream {
+    EventStream::open_ok(
+        app,
+        "tenant-a",
+        &format!("/events?job_id={}", id(job)),
+        None,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_running_job_expects_to_take_what_similar_backups_of_its_tenant_took() {
     // Arrange: one backup of tenant-a runs to its end.
@@ -92,20 +114,10 @@ async fn a_job_running_past_its_estimate_gets_a_new_one_and_the_stream_says_so()
     // Arrange: a first backup sets the tenant's pace; the second is still
     // creating once its estimate has passed.
     let app = TestApp::spawn().await;
-    let first = app.create_ok("tenant-a", &snapshot('a', 2)).await;
-    app.finish_backups();
-    app.cycle().await;
+    back_up(&app, &snapshot('a', 2), std::time::Duration::ZERO).await;
     let second = app.create_ok("tenant-a", &snapshot('a', 3)).await;
-    let expected = time(&second, "expected_completion_at");
-    let mut stream = EventStream::open_ok(
-        &app,
-        "tenant-a",
-        &format!("/events?job_id={}", id(&second)),
-        None,
-    )
-    .await;
-    let wait = (expected - Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(wait + std::time::Duration::from_millis(50)).await;
+    let mut stream = events_of(&app, &second).await;
+    sleep_past(time(&second, "expected_completion_at")).await;
 
     // Act
     app.cycle().await;
@@ -127,7 +139,6 @@ async fn a_job_running_past_its_estimate_gets_a_new_one_and_the_stream_says_so()
             .await
             .is_none()
     );
-    drop(first);
 }
 
 #[tokio::test]
@@ -135,23 +146,10 @@ async fn past_the_usual_estimate_the_slowest_similar_backup_gives_the_next_then_
     // Arrange: two backups of tenant-a, one fast, one of about a second;
     // then a third, expected to take their median rate.
     let app = TestApp::spawn().await;
-    let fast = app.create_ok("tenant-a", &snapshot('a', 2)).await;
-    app.finish_backups();
-    app.cycle().await;
-    let slow = app.create_ok("tenant-a", &snapshot('a', 3)).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
-    app.finish_backups();
-    app.cycle().await;
-    let slow = app.job("tenant-a", &id(&slow)).await;
-    assert_eq!(slow["state"], "succeeded");
+    let fast = back_up(&app, &snapshot('a', 2), std::time::Duration::ZERO).await;
+    let slow = back_up(&app, &snapshot('a', 3), std::time::Duration::from_secs(1)).await;
     let third = app.create_ok("tenant-a", &snapshot('a', 2)).await;
-    let mut stream = EventStream::open_ok(
-        &app,
-        "tenant-a",
-        &format!("/events?job_id={}", id(&third)),
-        None,
-    )
-    .await;
+    let mut stream = events_of(&app, &third).await;
     let usual = time(&third, "expected_completion_at");
 
     // Act: a look once the usual estimate has passed.
@@ -176,7 +174,7 @@ async fn past_the_usual_estimate_the_slowest_similar_backup_gives_the_next_then_
         (time(job, "finished_at") - time(job, "started_at")).num_milliseconds() as f64
             / job["size_gib"].as_f64().expect("size")
     };
-    let expected_ms = (rate(&slow).max(rate(&app.job("tenant-a", &id(&fast)).await)) * 2.0).round();
+    let expected_ms = (rate(&slow).max(rate(&fast)) * 2.0).round();
     assert_eq!(
         (slowest - time(&third, "started_at")).num_milliseconds() as f64,
         expected_ms
@@ -185,6 +183,7 @@ async fn past_the_usual_estimate_the_slowest_similar_backup_gives_the_next_then_
     assert_eq!(gone.data["data"]["expected_completion_at"], Value::Null);
 }
 
+/// Sleeps until just past `at`.
 async fn sleep_past(at: DateTime<Utc>) {
     let wait = (at - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(wait + std::time::Duration::from_millis(50)).await;
@@ -195,30 +194,20 @@ async fn after_a_restart_the_history_is_read_from_the_store_and_the_worker_gives
     // Arrange: a backup of tenant-a took two seconds before the restart;
     // the new process holds no history.
     let mut app = TestApp::spawn().await;
-    let first = app.create_ok("tenant-a", &snapshot('a', 2)).await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    app.finish_backups();
-    app.cycle().await;
+    let first = back_up(&app, &snapshot('a', 2), std::time::Duration::from_secs(2)).await;
     app.restart().await;
 
     // Act: the create is answered from memory (nothing read yet), and the
     // worker's next look has the history.
     let second = app.create_ok("tenant-a", &snapshot('a', 3)).await;
-    let mut stream = EventStream::open_ok(
-        &app,
-        "tenant-a",
-        &format!("/events?job_id={}", id(&second)),
-        None,
-    )
-    .await;
+    let mut stream = events_of(&app, &second).await;
     app.cycle().await;
 
     // Assert
     assert_eq!(second["expected_completion_at"], Value::Null, "{second}");
     let given = stream.next().await.expect("an estimate");
     assert_eq!(given.event, "job.estimate_changed");
-    let done = app.job("tenant-a", &id(&first)).await;
-    let took = (time(&done, "finished_at") - time(&done, "started_at")).num_milliseconds();
+    let took = (time(&first, "finished_at") - time(&first, "started_at")).num_milliseconds();
     let expected: DateTime<Utc> = given.data["data"]["expected_completion_at"]
         .as_str()
         .expect("an estimate")
