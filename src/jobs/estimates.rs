@@ -131,8 +131,8 @@ impl History {
     }
 }
 
-/// The estimates of every tenant.
-#[derive(Debug, Default)]
+/// The estimates of every tenant (a clone shares them).
+#[derive(Debug, Default, Clone)]
 pub struct Estimates {
     tenants: Arc<Mutex<HashMap<String, History>>>,
     /// Tenants whose history is being read in the background.
@@ -169,10 +169,7 @@ impl Estimates {
         {
             return;
         }
-        let estimates = Estimates {
-            tenants: self.tenants.clone(),
-            reading: self.reading.clone(),
-        };
+        let estimates = self.clone();
         let store = store.clone();
         let project_id = project_id.to_owned();
         tokio::spawn(async move {

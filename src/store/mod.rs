@@ -404,7 +404,8 @@ pub trait JobStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<JobEvent>, Error>;
 
-    /// The numbers of the tenant's latest event and of its oldest kept.
+    /// The number of the tenant's latest event, and how far its events may
+    /// have been purged (see [`EventRange`]).
     async fn event_range(&self, project_id: &str) -> Result<EventRange, Error>;
 
     /// Deletes up to `batch` events that happened before `before`; how many.
