@@ -255,6 +255,58 @@ pub struct Config {
     #[arg(long, env = "BACKUP_GATEWAY_EVENT_HEARTBEAT", default_value = "15s", value_parser = parse_positive_duration)]
     pub event_heartbeat: Duration,
 
+    /// Where webhooks and callbacks may be delivered: a host name
+    /// (`hooks.example.com`), every name below one (`*.example.com`), an
+    /// address or an address block (`10.20.0.0/16`, `fd00::/8`); repeat the
+    /// flag or separate with commas. A URL whose host is not listed is
+    /// allowed only if every address it resolves to is in a listed block,
+    /// and deliveries connect only to such addresses. None by default: no
+    /// webhook or callback is accepted.
+    #[arg(
+        long = "webhook-allow",
+        env = "BACKUP_GATEWAY_WEBHOOK_ALLOW",
+        value_delimiter = ','
+    )]
+    pub webhook_allow: Vec<String>,
+
+    /// How long a webhook delivery is retried before it is `failed`,
+    /// counted from when its event happened.
+    #[arg(long, env = "BACKUP_GATEWAY_WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = parse_positive_duration)]
+    pub webhook_retry_for: Duration,
+
+    /// Pause after a webhook delivery's first failed attempt; it doubles
+    /// after each (with jitter), up to `--webhook-retry-max`.
+    #[arg(long, env = "BACKUP_GATEWAY_WEBHOOK_RETRY_BASE", default_value = "5s", value_parser = parse_positive_duration)]
+    pub webhook_retry_base: Duration,
+
+    /// Longest pause between two attempts of a webhook delivery.
+    #[arg(long, env = "BACKUP_GATEWAY_WEBHOOK_RETRY_MAX", default_value = "1h", value_parser = parse_positive_duration)]
+    pub webhook_retry_max: Duration,
+
+    /// Longest time to connect to a webhook receiver.
+    #[arg(long, env = "BACKUP_GATEWAY_WEBHOOK_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
+    pub webhook_connect_timeout: Duration,
+
+    /// Longest time one webhook attempt may take, from connecting to the
+    /// receiver's answer.
+    #[arg(long, env = "BACKUP_GATEWAY_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_positive_duration)]
+    pub webhook_timeout: Duration,
+
+    /// After a webhook's secret is rotated, how long deliveries are still
+    /// signed with the old one too.
+    #[arg(long, env = "BACKUP_GATEWAY_WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
+    pub webhook_secret_overlap: Duration,
+
+    /// Most webhook subscriptions (`POST /webhooks`) one tenant may have;
+    /// past it, `409 too-many-webhooks`. A create's `callback_url` does not
+    /// count.
+    #[arg(long, env = "BACKUP_GATEWAY_MAX_WEBHOOKS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_webhooks: u32,
+
+    /// Most webhook attempts under way at once on this replica.
+    #[arg(long, env = "BACKUP_GATEWAY_WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub webhook_concurrency: u32,
+
     /// Most long polls (`?wait=`) waiting at once; past it a long poll
     /// answers the job at once.
     #[arg(long, env = "BACKUP_GATEWAY_MAX_WAITERS", default_value_t = 1024)]
@@ -372,6 +424,8 @@ impl Config {
                 "give exactly one key source for callers' tokens: --jwt-secret, --jwt-public-key, --jwt-jwks-url or --oidc-issuer ({sources} given)"
             );
         }
+        crate::webhooks::targets::AllowList::parse(&self.webhook_allow)
+            .map_err(|e| anyhow::anyhow!("--webhook-allow: {e}"))?;
         let symmetric = self.jwt_secret.is_some();
         for alg in &self.jwt_algorithms {
             let hmac = matches!(alg.family(), jsonwebtoken::AlgorithmFamily::Hmac);

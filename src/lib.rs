@@ -17,6 +17,7 @@ pub mod problem;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::{
     future::Future,
@@ -49,6 +50,7 @@ pub struct Application {
     jobs: Arc<Jobs>,
     worker: Worker,
     worker_alive: Arc<AtomicBool>,
+    dispatcher: webhooks::delivery::Dispatcher,
     limits: server::ConnectionLimits,
     poll_interval: std::time::Duration,
     /// False when whoever built the application runs the worker's cycles.
@@ -133,6 +135,11 @@ impl Application {
                 max_event_streams: config.max_event_streams as usize,
             },
         ));
+        let webhooks = webhooks::Webhooks::new(jobs.clone(), webhook_settings(&config)?);
+        let dispatcher = webhooks::delivery::Dispatcher::new(
+            webhooks.clone(),
+            config.replica(jobs.store().kind()),
+        )?;
         let auth = Arc::new(JwtVerifier::new(auth_settings(&config)?));
         let worker_alive = Arc::new(AtomicBool::new(false));
         let worker = Worker::new(
@@ -154,6 +161,7 @@ impl Application {
                 config.tenants.iter().map(|(tenant, _)| tenant.clone()),
             )),
             event_heartbeat: config.event_heartbeat,
+            webhooks,
         };
         let router = api::router(
             state,
@@ -171,6 +179,7 @@ impl Application {
             worker,
             jobs,
             worker_alive,
+            dispatcher,
             limits: server::ConnectionLimits {
                 header_read_timeout: config.header_read_timeout,
                 max_connections: config.max_connections,
@@ -196,6 +205,11 @@ impl Application {
     /// The worker, for running a reconciliation cycle by hand (tests).
     pub fn worker(&self) -> Worker {
         self.worker.clone()
+    }
+
+    /// The webhook dispatcher, for a pass by hand (tests).
+    pub fn dispatcher(&self) -> webhooks::delivery::Dispatcher {
+        self.dispatcher.clone()
     }
 
     /// The job service, for running a purge by hand (tests).
@@ -227,6 +241,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let leases = self.worker.leases().clone();
         let (stopping, stop_worker) = tokio::sync::watch::channel(false);
+        // Deliveries go on whoever drives the worker; cut at the stop
+        // (an attempt under way is made again later).
+        let dispatcher = tokio::spawn(self.dispatcher.run(stop_worker.clone()));
         // One grace for all that ends, counted from the signal.
         let stopped_at = Arc::new(std::sync::OnceLock::new());
         let stop = {
@@ -265,6 +282,7 @@ impl Application {
         let grace = self.limits.drain_timeout;
         let served = server::serve(self.listener, self.router, self.limits, stop).await;
         purger.abort();
+        dispatcher.abort();
         // The worker ends before the leases are given back: a claim cut
         // short must not take a lease after they are.
         let deadline = stopped_at
@@ -344,6 +362,25 @@ pub fn check_config(config: &Config) -> anyhow::Result<String> {
         store::redact_url(config.database_url.expose_secret()),
         config.listen,
     ))
+}
+
+/// How webhooks behave, from the configuration.
+fn webhook_settings(config: &Config) -> anyhow::Result<webhooks::WebhookSettings> {
+    Ok(webhooks::WebhookSettings {
+        allow: Arc::new(
+            webhooks::targets::AllowList::parse(&config.webhook_allow)
+                .map_err(|e| anyhow::anyhow!("--webhook-allow: {e}"))?,
+        ),
+        retry_for: config.webhook_retry_for,
+        retry_base: config.webhook_retry_base,
+        retry_max: config.webhook_retry_max,
+        connect_timeout: config.webhook_connect_timeout,
+        timeout: config.webhook_timeout,
+        secret_overlap: config.webhook_secret_overlap,
+        max_per_tenant: config.max_webhooks,
+        concurrency: config.webhook_concurrency as usize,
+        retention: config.event_retention,
+    })
 }
 
 /// What the verifier of callers' tokens checks, from the configuration.

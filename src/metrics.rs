@@ -65,6 +65,14 @@ pub struct TokenLabels {
     pub outcome: &'static str,
 }
 
+/// What a webhook attempt came to.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `delivered` (2xx), `failed` (to be retried) or `gave_up` (retries
+    /// are over).
+    pub outcome: &'static str,
+}
+
 /// A job state.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
@@ -115,6 +123,8 @@ pub struct Metrics {
     pub waiters: Gauge,
     /// Event streams open now, read at each scrape.
     pub event_streams: Gauge,
+    /// Webhook attempts by outcome.
+    pub webhook_attempts: Family<OutcomeLabels, Counter>,
 }
 
 /// Latency buckets: 1 ms to about 65 s.
@@ -149,6 +159,7 @@ impl Metrics {
         let tenant_last_listing = Family::default();
         let waiters = Gauge::default();
         let event_streams = Gauge::default();
+        let webhook_attempts = Family::default();
         registry.register(
             "http_requests",
             "HTTP answers by route template, method and status",
@@ -215,6 +226,11 @@ impl Metrics {
             event_streams.clone(),
         );
         registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by outcome (delivered, failed and to be retried, gave_up)",
+            Family::<OutcomeLabels, Counter>::clone(&webhook_attempts),
+        );
+        registry.register(
             "build",
             "The gateway's version",
             Info::new(BuildLabels {
@@ -236,6 +252,7 @@ impl Metrics {
             tenant_last_listing,
             waiters,
             event_streams,
+            webhook_attempts,
         }
     }
 

@@ -75,6 +75,12 @@ pub enum ProblemKind {
     TooManyEventStreams,
     /// Events after the one a stream was to resume from are no longer kept.
     EventsExpired,
+    /// No such webhook subscription in the caller's tenant.
+    WebhookNotFound,
+    /// The tenant has as many webhook subscriptions as the gateway allows.
+    TooManyWebhooks,
+    /// A webhook or callback URL outside the operator's allow-list.
+    WebhookTargetNotAllowed,
     /// The request body is larger than the limit.
     PayloadTooLarge,
     /// The request line and headers are larger than the limit.
@@ -165,6 +171,13 @@ impl ProblemKind {
                 "idempotency-key-reused",
                 "The Idempotency-Key was used for another request",
                 422,
+            ),
+            WebhookNotFound => ("webhook-not-found", "Webhook not found", 404),
+            TooManyWebhooks => ("too-many-webhooks", "Too many webhook subscriptions", 409),
+            WebhookTargetNotAllowed => (
+                "webhook-target-not-allowed",
+                "The URL is not an allowed webhook target",
+                400,
             ),
             PayloadTooLarge => ("payload-too-large", "The request body is too large", 413),
             RateLimited => ("rate-limited", "Too many requests", 429),

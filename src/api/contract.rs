@@ -76,12 +76,23 @@ pub(super) fn operation_problems(operation_id: &str) -> Option<Vec<ProblemKind>>
                 IdempotencyKeyReused,
                 BackupRejected,
                 PayloadTooLarge,
+                WebhookTargetNotAllowed,
             ],
         ],
         "list_jobs" => &[AUTHENTICATED, STORE],
         "get_job" => &[AUTHENTICATED, STORE, &[JobNotFound]],
         "cancel_job" => &[AUTHENTICATED, STORE, &[JobNotFound, JobNotCancellable]],
         "stream_events" => &[AUTHENTICATED, STORE, &[TooManyEventStreams, EventsExpired]],
+        "create_webhook" => &[
+            AUTHENTICATED,
+            STORE,
+            &[WebhookTargetNotAllowed, TooManyWebhooks, PayloadTooLarge],
+        ],
+        "list_webhooks" => &[AUTHENTICATED, STORE],
+        "get_webhook" | "delete_webhook" | "list_webhook_deliveries" => {
+            &[AUTHENTICATED, STORE, &[WebhookNotFound]]
+        }
+        "rotate_webhook_secret" => &[AUTHENTICATED, STORE, &[WebhookNotFound, PayloadTooLarge]],
         "get_readiness" => &[STORE, &[WorkerStopped]],
         "get_liveness" => &[],
         // A new operation must say what it answers (a test names it).
@@ -116,6 +127,7 @@ fn invalid_request_causes(operation_id: &str) -> Vec<&'static str> {
                 "`name`, `description`, `container` or `availability_zone` over 255 characters, or an empty `availability_zone`",
                 "`metadata` over 50 keys, a key not matching its pattern or over 255 characters, the reserved key `gateway_job_id`, or a value over 255 characters",
                 "a malformed `Idempotency-Key`, or two of them",
+                "a `callback_url` that is not an `http` or `https` URL, holds a user name or password or a fragment, or is over 2048 characters",
             ],
         ],
         "list_jobs" => &[QUERY, &["a `state` that is not a job state"], PAGED],
@@ -127,6 +139,20 @@ fn invalid_request_causes(operation_id: &str) -> Vec<&'static str> {
             ],
         ],
         "cancel_job" => &[&["a `job_id` that is not UTF-8"]],
+        "create_webhook" => &[&[
+            "a body that is not a JSON object, an unknown field, or a field of the wrong type",
+            "a missing `url`, or one that is not an `http` or `https` URL, holds a user name or password or a fragment, or is over 2048 characters",
+            "a `description` over 255 characters",
+            "an empty `event_types`, or one naming an unknown type",
+            "a `secret` that is not `whsec_` and the base64 of 24 to 64 bytes",
+        ]],
+        "list_webhooks" => &[QUERY, PAGED],
+        "get_webhook" | "delete_webhook" => &[&["a `webhook_id` that is not UTF-8"]],
+        "rotate_webhook_secret" => &[&[
+            "a body that is not a JSON object, or an unknown field",
+            "a `secret` that is not `whsec_` and the base64 of 24 to 64 bytes, or is the current one",
+        ]],
+        "list_webhook_deliveries" => &[QUERY, &["a `status` that is not a delivery status"], PAGED],
         "stream_events" => &[
             QUERY,
             &[
@@ -151,6 +177,12 @@ fn example_detail(kind: ProblemKind, operation_id: &str) -> &'static str {
             "create_backup" => "the body must be a JSON object (or empty), not an array",
             "get_snapshot" | "list_snapshot_backups" => "`..` is not a snapshot id",
             "stream_events" => "`Last-Event-ID` must be the id of an event (a whole number)",
+            "create_webhook" => {
+                "`event_types`: `job.started` is not an event type (one of job.created, job.submitted, job.running, job.succeeded, job.failed, job.cancelled, job.retry_scheduled, job.removed, job.estimate_changed)"
+            }
+            "rotate_webhook_secret" => {
+                "`secret` must be `whsec_` followed by the base64 of 24 to 64 bytes"
+            }
             _ => "send exactly one `Authorization` header",
         },
         Unauthenticated => "missing bearer token: send `Authorization: Bearer <JWT>`",
@@ -203,6 +235,13 @@ fn example_detail(kind: ProblemKind, operation_id: &str) -> &'static str {
         }
         TooManyEventStreams => {
             "this tenant already has the 16 event streams open that the gateway allows; close one, or retry after the time Retry-After gives"
+        }
+        WebhookNotFound => "webhook 0193a0c4-7b3e-7f00-8000-0000000000aa not found",
+        TooManyWebhooks => {
+            "this tenant already has the 20 webhook subscriptions the gateway allows; delete one first"
+        }
+        WebhookTargetNotAllowed => {
+            "`hooks.example.net` is not among the webhook targets this gateway's operator allows"
         }
         EventsExpired => {
             "events after 12 are no longer all kept (those up to 40 were purged): list the jobs (GET /jobs) for their current state, then open the stream without Last-Event-ID"
@@ -340,7 +379,10 @@ pub(super) struct ErrorResponses;
 impl utoipa::Modify for ErrorResponses {
     fn modify(&self, openapi: &mut OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for operation in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
                 document_errors(operation);
                 add_request_id_headers(operation);
                 document_snapshot_ids(operation);
@@ -484,7 +526,7 @@ mod tests {
         let spec = super::super::openapi();
         let mut operations = 0;
         for item in spec.paths.paths.values() {
-            for operation in [&item.get, &item.post].into_iter().flatten() {
+            for operation in [&item.get, &item.post, &item.delete].into_iter().flatten() {
                 operations += 1;
                 let id = operation.operation_id.clone().unwrap_or_default();
                 assert!(
@@ -493,7 +535,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 10);
+        assert_eq!(operations, 16);
         assert!(super::operation_problems("delete_everything").is_none());
     }
 }

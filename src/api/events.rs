@@ -69,6 +69,16 @@ pub enum JobEventType {
     EstimateChanged,
 }
 
+impl JobEventType {
+    /// The type named `name` (`job.succeeded`...).
+    pub fn from_name(name: &str) -> Option<JobEventType> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.event_type() == name)
+            .map(JobEventType::from)
+    }
+}
+
 impl From<EventKind> for JobEventType {
     fn from(kind: EventKind) -> Self {
         match kind {

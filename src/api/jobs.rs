@@ -86,19 +86,30 @@ pub struct JobView {
     /// not).
     #[schema(required = true)]
     pub size_gib: Option<u64>,
-    /// Related resources.
+    /// Only in the answer to a create that named `callback_url` (and to its
+    /// replays with the same `Idempotency-Key`): the secret the callback's
+    /// deliveries are signed with (`whsec_...`, see the `webhooks` of this
+    /// document). The callback is the webhook `links.callback`; rotate its
+    /// secret at `POST /webhooks/{job_id}/rotate-secret`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_secret: Option<String>,
+    /// Related resources: `self`, `snapshot`, and `callback` (the webhook
+    /// of the create's `callback_url`) when it named one.
     pub links: BTreeMap<String, String>,
 }
 
 impl From<Job> for JobView {
     fn from(job: Job) -> Self {
-        let links = BTreeMap::from([
+        let mut links = BTreeMap::from([
             ("self".to_owned(), format!("/jobs/{}", job.id)),
             (
                 "snapshot".to_owned(),
                 format!("/snapshots/{}", job.snapshot_id),
             ),
         ]);
+        if job.options.callback_url.is_some() {
+            links.insert("callback".to_owned(), format!("/webhooks/{}", job.id));
+        }
         JobView {
             id: job.id.to_string(),
             done: job.state.is_done(),
@@ -122,6 +133,7 @@ impl From<Job> for JobView {
                 .expected_completion_at
                 .filter(|_| job.state == JobState::Running),
             size_gib: job.size_gib,
+            callback_secret: None,
             links,
         }
     }
@@ -134,6 +146,17 @@ pub(super) fn job_response(
     job: Job,
     location: bool,
 ) -> Response {
+    view_response(state, status, job, location, None)
+}
+
+/// [`job_response`] with the secret of the job's callback.
+pub(super) fn view_response(
+    state: &AppState,
+    status: StatusCode,
+    job: Job,
+    location: bool,
+    callback_secret: Option<String>,
+) -> Response {
     let mut headers = HeaderMap::new();
     if !job.state.is_done() {
         let delay = state.jobs.suggested_poll_delay(&job).as_secs().max(1);
@@ -142,7 +165,9 @@ pub(super) fn job_response(
     if location && let Ok(value) = HeaderValue::from_str(&format!("/jobs/{}", job.id)) {
         headers.insert(header::LOCATION, value);
     }
-    (status, headers, Json(JobView::from(job))).into_response()
+    let mut view = JobView::from(job);
+    view.callback_secret = callback_secret;
+    (status, headers, Json(view)).into_response()
 }
 
 /// Query of `GET /jobs/{job_id}`.

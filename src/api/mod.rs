@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod limits;
 mod pagination;
 pub mod snapshots;
+pub mod webhooks;
 
 use std::{
     sync::{Arc, atomic::AtomicBool},
@@ -52,6 +53,8 @@ pub const SNAPSHOTS_TAG: &str = "snapshots";
 pub const HEALTH_TAG: &str = "health";
 /// Tag of the event stream.
 pub const EVENTS_TAG: &str = "events";
+/// Tag of the webhook operations.
+pub const WEBHOOKS_TAG: &str = "webhooks";
 
 /// What handlers share.
 #[derive(Clone)]
@@ -68,6 +71,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Time between heartbeats on an idle event stream.
     pub event_heartbeat: Duration,
+    /// Webhook subscriptions and deliveries.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl FromRef<AppState> for Arc<RateLimiter> {
@@ -188,7 +193,9 @@ async fn record_metrics(
     // Methods the API serves; any other a client sends is `other` (each
     // would make series of its own).
     let method = match *request.method() {
-        Method::GET | Method::POST | Method::OPTIONS | Method::HEAD => request.method().as_str(),
+        Method::GET | Method::POST | Method::DELETE | Method::OPTIONS | Method::HEAD => {
+            request.method().as_str()
+        }
         _ => "other",
     }
     .to_owned();
@@ -278,7 +285,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([
                 axum::http::header::AUTHORIZATION,
                 axum::http::header::CONTENT_TYPE,
@@ -308,6 +315,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
         (name = SNAPSHOTS_TAG, description = "The tenant's snapshots, and backing them up"),
         (name = JOBS_TAG, description = "Backup jobs"),
         (name = EVENTS_TAG, description = "The jobs' changes as they happen"),
+        (name = WEBHOOKS_TAG, description = "The jobs' changes pushed to the tenant's URLs, signed"),
         (name = HEALTH_TAG, description = "Probes"),
     )
 )]
@@ -341,6 +349,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(snapshots::router())
         .merge(jobs::router())
         .merge(events::router())
+        .merge(webhooks::router())
         .merge(health::router())
 }
 
@@ -352,6 +361,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     contract::JobLinks.modify(&mut spec);
     snapshots::document_create(&mut spec);
     events::document_stream(&mut spec);
+    webhooks::document_webhooks(&mut spec);
     spec
 }
 

@@ -13,7 +13,7 @@ use super::{
     AppState, SNAPSHOTS_TAG,
     error::ApiError,
     extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey, RequestContext},
-    jobs::{JobView, job_response},
+    jobs::{JobView, view_response},
     pagination,
 };
 use crate::{
@@ -200,6 +200,13 @@ pub struct CreateBackupRequest {
     /// Object-store container for the backup.
     #[schema(max_length = 255)]
     pub container: Option<String>,
+    /// Where to deliver this job's events as webhooks (`http` or `https`,
+    /// within the operator's allow-list, `--webhook-allow`; else `400
+    /// webhook-target-not-allowed`). The answer's `callback_secret` is the
+    /// secret they are signed with, and `links.callback` the webhook, whose
+    /// deliveries are readable.
+    #[schema(max_length = 2048)]
+    pub callback_url: Option<String>,
 }
 
 /// The schema of a create's `metadata`, with the rules the gateway checks
@@ -243,6 +250,7 @@ impl From<CreateBackupRequest> for BackupOptions {
             metadata: r.metadata.unwrap_or_default(),
             availability_zone: r.availability_zone,
             container: r.container,
+            callback_url: r.callback_url,
         }
     }
 }
@@ -286,17 +294,29 @@ pub async fn create_backup(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateBackupRequest>,
 ) -> Result<Response, ApiError> {
+    let mut options: crate::jobs::model::BackupOptions = body.into();
+    if let Some(url) = &options.callback_url {
+        options.callback_url = Some(state.webhooks.check_target("callback_url", url).await?);
+    }
     let job = state
         .jobs
-        .submit(
-            &caller.tenant,
-            &snapshot_id,
-            body.into(),
-            key.as_deref(),
-            ctx,
-        )
+        .submit(&caller.tenant, &snapshot_id, options, key.as_deref(), ctx)
         .await?;
-    Ok(job_response(&state, StatusCode::ACCEPTED, job, true))
+    let secret = match state.jobs.callback(&job).await {
+        Ok(callback) => callback.map(|c| c.secret),
+        Err(e) => {
+            // The job stands; its callback's secret can be rotated.
+            tracing::warn!(job_id = %job.id, error = %e, "could not read the callback's secret for the answer");
+            None
+        }
+    };
+    Ok(view_response(
+        &state,
+        StatusCode::ACCEPTED,
+        job,
+        true,
+        secret,
+    ))
 }
 
 /// What the document says of the create beyond its annotation: the body is

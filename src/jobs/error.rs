@@ -79,6 +79,17 @@ pub enum Error {
         /// Events up to this one may have been purged.
         purged_through: i64,
     },
+    /// No such webhook subscription in the caller's tenant.
+    #[error("webhook {} not found", crate::problem::echo(.0))]
+    WebhookNotFound(String),
+    /// The tenant has as many subscriptions as the gateway allows.
+    #[error(
+        "this tenant already has the {0} webhook subscriptions the gateway allows; delete one first"
+    )]
+    TooManyWebhooks(u32),
+    /// A callback target outside the operator's allow-list.
+    #[error("{0}")]
+    TargetNotAllowed(String),
     /// Keystone or Cinder failed or refused.
     #[error(transparent)]
     Upstream(#[from] openstack::Error),
@@ -127,6 +138,15 @@ impl Error {
             }
             Error::EventsExpired { .. } => {
                 Problem::new(ProblemKind::EventsExpired, self.to_string())
+            }
+            Error::WebhookNotFound(_) => {
+                Problem::new(ProblemKind::WebhookNotFound, self.to_string())
+            }
+            Error::TooManyWebhooks(_) => {
+                Problem::new(ProblemKind::TooManyWebhooks, self.to_string())
+            }
+            Error::TargetNotAllowed(_) => {
+                Problem::new(ProblemKind::WebhookTargetNotAllowed, self.to_string())
             }
             Error::Upstream(e) => upstream_problem(e),
             Error::Store(store::Error::ActiveJobExists) => Problem::new(

@@ -8,6 +8,7 @@
 //! [`Cinder`](crate::openstack::Cinder) trait and to storage only through
 //! [`JobStore`](crate::store::JobStore).
 
+mod callbacks;
 mod error;
 pub mod estimates;
 pub mod events;

@@ -133,6 +133,10 @@ pub struct BackupOptions {
     /// Object-store container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// Where this job's events are delivered as webhooks (not passed to
+    /// Cinder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 /// A job as stored.

@@ -186,6 +186,17 @@ impl Jobs {
         self.waiters.count()
     }
 
+    /// What sees every job change from now on (this process's writes and,
+    /// on a shared store, other replicas').
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.waiters.any_change()
+    }
+
+    /// The Keystone project of a tenant (a tenant map entry).
+    pub async fn project_of(&self, tenant: &str) -> Result<String, Error> {
+        Ok(self.tenant(tenant).await?.1)
+    }
+
     /// The tenant's cloud entry and Keystone project id.
     pub(super) async fn tenant(&self, tenant: &str) -> Result<(String, String), Error> {
         let cloud = self.tenants.cloud(tenant)?.to_owned();

@@ -194,6 +194,7 @@ impl Jobs {
         // the volume's backups before it posts again.
         self.claim(&mut job);
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
+        self.open_callback(&job).await?;
         match self
             .store
             .insert(&job, key.as_ref().map(HeldKey::as_use))
@@ -202,6 +203,7 @@ impl Jobs {
             // Its events stream out from here.
             Ok(()) => self.notify(&job),
             Err(store::Error::ActiveJobExists) => {
+                self.drop_callback(&job).await;
                 let active = self
                     .store
                     .active_for_snapshot(&job.project_id, &job.snapshot_id)
@@ -213,7 +215,10 @@ impl Jobs {
                     None => Error::Store(store::Error::ActiveJobExists),
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                self.drop_callback(&job).await;
+                return Err(e.into());
+            }
         }
         // The submission runs in a task of its own: axum drops a handler's
         // future when the client goes away, and that must never cut between
@@ -282,6 +287,7 @@ impl Jobs {
                     {
                         Ok(true) => {
                             self.notify(&job);
+                            self.drop_callback(&job).await;
                             return Err(snapshot_error(&job.snapshot_id, e));
                         }
                         Ok(false) => {}

@@ -23,6 +23,8 @@ pub struct Waiters {
     changes: watch::Sender<u64>,
     /// Per tenant with streams: bumped at every change of its jobs.
     tenants: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Bumped at every change of any job (webhook deliveries).
+    any: watch::Sender<u64>,
 }
 
 /// What an event stream of one tenant watches: its tenant's changes, and
@@ -88,6 +90,7 @@ impl Waiters {
             inner: Mutex::new(Registry::default()),
             changes: watch::Sender::new(0),
             tenants: Mutex::new(HashMap::new()),
+            any: watch::Sender::new(0),
         }
     }
 
@@ -143,6 +146,7 @@ impl Waiters {
     /// Wakes the waiters of `id`, if any, and the event streams of its
     /// tenant (of every tenant, when `project_id` is unknown).
     pub fn notify(&self, id: JobId, project_id: Option<&str>) {
+        Self::bump(&self.any);
         match project_id {
             Some(project_id) => {
                 if let Some(sender) = self.lock_tenants().get(project_id) {
@@ -161,10 +165,16 @@ impl Waiters {
     /// job again.
     pub fn notify_all(&self) {
         Self::bump(&self.changes);
+        Self::bump(&self.any);
         let all: Vec<Arc<Notify>> = self.lock().jobs.values().map(|(n, _)| n.clone()).collect();
         for notify in all {
             notify.notify_waiters();
         }
+    }
+
+    /// What sees every change of any job from now on.
+    pub fn any_change(&self) -> watch::Receiver<u64> {
+        self.any.subscribe()
     }
 
     /// Waiters registered now.

@@ -474,6 +474,10 @@ impl<S: JobStore> JobStore for CachedStore<S> {
         self.inner.leave(replica).await
     }
 
+    fn webhooks(&self) -> &dyn super::WebhookStore {
+        self.inner.webhooks()
+    }
+
     fn watch_changes(&self, listener: ChangeListener) {
         self.inner.watch_changes(listener);
     }

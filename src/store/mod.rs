@@ -5,6 +5,7 @@
 mod cached;
 mod postgres;
 mod sqlite;
+pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,6 +20,7 @@ use crate::jobs::model::{Job, JobId, JobState};
 pub use cached::CachedStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use webhooks::{ClaimedDelivery, WebhookStore};
 
 /// How to open the store.
 #[derive(Debug, Clone)]
@@ -442,6 +444,8 @@ pub trait JobStore: Send + Sync {
     /// offer nothing (the process wakes its own waiters); PostgreSQL
     /// forwards its notifications.
     fn watch_changes(&self, listener: ChangeListener);
+    /// The webhook subscriptions and deliveries, in the same database.
+    fn webhooks(&self) -> &dyn WebhookStore;
 }
 
 #[cfg(test)]

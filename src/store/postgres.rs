@@ -6,6 +6,8 @@
 //! holds a tenant. Job changes are announced with `NOTIFY` (a trigger on
 //! `jobs`), which [`JobStore::watch_changes`] forwards to long polls.
 
+mod webhooks;
+
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
@@ -749,6 +751,10 @@ impl JobStore for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    fn webhooks(&self) -> &dyn super::WebhookStore {
+        self
     }
 
     fn watch_changes(&self, listener: ChangeListener) {

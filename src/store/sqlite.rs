@@ -7,6 +7,8 @@
 //! task checkpoints the WAL between writes. A SQLite file belongs to one
 //! process, which keeps its jobs in memory (see `cached`).
 
+mod webhooks;
+
 use std::{
     str::FromStr,
     sync::{Arc, Weak},
@@ -811,6 +813,10 @@ impl JobStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    fn webhooks(&self) -> &dyn super::WebhookStore {
+        self
     }
 
     fn watch_changes(&self, _listener: ChangeListener) {

@@ -363,6 +363,20 @@ async fn killer(
 /// Callers of every tenant, with their tokens, in front of one gateway or
 /// several replicas (as behind a load balancer: a request a replica cannot
 /// take is sent to the next).
+/// A caller token of the tenant `name` for a gateway of [`gateway_flags`],
+/// valid for six hours.
+pub(super) fn token(name: &str) -> String {
+    let claims = json!({
+        "tenant": name,
+        "sub": "chaos",
+        "iss": "chaos",
+        "aud": "backup-gateway",
+        "scope": "backups:read backups:write",
+        "exp": chrono::Utc::now().timestamp() + 6 * 3600,
+    });
+    sign_hs256(&SecretString::from(JWT_SECRET.to_owned()), &claims).expect("sign")
+}
+
 pub(super) struct Callers {
     addresses: Vec<String>,
     client: reqwest::Client,
@@ -371,22 +385,10 @@ pub(super) struct Callers {
 
 impl Callers {
     pub(super) fn new(addresses: &[String], seed: &Seed) -> Callers {
-        let secret = SecretString::from(JWT_SECRET.to_owned());
         let tokens = seed
             .tenants
             .iter()
-            .map(|tenant| {
-                let name = &tenant.name;
-                let claims = json!({
-                    "tenant": name,
-                    "sub": "chaos",
-                    "iss": "chaos",
-                    "aud": "backup-gateway",
-                    "scope": "backups:read backups:write",
-                    "exp": chrono::Utc::now().timestamp() + 6 * 3600,
-                });
-                sign_hs256(&secret, &claims).expect("sign")
-            })
+            .map(|tenant| token(&tenant.name))
             .collect();
         Callers {
             addresses: addresses.to_vec(),

@@ -549,6 +549,16 @@ impl Gateway {
         Answer::read(response).await
     }
 
+    /// The base URL of the API (`http://127.0.0.1:PORT`).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The gateway's store.
+    pub fn store(&self) -> Arc<dyn backup_gateway::store::JobStore> {
+        self.jobs.as_ref().expect("gateway started").store().clone()
+    }
+
     /// Long polls waiting in the gateway now.
     pub fn waiting(&self) -> usize {
         self.jobs.as_ref().expect("gateway started").waiting()

@@ -34,3 +34,4 @@ mod store_conformance;
 mod takeover;
 mod throughput;
 mod upstream;
+mod webhooks;

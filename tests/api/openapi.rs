@@ -140,9 +140,10 @@ fn every_error_answer_is_documented_with_its_problem_types_and_headers() {
             }
         }
     }
-    assert_eq!(operations, 10);
+    assert_eq!(operations, 16);
     let create = &spec["paths"]["/snapshots/{snapshot_id}/backups"]["post"]["responses"];
     for (status, slug) in [
+        ("400", "webhook-target-not-allowed"),
         ("404", "snapshot-not-found"),
         ("409", "snapshot-busy"),
         ("409", "idempotency-key-in-use"),
@@ -209,4 +210,43 @@ async fn the_docs_page_is_served_from_the_binary_and_reads_the_gateways_document
     assert_eq!(script.header("cache-control"), Some("public, max-age=3600"));
     assert!(script.text.len() > 100_000);
     missing.assert_problem(404, "not-found");
+}
+
+/// What the gateway sends to a webhook is in the document's `webhooks`
+/// (OpenAPI 3.1): the event's schema and the three signature headers.
+#[test]
+fn the_document_describes_what_a_webhook_receives() {
+    let spec: serde_json::Value =
+        serde_json::from_str(&backup_gateway::api::openapi_json().expect("spec")).expect("json");
+    assert_eq!(spec["openapi"], "3.1.0");
+    let delivery = &spec["webhooks"]["job-event"]["post"];
+    assert_eq!(
+        delivery["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/JobEventView"
+    );
+    let headers: Vec<(&str, bool)> = delivery["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .map(|p| {
+            assert_eq!(p["in"], "header");
+            (p["name"].as_str().unwrap(), p["required"] == true)
+        })
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("webhook-id", true),
+            ("webhook-timestamp", true),
+            ("webhook-signature", true)
+        ]
+    );
+    assert!(delivery["responses"]["2XX"].is_object());
+    let rotate = &spec["paths"]["/webhooks/{webhook_id}/rotate-secret"]["post"];
+    assert!(
+        rotate["responses"]["404"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("webhook-not-found")
+    );
 }

@@ -414,7 +414,9 @@ async fn backup_gateway_migrate_brings_a_postgresql_schema_up_to_date_and_may_ru
             "job_event_counters",
             "job_events",
             "jobs",
-            "tenant_leases"
+            "tenant_leases",
+            "webhook_deliveries",
+            "webhook_subscriptions"
         ]
     );
 }

@@ -94,6 +94,7 @@ async fn a_job_reads_back_as_written(_db: &TestDatabase, store: Arc<dyn JobStore
         container: Some("c1".into()),
         availability_zone: Some("az-2".into()),
         metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+        callback_url: Some("https://hooks.example.com/b?x=1".into()),
     };
     written.size_gib = Some(40);
     store.insert(&written, None).await.expect("insert");
