@@ -60,6 +60,10 @@ impl DemoFiles {
 /// run, short enough not to wait.
 const DEMO_BACKUP_DURATION: Duration = Duration::from_secs(5);
 
+/// Where the demo delivers webhooks, unless `--webhook-allow` says
+/// otherwise: this machine.
+pub const DEMO_WEBHOOK_TARGETS: [&str; 3] = ["127.0.0.0/8", "::1", "localhost"];
+
 /// `iss` of the demo's tokens, unless --jwt-issuer says otherwise.
 const DEMO_ISSUER: &str = "backup-gateway-demo";
 /// `aud` of the demo's tokens, unless --jwt-audience says otherwise.
@@ -187,6 +191,10 @@ impl Demo {
             .jwt_audience
             .get_or_insert_with(|| DEMO_AUDIENCE.to_owned());
         config.poll_interval = config.poll_interval.min(Duration::from_secs(1));
+        // Webhooks to receivers on this machine, unless told otherwise.
+        if config.webhook_allow.is_empty() {
+            config.webhook_allow = DEMO_WEBHOOK_TARGETS.map(str::to_owned).to_vec();
+        }
         let tenants = seed
             .tenants
             .iter()
@@ -260,7 +268,10 @@ impl Demo {
              \n      -H 'Content-Type: application/json' -d '{{\"name\": \"first\"}}' $GATEWAY/snapshots/{snapshot}/backups)\
              \n  curl -s -H \"Authorization: Bearer $TOKEN_A\" \"$GATEWAY$JOB?wait=30\"\
              \n  curl -s -H \"Authorization: Bearer $TOKEN_A\" $GATEWAY/jobs\
-             \n  curl -s -H \"Authorization: Bearer $TOKEN_B\" \"$GATEWAY$JOB\"   # another tenant's job: 404\n\n\
+             \n  curl -s -H \"Authorization: Bearer $TOKEN_B\" \"$GATEWAY$JOB\"   # another tenant's job: 404\n\
+             \nWebhooks may go to receivers on this machine (--webhook-allow 127.0.0.0/8,::1,localhost):\
+             \n  curl -s -X POST -H \"Authorization: Bearer $TOKEN_A\" -H 'Content-Type: application/json' \\\
+             \n      -d '{{\"url\": \"http://127.0.0.1:9000/hook\"}}' $GATEWAY/webhooks\n\n\
              Ctrl-C stops the gateway and the simulator.\n"
         ));
         let mut out = std::io::stdout().lock();
