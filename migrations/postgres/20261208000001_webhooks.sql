@@ -21,6 +21,9 @@ CREATE TABLE webhook_subscriptions (
     cursor                  BIGINT NOT NULL,
     -- A callback whose job has ended: no more events to deliver.
     closed                  BOOLEAN NOT NULL DEFAULT FALSE,
+    -- A callback whose create is not answered yet: its deliveries wait
+    -- (until then at the latest), so that the caller has its secret first.
+    held_until              TIMESTAMPTZ,
     created_at              TIMESTAMPTZ NOT NULL
 );
 

@@ -13,6 +13,7 @@ CREATE TABLE webhook_subscriptions (
     previous_secret_until   INTEGER,
     cursor                  INTEGER NOT NULL,
     closed                  INTEGER NOT NULL DEFAULT 0,
+    held_until              INTEGER,
     created_at              INTEGER NOT NULL
 );
 

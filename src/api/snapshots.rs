@@ -302,7 +302,9 @@ pub async fn create_backup(
         .jobs
         .submit(&caller.tenant, &snapshot_id, options, key.as_deref(), ctx)
         .await?;
-    let secret = match state.jobs.callback(&job).await {
+    // The callback's deliveries wait for this answer (the caller needs
+    // its secret first).
+    let secret = match state.jobs.release_callback(&job).await {
         Ok(callback) => callback.map(|c| c.secret),
         Err(e) => {
             // The job stands; its callback's secret can be rotated.

@@ -2,6 +2,11 @@
 //! before the job is recorded (so that it sees the job's first event) and
 //! removed again when the create records nothing. Its id is the job's; it
 //! closes itself after the job's last event (see `webhooks::delivery`).
+//!
+//! Its deliveries are held until the create is answered, so that the
+//! caller has the secret to verify them with before the first arrives: the
+//! answer releases them, and a create never answered (its process died)
+//! holds them no longer than a request may last.
 
 use super::{Error, model::Job, service::Jobs};
 use crate::webhooks::{model::Subscription, signing};
@@ -25,6 +30,7 @@ impl Jobs {
             cursor: self.store.event_range(&job.project_id).await?.last,
             closed: false,
             created_at: job.created_at,
+            held_until: Some(super::model::after(self.settings.request_timeout)),
         };
         self.store
             .webhooks()
@@ -49,15 +55,16 @@ impl Jobs {
         }
     }
 
-    /// The callback subscription of a job, if its request named one.
-    pub async fn callback(&self, job: &Job) -> Result<Option<Subscription>, Error> {
+    /// Releases the deliveries of a job's callback, its create being
+    /// answered; the callback, if its request named one.
+    pub async fn release_callback(&self, job: &Job) -> Result<Option<Subscription>, Error> {
         if job.options.callback_url.is_none() {
             return Ok(None);
         }
         Ok(self
             .store
             .webhooks()
-            .subscription(&job.project_id, job.id.0)
+            .release(&job.project_id, job.id.0)
             .await?)
     }
 }

@@ -154,6 +154,7 @@ impl Webhooks {
             previous_secret_until: None,
             closed: false,
             created_at: crate::jobs::model::now(),
+            held_until: None,
         };
         store.insert_subscription(&subscription).await?;
         tracing::info!(webhook_id = %subscription.id, "webhook subscription created");

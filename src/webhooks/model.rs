@@ -32,6 +32,9 @@ pub struct Subscription {
     pub cursor: i64,
     /// A callback whose job has ended: nothing more to deliver.
     pub closed: bool,
+    /// A callback whose create is not answered yet: its deliveries are not
+    /// due before then (or before the answer releases them).
+    pub held_until: Option<DateTime<Utc>>,
     /// Created.
     pub created_at: DateTime<Utc>,
 }

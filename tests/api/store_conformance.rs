@@ -61,6 +61,9 @@ conformance!(
     every_change_of_a_job_is_one_event_numbered_per_tenant,
     events_are_purged_by_age_and_their_numbers_never_repeat,
     concurrent_writers_number_a_tenants_events_without_gaps,
+    a_webhooks_deliveries_are_recorded_once_whoever_records_them,
+    a_due_delivery_is_claimed_by_one_holder_and_its_attempts_recorded,
+    a_held_callback_waits_for_its_release,
 );
 
 fn job(project: &str, snapshot: &str, volume: &str) -> Job {
@@ -1070,5 +1073,277 @@ async fn postgresql_announces_each_change_with_the_job_and_its_tenant() {
             (refused.id, p("p2")),
             (refused.id, p("p2")),
         ]
+    );
+}
+
+/// A subscription of `project`, its cursor at `cursor`.
+fn subscription(project: &str, cursor: i64) -> backup_gateway::webhooks::model::Subscription {
+    backup_gateway::webhooks::model::Subscription {
+        id: uuid::Uuid::now_v7(),
+        project_id: project.into(),
+        url: "https://hooks.example.com/h".into(),
+        description: "d".into(),
+        event_types: Some(vec!["job.succeeded".into()]),
+        job_id: None,
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        previous_secret: None,
+        previous_secret_until: None,
+        cursor,
+        closed: false,
+        created_at: backup_gateway::jobs::model::now(),
+        held_until: None,
+    }
+}
+
+fn delivery(
+    s: &backup_gateway::webhooks::model::Subscription,
+    seq: i64,
+) -> backup_gateway::webhooks::model::Delivery {
+    backup_gateway::webhooks::model::Delivery::new(
+        s.id,
+        seq,
+        "job.succeeded",
+        JobId::new(),
+        format!("{{\"seq\":{seq}}}"),
+    )
+}
+
+async fn a_webhooks_deliveries_are_recorded_once_whoever_records_them(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    let hooks = store.webhooks();
+    let s = subscription("p1", 0);
+    hooks.insert_subscription(&s).await.expect("insert");
+    assert_eq!(
+        hooks.subscription("p1", s.id).await.expect("read"),
+        Some(s.clone())
+    );
+    assert_eq!(
+        hooks.subscription("p2", s.id).await.expect("read"),
+        None,
+        "another tenant's"
+    );
+
+    // Two replicas record the same events from the same cursor: one wins.
+    let batch = [delivery(&s, 1), delivery(&s, 2)];
+    let other = [delivery(&s, 1), delivery(&s, 2)];
+    let (first, second) = tokio::join!(
+        hooks.record_deliveries(s.id, 0, 2, false, &batch),
+        hooks.record_deliveries(s.id, 0, 2, false, &other),
+    );
+    assert_eq!(
+        [first.expect("record"), second.expect("record")]
+            .iter()
+            .filter(|won| **won)
+            .count(),
+        1
+    );
+    let recorded = hooks.deliveries(s.id, None, 10, None).await.expect("list");
+    assert_eq!(
+        recorded.iter().map(|d| d.event_seq).collect::<Vec<_>>(),
+        [2, 1],
+        "newest first"
+    );
+    assert_eq!(
+        hooks
+            .subscription("p1", s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cursor,
+        2
+    );
+    assert!(
+        !hooks
+            .record_deliveries(s.id, 0, 3, false, &[])
+            .await
+            .unwrap(),
+        "a stale cursor"
+    );
+
+    // Deleting it takes its deliveries.
+    assert!(hooks.delete_subscription("p1", s.id).await.unwrap());
+    assert!(
+        hooks
+            .deliveries(s.id, None, 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!hooks.delete_subscription("p1", s.id).await.unwrap());
+}
+
+async fn a_due_delivery_is_claimed_by_one_holder_and_its_attempts_recorded(
+    _db: &TestDatabase,
+    store: Arc<dyn JobStore>,
+) {
+    use backup_gateway::webhooks::model::{AttemptOutcome, DeliveryStatus};
+    let hooks = store.webhooks();
+    let s = subscription("p1", 0);
+    hooks.insert_subscription(&s).await.unwrap();
+    hooks
+        .record_deliveries(s.id, 0, 1, false, &[delivery(&s, 1)])
+        .await
+        .unwrap();
+    let now = backup_gateway::jobs::model::now();
+    let until = now + chrono::Duration::seconds(60);
+
+    let (a, b) = tokio::join!(
+        hooks.claim_due("replica-a", now, until, 10),
+        hooks.claim_due("replica-b", now, until, 10),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 1, "one holder");
+    let (holder, claimed) = if a.is_empty() {
+        ("replica-b", &b[0])
+    } else {
+        ("replica-a", &a[0])
+    };
+    assert_eq!(claimed.subscription.url, s.url);
+    assert!(
+        hooks
+            .claim_due("replica-c", now, until, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held"
+    );
+
+    // A failed attempt makes it due later; a claim that ran out frees it.
+    let later = now + chrono::Duration::seconds(5);
+    hooks
+        .record_attempt(
+            claimed.delivery.id,
+            holder,
+            &AttemptOutcome {
+                status: DeliveryStatus::Pending,
+                at: now,
+                next_attempt_at: Some(later),
+                status_code: Some(503),
+                error: Some("the receiver answered 503".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        hooks
+            .claim_due("replica-c", now, until, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due"
+    );
+    let again = hooks
+        .claim_due("replica-c", later, later, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery.attempts, 1);
+    assert_eq!(again[0].delivery.last_status_code, Some(503));
+    let after_claim = later + chrono::Duration::milliseconds(1);
+    assert_eq!(
+        hooks
+            .claim_due("replica-d", after_claim, after_claim, 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the claim ran out"
+    );
+    hooks
+        .record_attempt(
+            again[0].delivery.id,
+            "replica-c",
+            &AttemptOutcome {
+                status: DeliveryStatus::Succeeded,
+                at: later,
+                next_attempt_at: None,
+                status_code: Some(204),
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    let listed = hooks.deliveries(s.id, None, 10, None).await.unwrap();
+    assert_eq!(
+        listed[0].status,
+        DeliveryStatus::Pending,
+        "only its holder records an attempt"
+    );
+    hooks
+        .record_attempt(
+            again[0].delivery.id,
+            "replica-d",
+            &AttemptOutcome {
+                status: DeliveryStatus::Succeeded,
+                at: later,
+                next_attempt_at: None,
+                status_code: Some(204),
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    let done = hooks
+        .deliveries(s.id, Some(DeliveryStatus::Succeeded), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].attempts, 2);
+    assert!(
+        hooks
+            .claim_due("replica-e", after_claim, after_claim, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Ended deliveries go with retention.
+    let purged = hooks
+        .purge_deliveries(
+            backup_gateway::jobs::model::now() + chrono::Duration::seconds(1),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+}
+
+async fn a_held_callback_waits_for_its_release(_db: &TestDatabase, store: Arc<dyn JobStore>) {
+    let hooks = store.webhooks();
+    let now = backup_gateway::jobs::model::now();
+    let mut s = subscription("p1", 0);
+    s.held_until = Some(now + chrono::Duration::seconds(60));
+    hooks.insert_subscription(&s).await.unwrap();
+    hooks
+        .record_deliveries(s.id, 0, 1, false, &[delivery(&s, 1)])
+        .await
+        .unwrap();
+    let until = now + chrono::Duration::seconds(30);
+    assert!(
+        hooks
+            .claim_due("r", now, until, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held"
+    );
+
+    let released = hooks
+        .release("p1", s.id)
+        .await
+        .unwrap()
+        .expect("the callback");
+    assert_eq!(released.held_until, None);
+    let due = backup_gateway::jobs::model::now();
+    assert_eq!(
+        hooks.claim_due("r", due, until, 10).await.unwrap().len(),
+        1,
+        "due once released"
+    );
+    assert!(
+        hooks.release("p2", s.id).await.unwrap().is_none(),
+        "another tenant's"
     );
 }

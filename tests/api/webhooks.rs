@@ -24,7 +24,10 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, Gateway, TestApp, snapshot};
+use crate::{
+    databases::TestDatabase,
+    helpers::{Answer, Gateway, TestApp, TestCloud, snapshot},
+};
 
 /// Longest wait for deliveries in these tests (they come within a second
 /// or so; this only bounds a failing test).
@@ -62,6 +65,8 @@ pub struct Received {
 struct ReceiverState {
     secrets: Mutex<Vec<String>>,
     fail_next: AtomicUsize,
+    /// Answer every request with a redirect here.
+    redirect_to: Mutex<Option<String>>,
     received: Mutex<Vec<Received>>,
 }
 
@@ -159,6 +164,11 @@ impl Receiver {
         self.state.fail_next.store(n, Ordering::SeqCst);
     }
 
+    /// Answers every request `307` to `url`.
+    pub fn redirect_to(&self, url: &str) {
+        *self.state.redirect_to.lock().unwrap() = Some(url.to_owned());
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
@@ -218,7 +228,13 @@ impl Drop for Receiver {
 
 /// Records one request and answers it: 503 while told to fail, 401 when no
 /// signature verifies or the timestamp is not within five minutes, else 204.
-fn receive(state: &ReceiverState, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> AxumStatus {
+fn receive(
+    state: &ReceiverState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let header = |name: &str| {
         headers
             .get(name)
@@ -245,7 +261,10 @@ fn receive(state: &ReceiverState, uri: &Uri, headers: &HeaderMap, body: &[u8]) -
         .fail_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
-    let answer = if failing {
+    let redirect = state.redirect_to.lock().unwrap().clone();
+    let answer = if redirect.is_some() {
+        AxumStatus::TEMPORARY_REDIRECT
+    } else if failing {
         AxumStatus::SERVICE_UNAVAILABLE
     } else if verified_with.is_empty() || !fresh {
         AxumStatus::UNAUTHORIZED
@@ -260,7 +279,10 @@ fn receive(state: &ReceiverState, uri: &Uri, headers: &HeaderMap, body: &[u8]) -
         body: serde_json::from_slice(body).unwrap_or(Value::Null),
         answered: answer.as_u16(),
     });
-    answer
+    match redirect {
+        Some(location) => (answer, [(axum::http::header::LOCATION, location)]).into_response(),
+        None => answer.into_response(),
+    }
 }
 
 /// `method path` as `tenant` with a JSON body.
@@ -934,4 +956,178 @@ async fn a_thousand_jobs_over_ten_tenants_reach_each_tenants_own_subscriber_whol
             .iter()
             .all(|r| !r.verified_with.is_empty())
     );
+}
+
+#[tokio::test]
+async fn a_delivery_never_taken_fails_once_retries_are_over_and_no_redirect_is_followed() {
+    let mut flags = WEBHOOK_FLAGS.to_vec();
+    flags.extend(["--webhook-retry-for", "1s"]);
+    let app = TestApp::spawn_live(Duration::from_millis(100), &flags).await;
+    let elsewhere = Receiver::start().await;
+    let receiver = Receiver::start().await;
+    receiver.redirect_to(&elsewhere.url("/stolen"));
+    let webhook = subscribe(
+        &app,
+        "tenant-a",
+        json!({"url": receiver.url("/"), "event_types": ["job.created"]}),
+    )
+    .await;
+    receiver.trust(webhook["secret"].as_str().unwrap());
+    let id = webhook["id"].as_str().unwrap();
+
+    app.create_ok("tenant-a", &snapshot('a', 1)).await;
+
+    let failed = wait_until(|| async {
+        deliveries(&app, "tenant-a", id)
+            .await
+            .first()
+            .is_some_and(|d| d["status"] == "failed")
+    })
+    .await;
+    assert!(failed, "the delivery ends failed");
+    let delivery = &deliveries(&app, "tenant-a", id).await[0];
+    assert!(delivery["attempts"].as_u64() > Some(1), "{delivery}");
+    assert_eq!(delivery["last_status_code"], 307, "{delivery}");
+    assert!(
+        delivery["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("redirects are not followed"),
+        "{delivery}"
+    );
+    assert!(delivery["next_attempt_at"].is_null(), "{delivery}");
+    assert!(
+        elsewhere.received().is_empty(),
+        "the redirect was not followed"
+    );
+    let attempts = receiver.received().len() as u64;
+    assert_eq!(Some(attempts), delivery["attempts"].as_u64());
+
+    let metrics = app.get("tenant-a", "/metrics").await.text;
+    assert!(
+        metrics.contains("backup_gateway_webhook_attempts_total{outcome=\"gave_up\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("backup_gateway_webhook_attempts_total{outcome=\"failed\"}"));
+}
+
+#[tokio::test]
+async fn a_target_no_longer_allowed_is_not_called_whatever_its_name_resolves_to() {
+    // Arrange: two webhooks made while loopback was allowed, one naming an
+    // address and one a host name; then the gateway restarts on the same
+    // store allowing only another network.
+    let cloud = TestCloud::start(TestApp::sim_config(Duration::from_millis(100))).await;
+    let receiver = Receiver::start().await;
+    let port = receiver.address.port();
+    let mut flags = cloud.flags();
+    flags.extend(WEBHOOK_FLAGS);
+    flags.extend(["--poll-interval", "100ms"]);
+    let mut gateway = Gateway::start(&flags).await;
+    let by_address = subscribe(
+        &gateway,
+        "tenant-a",
+        json!({"url": format!("http://127.0.0.1:{port}/a")}),
+    )
+    .await;
+    let by_name = subscribe(
+        &gateway,
+        "tenant-a",
+        json!({"url": format!("http://localhost:{port}/n")}),
+    )
+    .await;
+    gateway.stop().await;
+    let mut flags = cloud.flags();
+    flags.extend([
+        "--webhook-allow",
+        "10.0.0.0/8",
+        "--webhook-retry-base",
+        "100ms",
+        "--poll-interval",
+        "100ms",
+    ]);
+    let gateway = Gateway::start(&flags).await;
+
+    // Act: a job's events are to be delivered to both.
+    gateway.create_ok("tenant-a", &snapshot('a', 1)).await;
+
+    // Assert: attempts fail without a connection.
+    for webhook in [&by_address, &by_name] {
+        let id = webhook["id"].as_str().unwrap();
+        let refused = wait_until(|| async {
+            deliveries(&gateway, "tenant-a", id)
+                .await
+                .iter()
+                .any(|d| d["attempts"].as_u64() >= Some(2))
+        })
+        .await;
+        assert!(refused, "attempts were made");
+        for delivery in deliveries(&gateway, "tenant-a", id).await {
+            if delivery["attempts"] != 0 {
+                assert!(
+                    delivery["last_error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("is not among the webhook targets"),
+                    "{delivery}"
+                );
+                assert!(delivery["last_status_code"].is_null(), "{delivery}");
+            }
+        }
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the receiver"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgresql_deliver_each_event_once() {
+    let db = TestDatabase::postgres().await;
+    let cloud = TestCloud::start(TestApp::sim_config(Duration::from_millis(200))).await;
+    let mut flags = cloud.flags_on(db.url());
+    flags.extend(WEBHOOK_FLAGS);
+    flags.extend([
+        "--poll-interval",
+        "100ms",
+        "--lease-ttl",
+        "2s",
+        "--rate-limit",
+        "0",
+    ]);
+    let a = Gateway::start(&flags).await;
+    let b = Gateway::start(&flags).await;
+    let receiver = Receiver::start().await;
+    let webhook = subscribe(&a, "tenant-a", json!({"url": receiver.url("/")})).await;
+    receiver.trust(webhook["secret"].as_str().unwrap());
+
+    // Act: jobs created on both replicas, each worked by either.
+    let mut jobs = Vec::new();
+    for n in 1..=3 {
+        let on = if n % 2 == 0 { &a } else { &b };
+        jobs.push(
+            on.create_ok("tenant-a", &snapshot('a', n)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    receiver
+        .wait_for("every job's success", |d| {
+            jobs.iter().all(|job| has(d, job, "job.succeeded"))
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Assert: every event of the tenant, each sent once.
+    let project = crate::helpers::PROJECT_A;
+    let events = a
+        .store()
+        .events_after(project, 0, &Default::default(), 1000)
+        .await
+        .expect("events");
+    let received = receiver.received();
+    let ids: BTreeSet<&str> = received.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), received.len(), "no delivery sent twice");
+    assert_eq!(received.len(), events.len(), "one delivery per event");
+    assert!(received.iter().all(|r| r.answered == 204));
 }

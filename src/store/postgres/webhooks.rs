@@ -19,7 +19,7 @@ use crate::webhooks::model::{AttemptOutcome, Delivery, DeliveryStatus, Subscript
 macro_rules! subscription_columns {
     () => {
         "id, project_id, url, description, event_types, job_id, secret, previous_secret, \
-         previous_secret_until, cursor, closed, created_at"
+         previous_secret_until, cursor, closed, created_at, held_until"
     };
 }
 
@@ -45,6 +45,7 @@ struct SubscriptionRow {
     cursor: i64,
     closed: bool,
     created_at: DateTime<Utc>,
+    held_until: Option<DateTime<Utc>>,
 }
 
 impl From<SubscriptionRow> for Subscription {
@@ -62,6 +63,7 @@ impl From<SubscriptionRow> for Subscription {
             cursor: row.cursor,
             closed: row.closed,
             created_at: row.created_at,
+            held_until: row.held_until,
         }
     }
 }
@@ -114,7 +116,7 @@ impl WebhookStore for PostgresStore {
         let sql = concat!(
             "INSERT INTO webhook_subscriptions (",
             subscription_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         );
         sqlx::query(sql)
             .bind(s.id)
@@ -129,6 +131,7 @@ impl WebhookStore for PostgresStore {
             .bind(s.cursor)
             .bind(s.closed)
             .bind(s.created_at)
+            .bind(s.held_until)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -215,6 +218,30 @@ impl WebhookStore for PostgresStore {
         Ok(row.map(Subscription::from))
     }
 
+    async fn release(&self, project_id: &str, id: Uuid) -> Result<Option<Subscription>, Error> {
+        let mut tx = self.pool.begin().await?;
+        let sql = concat!(
+            "UPDATE webhook_subscriptions SET held_until = NULL \
+             WHERE id = $1 AND project_id = $2 RETURNING ",
+            subscription_columns!()
+        );
+        let row: Option<SubscriptionRow> = sqlx::query_as(sql)
+            .bind(id)
+            .bind(project_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = $2 \
+             WHERE subscription_id = $1 AND status = 'pending' AND attempts = 0 AND next_attempt_at > $2",
+        )
+        .bind(id)
+        .bind(crate::jobs::model::now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.map(Subscription::from))
+    }
+
     async fn behind(&self) -> Result<Vec<Subscription>, Error> {
         let sql = concat!(
             "SELECT ",
@@ -236,19 +263,21 @@ impl WebhookStore for PostgresStore {
         deliveries: &[Delivery],
     ) -> Result<bool, Error> {
         let mut tx = self.pool.begin().await?;
-        let moved = sqlx::query(
+        // The row stays locked to the commit: a release of the hold comes
+        // before (and is read here) or after (and moves these deliveries).
+        let moved: Option<(Option<DateTime<Utc>>,)> = sqlx::query_as(
             "UPDATE webhook_subscriptions SET cursor = $3, closed = (closed OR $4) \
-             WHERE id = $1 AND cursor = $2",
+             WHERE id = $1 AND cursor = $2 RETURNING held_until",
         )
         .bind(subscription_id)
         .bind(from)
         .bind(to)
         .bind(close)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if moved.rows_affected() != 1 {
+        let Some((held_until,)) = moved else {
             return Ok(false);
-        }
+        };
         for d in deliveries {
             let sql = concat!(
                 "INSERT INTO webhook_deliveries (",
@@ -266,7 +295,10 @@ impl WebhookStore for PostgresStore {
                 .bind(d.status.as_str())
                 .bind(i32::try_from(d.attempts).unwrap_or(i32::MAX))
                 .bind(d.created_at)
-                .bind(d.next_attempt_at)
+                .bind(
+                    d.next_attempt_at
+                        .map(|at| held_until.map_or(at, |held| at.max(held))),
+                )
                 .bind(d.last_attempt_at)
                 .bind(d.last_status_code.map(i32::from))
                 .bind(&d.last_error)

@@ -16,7 +16,7 @@ use crate::webhooks::model::{AttemptOutcome, Delivery, DeliveryStatus, Subscript
 macro_rules! subscription_columns {
     () => {
         "id, project_id, url, description, event_types, job_id, secret, previous_secret, \
-         previous_secret_until, cursor, closed, created_at"
+         previous_secret_until, cursor, closed, created_at, held_until"
     };
 }
 
@@ -42,6 +42,7 @@ struct SubscriptionRow {
     cursor: i64,
     closed: i64,
     created_at: i64,
+    held_until: Option<i64>,
 }
 
 impl TryFrom<SubscriptionRow> for Subscription {
@@ -67,6 +68,7 @@ impl TryFrom<SubscriptionRow> for Subscription {
                 .map_err(|e| corrupt("job_id", &e))?,
             previous_secret_until: row.previous_secret_until.map(time).transpose()?,
             created_at: time(row.created_at)?,
+            held_until: row.held_until.map(time).transpose()?,
             project_id: row.project_id,
             url: row.url,
             description: row.description,
@@ -133,7 +135,7 @@ impl WebhookStore for SqliteStore {
         let sql = concat!(
             "INSERT INTO webhook_subscriptions (",
             subscription_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         );
         sqlx::query(sql)
             .bind(s.id.to_string())
@@ -152,6 +154,7 @@ impl WebhookStore for SqliteStore {
             .bind(s.cursor)
             .bind(i64::from(s.closed))
             .bind(millis(s.created_at))
+            .bind(s.held_until.map(millis))
             .execute(&self.writer)
             .await?;
         Ok(())
@@ -238,6 +241,31 @@ impl WebhookStore for SqliteStore {
         row.map(Subscription::try_from).transpose()
     }
 
+    async fn release(&self, project_id: &str, id: Uuid) -> Result<Option<Subscription>, Error> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let sql = concat!(
+            "UPDATE webhook_subscriptions SET held_until = NULL \
+             WHERE id = ?1 AND project_id = ?2 RETURNING ",
+            subscription_columns!()
+        );
+        let row: Option<SubscriptionRow> = sqlx::query_as(sql)
+            .bind(id.to_string())
+            .bind(project_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let now = millis(crate::jobs::model::now());
+        sqlx::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = ?2 \
+             WHERE subscription_id = ?1 AND status = 'pending' AND attempts = 0 AND next_attempt_at > ?2",
+        )
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.map(Subscription::try_from).transpose()
+    }
+
     async fn behind(&self) -> Result<Vec<Subscription>, Error> {
         let sql = concat!(
             "SELECT ",
@@ -259,19 +287,19 @@ impl WebhookStore for SqliteStore {
         deliveries: &[Delivery],
     ) -> Result<bool, Error> {
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        let moved = sqlx::query(
+        let moved: Option<(Option<i64>,)> = sqlx::query_as(
             "UPDATE webhook_subscriptions SET cursor = ?3, closed = (closed OR ?4) \
-             WHERE id = ?1 AND cursor = ?2",
+             WHERE id = ?1 AND cursor = ?2 RETURNING held_until",
         )
         .bind(subscription_id.to_string())
         .bind(from)
         .bind(to)
         .bind(close)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if moved.rows_affected() != 1 {
+        let Some((held_until,)) = moved else {
             return Ok(false);
-        }
+        };
         for d in deliveries {
             let sql = concat!(
                 "INSERT INTO webhook_deliveries (",
@@ -289,7 +317,10 @@ impl WebhookStore for SqliteStore {
                 .bind(d.status.as_str())
                 .bind(i64::from(d.attempts))
                 .bind(millis(d.created_at))
-                .bind(d.next_attempt_at.map(millis))
+                .bind(
+                    d.next_attempt_at
+                        .map(|at| millis(at).max(held_until.unwrap_or(0))),
+                )
                 .bind(d.last_attempt_at.map(millis))
                 .bind(d.last_status_code.map(i64::from))
                 .bind(&d.last_error)
