@@ -203,8 +203,9 @@ pub struct CreateBackupRequest {
     /// Where to deliver this job's events as webhooks (`http` or `https`,
     /// within the operator's allow-list, `--webhook-allow`; else `400
     /// webhook-target-not-allowed`). The answer's `callback_secret` is the
-    /// secret they are signed with, and `links.callback` the webhook, whose
-    /// deliveries are readable.
+    /// secret they are signed with (the first goes a second after this
+    /// answer), and `links.callback` the webhook, whose deliveries are
+    /// readable.
     #[schema(max_length = 2048)]
     pub callback_url: Option<String>,
 }

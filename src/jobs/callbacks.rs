@@ -3,12 +3,18 @@
 //! removed again when the create records nothing. Its id is the job's; it
 //! closes itself after the job's last event (see `webhooks::delivery`).
 //!
-//! Its deliveries are held until the create is answered, so that the
-//! caller has the secret to verify them with before the first arrives: the
-//! answer releases them, and a create never answered (its process died)
-//! holds them no longer than a request may last.
+//! Its deliveries are held until [`ANSWER_GRACE`] after the create is
+//! answered, so that the caller has the secret to verify them with before
+//! the first arrives; a create never answered (its process died) holds
+//! them no longer than a request may last.
+
+use std::time::Duration;
 
 use super::{Error, model::Job, service::Jobs};
+
+/// How long after a create's answer its callback's first delivery may go:
+/// time for the caller to keep the secret the answer carries.
+pub const ANSWER_GRACE: Duration = Duration::from_secs(1);
 use crate::webhooks::{model::Subscription, signing};
 
 impl Jobs {
@@ -56,7 +62,8 @@ impl Jobs {
     }
 
     /// Releases the deliveries of a job's callback, its create being
-    /// answered; the callback, if its request named one.
+    /// answered: they may go [`ANSWER_GRACE`] from now. The callback, if
+    /// its request named one.
     pub async fn release_callback(&self, job: &Job) -> Result<Option<Subscription>, Error> {
         if job.options.callback_url.is_none() {
             return Ok(None);
@@ -64,7 +71,7 @@ impl Jobs {
         Ok(self
             .store
             .webhooks()
-            .release(&job.project_id, job.id.0)
+            .release(&job.project_id, job.id.0, super::model::after(ANSWER_GRACE))
             .await?)
     }
 }

@@ -49,10 +49,15 @@ pub trait WebhookStore: Send + Sync {
         secret: &str,
         previous_until: DateTime<Utc>,
     ) -> Result<Option<Subscription>, Error>;
-    /// Ends the hold of a callback whose create was answered: its
-    /// deliveries held until then are due now. The subscription as it is
+    /// Shortens the hold of a callback whose create was answered to `at`:
+    /// its deliveries held longer are due then. The subscription as it is
     /// now; `None` if there is none.
-    async fn release(&self, project_id: &str, id: Uuid) -> Result<Option<Subscription>, Error>;
+    async fn release(
+        &self,
+        project_id: &str,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Subscription>, Error>;
     /// The open subscriptions whose tenant has events after their cursor.
     async fn behind(&self) -> Result<Vec<Subscription>, Error>;
     /// Records the deliveries of the subscription's events after `from`

@@ -1330,20 +1330,28 @@ async fn a_held_callback_waits_for_its_release(_db: &TestDatabase, store: Arc<dy
         "held"
     );
 
+    let at = now + chrono::Duration::seconds(1);
     let released = hooks
-        .release("p1", s.id)
+        .release("p1", s.id, at)
         .await
         .unwrap()
         .expect("the callback");
-    assert_eq!(released.held_until, None);
-    let due = backup_gateway::jobs::model::now();
+    assert_eq!(released.held_until, Some(at));
+    assert!(
+        hooks
+            .claim_due("r", now, until, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held until then"
+    );
     assert_eq!(
-        hooks.claim_due("r", due, until, 10).await.unwrap().len(),
+        hooks.claim_due("r", at, until, 10).await.unwrap().len(),
         1,
         "due once released"
     );
     assert!(
-        hooks.release("p2", s.id).await.unwrap().is_none(),
+        hooks.release("p2", s.id, at).await.unwrap().is_none(),
         "another tenant's"
     );
 }

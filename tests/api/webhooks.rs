@@ -301,7 +301,7 @@ async fn call(
 }
 
 /// Subscribes `tenant` to `url`; the webhook, with its secret.
-async fn subscribe(gateway: &Gateway, tenant: &str, body: Value) -> Value {
+pub async fn subscribe(gateway: &Gateway, tenant: &str, body: Value) -> Value {
     let answer = call(gateway, Method::POST, "/webhooks", tenant, Some(body)).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
     let id = answer.body["id"].as_str().expect("id");
@@ -320,7 +320,7 @@ async fn subscribe(gateway: &Gateway, tenant: &str, body: Value) -> Value {
 }
 
 /// The types of the events delivered for `job_id`, in the order received.
-fn types_of(delivered: &[Received], job_id: &str) -> Vec<String> {
+pub fn types_of(delivered: &[Received], job_id: &str) -> Vec<String> {
     delivered
         .iter()
         .filter(|r| r.body["data"]["job_id"] == job_id)
@@ -333,7 +333,7 @@ fn sorted(mut types: Vec<String>) -> Vec<String> {
     types
 }
 
-fn has(delivered: &[Received], job_id: &str, event_type: &str) -> bool {
+pub fn has(delivered: &[Received], job_id: &str, event_type: &str) -> bool {
     types_of(delivered, job_id).iter().any(|t| t == event_type)
 }
 

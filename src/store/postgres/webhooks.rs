@@ -218,16 +218,22 @@ impl WebhookStore for PostgresStore {
         Ok(row.map(Subscription::from))
     }
 
-    async fn release(&self, project_id: &str, id: Uuid) -> Result<Option<Subscription>, Error> {
+    async fn release(
+        &self,
+        project_id: &str,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Subscription>, Error> {
         let mut tx = self.pool.begin().await?;
         let sql = concat!(
-            "UPDATE webhook_subscriptions SET held_until = NULL \
+            "UPDATE webhook_subscriptions SET held_until = $3 \
              WHERE id = $1 AND project_id = $2 RETURNING ",
             subscription_columns!()
         );
         let row: Option<SubscriptionRow> = sqlx::query_as(sql)
             .bind(id)
             .bind(project_id)
+            .bind(at)
             .fetch_optional(&mut *tx)
             .await?;
         sqlx::query(
@@ -235,7 +241,7 @@ impl WebhookStore for PostgresStore {
              WHERE subscription_id = $1 AND status = 'pending' AND attempts = 0 AND next_attempt_at > $2",
         )
         .bind(id)
-        .bind(crate::jobs::model::now())
+        .bind(at)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

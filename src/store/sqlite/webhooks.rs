@@ -241,19 +241,25 @@ impl WebhookStore for SqliteStore {
         row.map(Subscription::try_from).transpose()
     }
 
-    async fn release(&self, project_id: &str, id: Uuid) -> Result<Option<Subscription>, Error> {
+    async fn release(
+        &self,
+        project_id: &str,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Subscription>, Error> {
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let sql = concat!(
-            "UPDATE webhook_subscriptions SET held_until = NULL \
+            "UPDATE webhook_subscriptions SET held_until = ?3 \
              WHERE id = ?1 AND project_id = ?2 RETURNING ",
             subscription_columns!()
         );
         let row: Option<SubscriptionRow> = sqlx::query_as(sql)
             .bind(id.to_string())
             .bind(project_id)
+            .bind(millis(at))
             .fetch_optional(&mut *tx)
             .await?;
-        let now = millis(crate::jobs::model::now());
+        let now = millis(at);
         sqlx::query(
             "UPDATE webhook_deliveries SET next_attempt_at = ?2 \
              WHERE subscription_id = ?1 AND status = 'pending' AND attempts = 0 AND next_attempt_at > ?2",

@@ -25,6 +25,7 @@ macro_rules! every_scenario {
             snapshot_pages_end_with_a_full_page_and_no_token,
             a_snapshots_event_stream_follows_its_job_to_succeeded,
             a_second_backup_expects_to_complete_as_the_first_did,
+            a_backups_callback_and_a_subscriber_get_its_events_signed,
         );
     };
     (@tests $start:expr; $($scenario:ident),* $(,)?) => {
@@ -302,6 +303,80 @@ pub async fn a_snapshots_event_stream_follows_its_job_to_succeeded(cloud: &mut U
     );
     assert_eq!(seen[2].data["data"]["backup_id"], job["backup_id"]);
     assert_eq!(seen[3].data["data"]["state"], "succeeded");
+}
+
+/// A create's `callback_url` and a subscription of the tenant both receive
+/// the job's events, signed with their secrets (verified by the receiver).
+pub async fn a_backups_callback_and_a_subscriber_get_its_events_signed(cloud: &mut Upstream) {
+    use crate::webhooks::{Receiver, has, subscribe, types_of};
+    let snapshot_id = cloud.fresh_snapshot("tenant-a").await;
+    let gateway = cloud.gateway();
+    let receiver = Receiver::start().await;
+    let webhook = subscribe(
+        gateway,
+        "tenant-a",
+        json!({"url": receiver.url("/all"), "event_types": ["job.running", "job.succeeded"]}),
+    )
+    .await;
+    receiver.trust(webhook["secret"].as_str().expect("secret"));
+
+    let created = gateway
+        .create_backup(
+            "tenant-a",
+            &snapshot_id,
+            json!({"callback_url": receiver.url("/job")}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
+    receiver.trust(
+        created.body["callback_secret"]
+            .as_str()
+            .expect("the callback's secret"),
+    );
+    let job_id = id_of(&created.body);
+    let job = gateway.wait_done("tenant-a", &job_id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    let delivered = receiver
+        .wait_for("the job's success at both", |d| {
+            let at = |path: &str| {
+                d.iter()
+                    .filter(|r| r.path == path)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            has(&at("/job"), &job_id, "job.succeeded") && has(&at("/all"), &job_id, "job.succeeded")
+        })
+        .await;
+    let at = |path: &str| {
+        delivered
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        types_of(&at("/job"), &job_id),
+        [
+            "job.created",
+            "job.submitted",
+            "job.running",
+            "job.succeeded"
+        ]
+    );
+    assert_eq!(
+        types_of(&at("/all"), &job_id),
+        ["job.running", "job.succeeded"]
+    );
+    let succeeded = delivered
+        .iter()
+        .find(|r| r.path == "/all" && r.body["type"] == "job.succeeded")
+        .expect("the success");
+    assert_eq!(succeeded.body["data"]["backup_id"], job["backup_id"]);
+    assert!(
+        receiver.received().iter().all(|r| r.answered == 204),
+        "every delivery verified at once"
+    );
 }
 
 /// Once a backup of the tenant has succeeded, the next one of the same

@@ -236,6 +236,8 @@ impl RealCloud {
             &tenant_b,
             "--poll-interval",
             "1s",
+            "--webhook-allow",
+            "127.0.0.0/8",
         ])
         .await;
         Upstream::Real(RealCloud {

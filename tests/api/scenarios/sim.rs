@@ -31,7 +31,7 @@ impl SimCloud {
     /// Starts a simulator and a gateway with its worker running.
     pub async fn start() -> Upstream {
         Upstream::Sim(SimCloud {
-            app: TestApp::spawn_live(BACKUP_DURATION, &[]).await,
+            app: TestApp::spawn_live(BACKUP_DURATION, &["--webhook-allow", "127.0.0.0/8"]).await,
         })
     }
 
