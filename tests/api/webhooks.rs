@@ -67,6 +67,8 @@ struct ReceiverState {
     fail_next: AtomicUsize,
     /// Answer every request with a redirect here.
     redirect_to: Mutex<Option<String>>,
+    /// Hold the answer of this many next requests for a minute.
+    hang_next: AtomicUsize,
     received: Mutex<Vec<Received>>,
 }
 
@@ -129,7 +131,21 @@ impl Receiver {
             let app =
                 axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
                     let state = shared.clone();
-                    async move { receive(&state, &uri, &headers, &body) }
+                    async move {
+                        let hang = state
+                            .hang_next
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                        let answer = receive(&state, &uri, &headers, &body);
+                        if hang {
+                            // Recorded as never answered.
+                            if let Some(last) = state.received.lock().unwrap().last_mut() {
+                                last.answered = 0;
+                            }
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
+                        answer
+                    }
                 });
             // Until told to stop; then the runtime and every connection
             // task in it are dropped.
@@ -162,6 +178,11 @@ impl Receiver {
     /// Answers the next `n` requests 503.
     pub fn fail_next(&self, n: usize) {
         self.state.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Holds the answers of the next `n` requests for a minute.
+    pub fn hang_next(&self, n: usize) {
+        self.state.hang_next.store(n, Ordering::SeqCst);
     }
 
     /// Answers every request `307` to `url`.
@@ -1130,4 +1151,53 @@ async fn two_replicas_on_postgresql_deliver_each_event_once() {
     assert_eq!(ids.len(), received.len(), "no delivery sent twice");
     assert_eq!(received.len(), events.len(), "one delivery per event");
     assert!(received.iter().all(|r| r.answered == 204));
+}
+
+#[tokio::test]
+async fn a_receiver_that_does_not_answer_in_time_gets_the_delivery_again() {
+    let mut flags = WEBHOOK_FLAGS.to_vec();
+    flags.extend(["--webhook-timeout", "500ms"]);
+    let app = TestApp::spawn_live(Duration::from_millis(100), &flags).await;
+    let receiver = Receiver::start().await;
+    receiver.hang_next(1);
+    let webhook = subscribe(
+        &app,
+        "tenant-a",
+        json!({"url": receiver.url("/"), "event_types": ["job.created"]}),
+    )
+    .await;
+    let secret = webhook["secret"].as_str().unwrap().to_owned();
+    receiver.trust(&secret);
+    let id = webhook["id"].as_str().unwrap();
+
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+
+    let delivered = receiver
+        .wait_for("the delivery", |d| {
+            has(d, job["id"].as_str().unwrap(), "job.created")
+        })
+        .await;
+    let received = receiver.received();
+    assert_eq!(
+        received.len(),
+        2,
+        "the attempt that got no answer, then another"
+    );
+    assert_eq!(received[0].id, received[1].id);
+    assert_eq!(delivered.len(), 1);
+    let settled = wait_until(|| async {
+        deliveries(&app, "tenant-a", id)
+            .await
+            .first()
+            .is_some_and(|d| d["status"] == "succeeded")
+    })
+    .await;
+    assert!(settled);
+    assert_eq!(deliveries(&app, "tenant-a", id).await[0]["attempts"], 2);
+    let logged = crate::helpers::logs();
+    assert!(
+        logged.contains("no answer within 500ms"),
+        "the timeout is logged"
+    );
+    assert!(!logged.contains(&secret), "no secret in the logs");
 }
