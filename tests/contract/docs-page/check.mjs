@@ -19,7 +19,8 @@
 //      also resolves no host name but 127.0.0.1, so nothing leaves even
 //      outside the page;
 //   2. the page lists every operation of the served /openapi.json (method,
-//      path and operation id), and nothing else;
+//      path and operation id; the requests of its `webhooks` by name), and
+//      nothing else;
 //   3. "Authorize" with the pasted token, then "Try it out" on
 //      create_backup, answers 202 in the page, with the token sent.
 // The job id of the 202 goes to RESULT; the shell script then
@@ -108,7 +109,9 @@ log(`/ links.docs = ${docsLink} -> ${docsUrl}`);
 const spec = await gatewayJson("/openapi.json");
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 const expected = [];
-for (const [path, item] of Object.entries(spec.paths ?? {})) {
+// The operations of `paths`, and the requests the gateway makes of
+// `webhooks` (the page lists those under their name).
+for (const [path, item] of [...Object.entries(spec.paths ?? {}), ...Object.entries(spec.webhooks ?? {})]) {
   for (const method of METHODS) {
     const op = item?.[method];
     if (!op) continue;
