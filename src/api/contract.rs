@@ -150,7 +150,7 @@ fn invalid_request_causes(operation_id: &str) -> Vec<&'static str> {
         "get_webhook" | "delete_webhook" => &[&["a `webhook_id` that is not UTF-8"]],
         "rotate_webhook_secret" => &[&[
             "a body that is not a JSON object, or an unknown field",
-            "a `secret` that is not `whsec_` and the base64 of 24 to 64 bytes, or is the current one",
+            "a `secret` that is not `whsec_` and the base64 of 24 to 64 bytes",
         ]],
         "list_webhook_deliveries" => &[QUERY, &["a `status` that is not a delivery status"], PAGED],
         "stream_events" => &[
@@ -484,6 +484,7 @@ pub(super) fn operation_mut<'a>(
     match method {
         "get" => item.get.as_mut(),
         "post" => item.post.as_mut(),
+        "delete" => item.delete.as_mut(),
         _ => None,
     }
 }
@@ -511,6 +512,45 @@ impl utoipa::Modify for JobLinks {
                     LinkBuilder::new()
                         .operation_id(operation_id)
                         .parameter("job_id", "$response.body#/id")
+                        .description(description)
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// Links from the webhook a subscription answers to the operations on it.
+pub(super) struct WebhookLinks;
+
+impl utoipa::Modify for WebhookLinks {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let Some(create) = operation_mut(openapi, "/webhooks", "post") else {
+            return;
+        };
+        let Some(RefOr::T(created)) = create.responses.responses.get_mut("201") else {
+            return;
+        };
+        for (name, operation_id, description) in [
+            ("GetWebhook", "get_webhook", "The webhook"),
+            (
+                "ListWebhookDeliveries",
+                "list_webhook_deliveries",
+                "Its deliveries",
+            ),
+            (
+                "RotateWebhookSecret",
+                "rotate_webhook_secret",
+                "Give it a new secret",
+            ),
+            ("DeleteWebhook", "delete_webhook", "Unsubscribe"),
+        ] {
+            created.links.insert(
+                name.to_owned(),
+                RefOr::T(
+                    LinkBuilder::new()
+                        .operation_id(operation_id)
+                        .parameter("webhook_id", "$response.body#/id")
                         .description(description)
                         .build(),
                 ),

@@ -359,6 +359,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     spec.info.version = env!("CARGO_PKG_VERSION").to_owned();
     contract::ErrorResponses.modify(&mut spec);
     contract::JobLinks.modify(&mut spec);
+    contract::WebhookLinks.modify(&mut spec);
     snapshots::document_create(&mut spec);
     events::document_stream(&mut spec);
     webhooks::document_webhooks(&mut spec);

@@ -206,7 +206,11 @@ pub struct CreateBackupRequest {
     /// secret they are signed with (the first goes a second after this
     /// answer), and `links.callback` the webhook, whose deliveries are
     /// readable.
-    #[schema(max_length = 2048)]
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^@#/?]+([/?][^#]*)?$"
+    )]
     pub callback_url: Option<String>,
 }
 

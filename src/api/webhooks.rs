@@ -112,16 +112,22 @@ impl WebhookView {
 pub struct CreateWebhookRequest {
     /// Where to deliver: `http` or `https`, no user name or password,
     /// within the operator's allow-list (`--webhook-allow`).
-    #[schema(max_length = 2048)]
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^@#/?]+([/?][^#]*)?$"
+    )]
     pub url: String,
     /// A note of the tenant's (at most 255 characters).
     #[schema(max_length = 255)]
     pub description: Option<String>,
     /// Only these event types (at least one); left out, every type.
-    #[schema(min_items = 1)]
+    #[schema(min_items = 1, value_type = Option<Vec<JobEventType>>)]
     pub event_types: Option<Vec<String>>,
     /// The signing secret to use (`whsec_` and the base64 of 24 to 64
-    /// bytes); left out, the gateway makes one.
+    /// bytes; the pattern states 24 to 62); left out, the gateway makes
+    /// one.
+    #[schema(pattern = "^whsec_([A-Za-z0-9+/]{4}){8,20}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
     pub secret: Option<String>,
 }
 
@@ -131,6 +137,7 @@ pub struct CreateWebhookRequest {
 pub struct RotateSecretRequest {
     /// The new secret (`whsec_` and the base64 of 24 to 64 bytes); left
     /// out, the gateway makes one.
+    #[schema(pattern = "^whsec_([A-Za-z0-9+/]{4}){8,20}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
     pub secret: Option<String>,
 }
 
@@ -431,7 +438,8 @@ pub async fn delete_webhook(
 /// the old one for `--webhook-secret-overlap` (24 hours by default): each
 /// then carries two signatures in `webhook-signature`, so a receiver may
 /// switch secrets whenever it likes within that time. The body may name the
-/// new secret; left out (or an empty body), the gateway makes one.
+/// new secret; left out (or an empty body), the gateway makes one. Naming
+/// the current secret changes nothing (so a rotation may be retried).
 #[utoipa::path(
     post,
     path = "/webhooks/{webhook_id}/rotate-secret",
@@ -497,7 +505,9 @@ pub async fn list_webhook_deliveries(
     }))
 }
 
-/// The `webhooks` section of the document (OpenAPI 3.1): the request the
+/// What the annotations cannot say of the webhook operations (a rotation's
+/// body is optional; a subscription's `201` always has `Location`), and the
+/// `webhooks` section of the document (OpenAPI 3.1): the request the
 /// gateway makes to a subscriber for each event, with its signature
 /// headers.
 pub(super) fn document_webhooks(spec: &mut utoipa::openapi::OpenApi) {
@@ -578,6 +588,21 @@ pub(super) fn document_webhooks(spec: &mut utoipa::openapi::OpenApi) {
                 .build(),
         )
         .build();
+    if let Some(rotate) =
+        super::contract::operation_mut(spec, "/webhooks/{webhook_id}/rotate-secret", "post")
+        && let Some(utoipa::openapi::RefOr::T(body)) = rotate.request_body.as_mut()
+    {
+        body.required = Some(Required::False);
+        body.description = Some(
+            "The new secret, optional; an empty body (or none) asks the gateway for one".to_owned(),
+        );
+    }
+    if let Some(create) = super::contract::operation_mut(spec, "/webhooks", "post")
+        && let Some(utoipa::openapi::RefOr::T(created)) = create.responses.responses.get_mut("201")
+        && let Some(utoipa::openapi::RefOr::T(location)) = created.headers.get_mut("Location")
+    {
+        super::contract::mark_required(location);
+    }
     spec.webhooks = Some(
         PathsBuilder::new()
             .path("job-event", PathItem::new(HttpMethod::Post, operation))

@@ -211,7 +211,8 @@ impl Webhooks {
 
     /// Gives the subscription a new secret (the caller's, or a new random
     /// one); the one it replaces is still signed with for
-    /// `--webhook-secret-overlap`.
+    /// `--webhook-secret-overlap`. Naming the current secret changes
+    /// nothing (a retried rotation).
     pub async fn rotate_secret(
         &self,
         tenant: &str,
@@ -225,9 +226,9 @@ impl Webhooks {
         let current = self.get_in(&project_id, id).await?;
         let secret = secret.unwrap_or_else(signing::new_secret);
         if secret == current.secret {
-            return Err(Error::Invalid(
-                "`secret` is the subscription's current secret; a rotation needs a new one".into(),
-            ));
+            // A retry of a rotation whose answer was lost: already done,
+            // and the secret it replaced stays as it was.
+            return Ok(current);
         }
         let until = crate::jobs::model::after(self.settings.secret_overlap);
         let rotated = self

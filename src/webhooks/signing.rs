@@ -8,7 +8,19 @@
 //! receiver may verify with either secret.
 
 use aws_lc_rs::hmac;
-use base64::{Engine, engine::general_purpose::STANDARD};
+use base64::{
+    Engine,
+    engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig, general_purpose::STANDARD},
+};
+
+/// Reads a secret's base64 as receivers' libraries do: padded or not, and
+/// whatever the unused bits of its last character.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// The prefix of every secret.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -44,7 +56,7 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
 
 /// The key bytes of a secret; `None` when it is not `whsec_` and base64.
 fn secret_bytes(secret: &str) -> Option<Vec<u8>> {
-    STANDARD
+    LENIENT
         .decode(secret.strip_prefix(SECRET_PREFIX)?)
         .ok()
         .filter(|bytes| !bytes.is_empty())

@@ -19,7 +19,15 @@
 # Idempotency-Key, retried), (c) long-polls the jobs (?wait=) until
 # `succeeded`, (d) pages GET /jobs?state=succeeded&limit=1 along
 # next_page_token and filters by snapshot, (e) gets typed Problem bodies for
-# 404s, 409 snapshot-busy, 409 job-not-cancellable, 422 and 401.
+# 404s, 409 snapshot-busy, 409 job-not-cancellable, 422 and 401, (f) starts a
+# webhook receiver of its own on 127.0.0.1, subscribes it to job.succeeded
+# (201 + secret + Location), lists (and pages) and gets the webhook, creates a
+# backup with a callback_url (callback_secret, links.callback), waits until
+# both deliveries succeed, verifies what the receiver got (the JobEventView
+# bodies, the Standard Webhooks signatures with each secret, the timestamps),
+# reads the delivery, rotates the secret, deletes the webhook (then 404
+# webhook-not-found) and gets 400 webhook-target-not-allowed for a URL outside
+# the demo's allow-list.
 # A generator warning about the document fails the check too.
 #
 # CONTRACT_CLIENT_LANGS="python typescript" picks the languages (default both);
@@ -186,7 +194,7 @@ for lang in $LANGS; do
   fi
 done
 
-log "checked: clients generated from ${SPEC#"$ROOT"/}, with no hand edits: readyz, list (and page) snapshots, create backups (202 + job + Location), long-poll jobs to \`succeeded\`, page filtered job lists, retry with an Idempotency-Key, and read typed Problem errors (404, 409 snapshot-busy, 409 job-not-cancellable, 422 idempotency-key-reused, 401)"
+log "checked: clients generated from ${SPEC#"$ROOT"/}, with no hand edits: readyz, list (and page) snapshots, create backups (202 + job + Location), long-poll jobs to \`succeeded\`, page filtered job lists, retry with an Idempotency-Key, read typed Problem errors (404, 409 snapshot-busy, 409 job-not-cancellable, 422 idempotency-key-reused, 401), and subscribe a webhook and a create's callback_url, receive and verify their signed deliveries, list deliveries, rotate the secret and delete (404 webhook-not-found, 400 webhook-target-not-allowed)"
 log "took $((SECONDS - started)) s"
 if [ "${#bad_langs[@]}" -gt 0 ]; then
   echo "clients.sh: the gateway's log, its last 40 records:" >&2

@@ -79,22 +79,29 @@ log "demo at $GATEWAY"
 # backup needs an earlier `available` backup of the volume, or Cinder refuses
 # it (422). Give each of tenant-a's volumes one full backup first, so that
 # `incremental: true`, valid by the schema, can be accepted; it also gives
-# the first phases real job ids to draw on.
-log "priming: one full backup of each of tenant-a's snapshots"
+# the first phases real job ids to draw on. Two webhooks come first (to a
+# port nobody listens on: their deliveries stay pending), so that the
+# listings of webhooks and of deliveries have pages to give tokens of.
+log "priming: two webhooks, and one full backup of each of tenant-a's snapshots"
+export PAGE_TOKENS="$WORK/page-tokens.json"
 "$VENV/bin/python" - <<'EOF' || die "priming the demo failed"
 import json, os, time, urllib.request
 
 gateway, token = os.environ["GATEWAY"], os.environ["TOKEN_A"]
 
 
-def call(method, path):
+def call(method, path, body=None):
     request = urllib.request.Request(
-        gateway + path, method=method, headers={"Authorization": f"Bearer {token}"}
+        gateway + path,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        data=None if body is None else json.dumps(body).encode(),
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
 
+hooks = [call("POST", "/webhooks", {"url": f"http://127.0.0.1:9/primed-{n}"})["id"] for n in range(2)]
 snapshots = [s["id"] for s in call("GET", "/snapshots?limit=1000")["snapshots"]]
 jobs = [call("POST", f"/snapshots/{s}/backups")["id"] for s in snapshots]
 deadline = time.monotonic() + 60
@@ -104,7 +111,19 @@ for job in jobs:
             raise SystemExit(f"job {job} still {state} after 60 s")
     if state != "succeeded":
         raise SystemExit(f"job {job} ended {state}")
-print(f"schemathesis.sh: primed {len(jobs)} snapshots")
+# Page tokens of the webhook listings, given out now (the runs may delete
+# these webhooks): the hooks use them (see hooks.py).
+while len(call("GET", f"/webhooks/{hooks[0]}/deliveries?limit=2")["deliveries"]) < 2:
+    if time.monotonic() > deadline:
+        raise SystemExit("the primed webhook has no deliveries after 60 s")
+    time.sleep(0.2)
+tokens = {
+    "/webhooks": call("GET", "/webhooks?limit=1")["next_page_token"],
+    "/webhooks/{webhook_id}/deliveries": call("GET", f"/webhooks/{hooks[0]}/deliveries?limit=1")["next_page_token"],
+}
+with open(os.environ["PAGE_TOKENS"], "w", encoding="utf-8") as out:
+    json.dump(tokens, out)
+print(f"schemathesis.sh: primed {len(jobs)} snapshots and {len(hooks)} webhooks")
 EOF
 
 rm -rf "$REPORTS"

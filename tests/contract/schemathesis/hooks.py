@@ -1,12 +1,19 @@
 """Schemathesis hooks of tests/contract/schemathesis.sh.
 
-Two values are valid only by the server's own word, which no schema can
+Three values are valid only by the server's own word, which no schema can
 state, so that a value Schemathesis makes up to fit the schema is still
 refused, rightly:
 
 - `page_token` is opaque: only a token the listing gave out is valid (any
   other is a documented 400), and every string fits the schema. A made-up
-  token is replaced by a real one, asked of the gateway once.
+  token is replaced by a real one, asked of the gateway once (those of the
+  webhook listings were given out while the script primed the demo, and
+  kept in $PAGE_TOKENS: a run may delete those webhooks; a position in one
+  webhook's deliveries is a position in any webhook's).
+- A webhook's `url` and a create's `callback_url` must be within the
+  operator's allow-list (any other is a documented 400
+  `webhook-target-not-allowed`): a made-up URL is replaced by one on this
+  machine, which the demo allows (at a port nobody listens on).
 - `Idempotency-Key` binds a key to the first request sent with it: the same
   key with another request is a documented 422. A valid case's key is
   replaced by a fresh one, so that each case is a first use. The header is
@@ -32,7 +39,8 @@ from typing import Any
 
 import schemathesis
 
-LISTINGS = {"/jobs", "/snapshots"}
+LISTINGS = {"/jobs", "/snapshots", "/webhooks", "/webhooks/{webhook_id}/deliveries"}
+ALLOWED_URL = "http://127.0.0.1:9/schemathesis"
 
 # The document's pattern for Idempotency-Key (1 to 255 visible ASCII
 # characters other than `"` and a backslash, optionally quoted).
@@ -42,6 +50,12 @@ VALID_KEY = re.compile(r'^([!#-\[\]-~]{1,255}|"[!#-\[\]-~]{1,255}")$')
 @cache
 def real_page_token(path: str) -> str:
     """A `next_page_token` the gateway gave out for `path` (tenant-a's)."""
+    primed = os.environ.get("PAGE_TOKENS")
+    if primed:
+        with open(primed, encoding="utf-8") as tokens:
+            token = json.load(tokens).get(path)
+        if token:
+            return str(token)
     request = urllib.request.Request(
         f"{os.environ['GATEWAY']}{path}?limit=1",
         headers={"Authorization": f"Bearer {os.environ['TOKEN_A']}"},
@@ -79,6 +93,10 @@ def before_call(ctx: schemathesis.HookContext, case: schemathesis.Case, kwargs: 
         and isinstance(case.query.get("page_token"), str)
     ):
         case.query["page_token"] = real_page_token(operation.path)
+    if operation.method.upper() == "POST" and isinstance(case.body, MutableMapping):
+        for field in ("url", "callback_url"):
+            if isinstance(case.body.get(field), str):
+                case.body[field] = ALLOWED_URL
     if isinstance(case.headers, MutableMapping):
         for name in list(case.headers):
             key = case.headers[name]
