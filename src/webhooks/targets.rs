@@ -39,16 +39,19 @@ impl FromStr for Entry {
             )
         };
         if let Some((base, prefix)) = text.split_once('/') {
-            let base: IpAddr = base.parse().map_err(|_| invalid())?;
+            let written: IpAddr = base.parse().map_err(|_| invalid())?;
             let prefix: u8 = prefix.parse().map_err(|_| invalid())?;
-            let bits = if base.is_ipv4() { 32 } else { 128 };
-            if prefix > bits {
+            let base = written.to_canonical();
+            // An IPv4-mapped block (`::ffff:10.0.0.0/104`) is its IPv4
+            // block: its prefix counts the 96 bits of the mapping.
+            let prefix = match (written, base) {
+                (IpAddr::V6(_), IpAddr::V4(_)) => prefix.checked_sub(96).ok_or_else(invalid)?,
+                _ => prefix,
+            };
+            if prefix > if base.is_ipv4() { 32 } else { 128 } {
                 return Err(invalid());
             }
-            return Ok(Entry::Net {
-                base: base.to_canonical(),
-                prefix,
-            });
+            return Ok(Entry::Net { base, prefix });
         }
         if let Ok(ip) = text
             .trim_start_matches('[')
@@ -78,18 +81,43 @@ impl FromStr for Entry {
     }
 }
 
+/// Addresses a block must name to allow them: a catch-all such as
+/// `0.0.0.0/0` does not reach this host (loopback), the cloud's metadata
+/// service and other link-local neighbours, or the unspecified address.
+fn special(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => ip.is_loopback() || ip.is_link_local() || ip.octets()[0] == 0,
+        IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// The shortest prefix of a block that allows [`special`] addresses.
+fn names_specials(ip: IpAddr, prefix: u8) -> bool {
+    prefix >= if ip.is_ipv4() { 8 } else { 10 }
+}
+
 impl Entry {
     fn allows_ip(&self, ip: IpAddr) -> bool {
         let Entry::Net { base, prefix } = self else {
             return false;
         };
-        match (base, ip.to_canonical()) {
+        let ip = ip.to_canonical();
+        if special(ip) && !names_specials(ip, *prefix) {
+            return false;
+        }
+        match (base, ip) {
             (IpAddr::V4(base), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32u32.saturating_sub(u32::from(*prefix)))
+                    .unwrap_or(0);
                 u32::from(*base) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(base), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(*prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128u32.saturating_sub(u32::from(*prefix)))
+                    .unwrap_or(0);
                 u128::from(*base) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -257,8 +285,10 @@ pub enum TargetError {
     /// The host (or an address it resolves to) is outside the allow-list.
     #[error("`{0}` is not among the webhook targets this gateway's operator allows")]
     NotAllowed(String),
-    /// The host name does not resolve.
-    #[error("the host `{0}` cannot be resolved")]
+    /// The host name does not resolve. Told as a target not allowed: the
+    /// difference would tell callers which names resolve in the gateway's
+    /// network.
+    #[error("`{0}` is not among the webhook targets this gateway's operator allows")]
     Unresolvable(String),
 }
 
@@ -302,6 +332,40 @@ mod tests {
         );
         assert!(!allow.allows_ip("169.254.169.254".parse().unwrap()));
         assert!(list(&["0.0.0.0/0"]).allows_ip("203.0.113.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_ipv4_mapped_block_is_its_ipv4_block() {
+        let allow = list(&["::ffff:10.0.0.0/104"]);
+        assert!(allow.allows_ip("10.200.0.1".parse().unwrap()));
+        assert!(!allow.allows_ip("11.0.0.1".parse().unwrap()));
+        assert!(!allow.allows_ip("127.0.0.1".parse().unwrap()));
+        assert!(AllowList::parse(&["::ffff:10.0.0.0/95"]).is_err(), "wider than IPv4");
+    }
+
+    #[test]
+    fn a_catch_all_block_leaves_out_loopback_link_local_and_unspecified_addresses() {
+        let everything = list(&["0.0.0.0/0", "::/0"]);
+        assert!(everything.allows_ip("203.0.113.9".parse().unwrap()));
+        assert!(everything.allows_ip("2001:db8::1".parse().unwrap()));
+        for special in ["127.0.0.1", "169.254.169.254", "0.0.0.0", "::1", "fe80::1", "::", "::ffff:127.0.0.1"] {
+            assert!(!everything.allows_ip(special.parse().unwrap()), "{special}");
+        }
+        assert!(list(&["127.0.0.0/8"]).allows_ip("127.0.0.1".parse().unwrap()), "named: allowed");
+        assert!(list(&["169.254.169.254"]).allows_ip("169.254.169.254".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn an_address_written_oddly_is_the_address_it_means() {
+        let loopback = list(&["127.0.0.0/8"]);
+        let elsewhere = list(&["10.0.0.0/8"]);
+        for odd in ["http://2130706433/", "http://0x7f.1/", "http://0177.0.0.1/", "http://[::ffff:7f00:1]/"] {
+            assert!(loopback.check_url(odd).await.is_ok(), "{odd}");
+            assert!(
+                matches!(elsewhere.check_url(odd).await, Err(TargetError::NotAllowed(_))),
+                "{odd}"
+            );
+        }
     }
 
     #[test]
