@@ -207,11 +207,6 @@ impl Application {
         self.worker.clone()
     }
 
-    /// The webhook dispatcher, for a pass by hand (tests).
-    pub fn dispatcher(&self) -> webhooks::delivery::Dispatcher {
-        self.dispatcher.clone()
-    }
-
     /// The job service, for running a purge by hand (tests).
     pub fn jobs(&self) -> Arc<Jobs> {
         self.jobs.clone()

@@ -24,6 +24,10 @@ CREATE TABLE webhook_subscriptions (
     -- A callback whose create is not answered yet: its deliveries wait
     -- (until then at the latest), so that the caller has its secret first.
     held_until              TIMESTAMPTZ,
+    -- The replica delivering to it now, and until when it may: one at a
+    -- time, so that its deliveries go in the order of their events.
+    sending_by              TEXT,
+    sending_until           TIMESTAMPTZ,
     created_at              TIMESTAMPTZ NOT NULL
 );
 
@@ -40,15 +44,16 @@ CREATE TABLE webhook_deliveries (
     attempts            INTEGER NOT NULL DEFAULT 0,
     created_at          TIMESTAMPTZ NOT NULL,
     next_attempt_at     TIMESTAMPTZ,
-    -- The replica making an attempt now, and until when it may.
-    claimed_by          TEXT,
-    claimed_until       TIMESTAMPTZ,
     last_attempt_at     TIMESTAMPTZ,
     last_status_code    INTEGER,
     last_error          TEXT,
     UNIQUE (subscription_id, event_seq)
 );
 
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_subscriptions_open ON webhook_subscriptions (project_id) WHERE NOT closed;
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (subscription_id, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription_id, id);
 CREATE INDEX webhook_deliveries_by_age ON webhook_deliveries (created_at);
+
+-- A job's events (a callback's, and `GET /events?job_id=`).
+CREATE INDEX job_events_by_job ON job_events (project_id, job_id, seq);

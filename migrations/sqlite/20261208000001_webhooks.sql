@@ -14,6 +14,8 @@ CREATE TABLE webhook_subscriptions (
     cursor                  INTEGER NOT NULL,
     closed                  INTEGER NOT NULL DEFAULT 0,
     held_until              INTEGER,
+    sending_by              TEXT,
+    sending_until           INTEGER,
     created_at              INTEGER NOT NULL
 );
 
@@ -30,14 +32,16 @@ CREATE TABLE webhook_deliveries (
     attempts            INTEGER NOT NULL DEFAULT 0,
     created_at          INTEGER NOT NULL,
     next_attempt_at     INTEGER,
-    claimed_by          TEXT,
-    claimed_until       INTEGER,
     last_attempt_at     INTEGER,
     last_status_code    INTEGER,
     last_error          TEXT,
     UNIQUE (subscription_id, event_seq)
 );
 
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_subscriptions_open ON webhook_subscriptions (project_id) WHERE NOT closed;
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (subscription_id, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription_id, id);
 CREATE INDEX webhook_deliveries_by_age ON webhook_deliveries (created_at);
+
+-- A job's events (a callback's, and `GET /events?job_id=`).
+CREATE INDEX job_events_by_job ON job_events (project_id, job_id, seq);

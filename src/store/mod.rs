@@ -20,7 +20,7 @@ use crate::jobs::model::{Job, JobId, JobState};
 pub use cached::CachedStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
-pub use webhooks::{ClaimedDelivery, WebhookStore};
+pub use webhooks::{ClaimedBatch, WebhookStore};
 
 /// How to open the store.
 #[derive(Debug, Clone)]

@@ -8,13 +8,14 @@ use uuid::Uuid;
 use super::Error;
 use crate::webhooks::model::{AttemptOutcome, Delivery, DeliveryStatus, Subscription};
 
-/// A delivery claimed for an attempt, with its subscription.
+/// A subscription claimed for delivering to, with its first due
+/// deliveries.
 #[derive(Debug, Clone)]
-pub struct ClaimedDelivery {
-    /// The delivery.
-    pub delivery: Delivery,
-    /// Its subscription as it is now (its URL and secrets).
+pub struct ClaimedBatch {
+    /// The subscription as it is now (its URL and secrets).
     pub subscription: Subscription,
+    /// Its due deliveries, in the order of their events.
+    pub deliveries: Vec<Delivery>,
 }
 
 /// Durable storage of webhook subscriptions and deliveries.
@@ -58,7 +59,8 @@ pub trait WebhookStore: Send + Sync {
         id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<Option<Subscription>, Error>;
-    /// The open subscriptions whose tenant has events after their cursor.
+    /// The open subscriptions with events after their cursor: their
+    /// tenant's, or for a callback its job's.
     async fn behind(&self) -> Result<Vec<Subscription>, Error>;
     /// Records the deliveries of the subscription's events after `from`
     /// up to `to`, and moves its cursor to `to` (closing it when `close`),
@@ -72,18 +74,27 @@ pub trait WebhookStore: Send + Sync {
         close: bool,
         deliveries: &[Delivery],
     ) -> Result<bool, Error>;
-    /// Claims for `holder` until `until` up to `limit` pending deliveries
-    /// due at `now` that nobody else holds (or whose holder's claim ran
-    /// out; `holder`'s own claims are those of an earlier life of it),
-    /// oldest due first, with their subscriptions.
+    /// Claims for `holder` until `until` up to `subscriptions`
+    /// subscriptions with deliveries due at `now` that nobody is
+    /// delivering to (no claim runs), those due longest first, each with
+    /// its first `per_subscription` due deliveries in event order. One
+    /// statement takes the claims, so that one holder at a time delivers
+    /// to a subscription.
     async fn claim_due(
         &self,
         holder: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>, Error>;
-    /// Records an attempt on a delivery `holder` claimed, and lets it go.
+        subscriptions: u32,
+        per_subscription: u32,
+    ) -> Result<Vec<ClaimedBatch>, Error>;
+    /// Ends `holder`'s claim on a subscription.
+    async fn unclaim(&self, subscription_id: Uuid, holder: &str) -> Result<(), Error>;
+    /// Ends every claim of `holder` (an earlier life of it, which stopped
+    /// while delivering); how many.
+    async fn unclaim_all(&self, holder: &str) -> Result<u64, Error>;
+    /// Records an attempt on a pending delivery of a subscription `holder`
+    /// has claimed (nothing when the claim was lost).
     async fn record_attempt(
         &self,
         id: Uuid,

@@ -1,28 +1,31 @@
 //! Making deliveries, in every replica.
 //!
 //! A pass does two things. It turns new events into deliveries: for each
-//! open subscription whose tenant has events after its cursor, it reads
-//! them, keeps those the subscription wants, and records one delivery per
-//! event while moving the cursor, in one transaction that only the first
-//! replica to try gets through (the cursor is compare-and-set). Then it
-//! claims the deliveries that are due, for a while no other replica takes
-//! them, and attempts them: one subscription's in the order of their
-//! events, different subscriptions' at once. A delivery whose attempt
-//! fails is due again after a backoff that doubles, until retries have
-//! lasted `--webhook-retry-for`; then it has `failed`. A crash between an
-//! attempt and its record makes the attempt again once the claim runs out:
-//! at least once, and `webhook-id` tells a receiver it has seen it.
+//! open subscription with events after its cursor, it reads them, keeps
+//! those the subscription wants, and records one delivery per event while
+//! moving the cursor, in one transaction that only the first replica to
+//! try gets through (the cursor is compare-and-set). Then it claims
+//! subscriptions with deliveries due that nobody is delivering to, as many
+//! as it has room for (`--webhook-concurrency`), and hands each to a task
+//! of its own that sends its due deliveries one after another, in the
+//! order of their events, and lets the subscription go. One replica at a
+//! time delivers to a subscription, and a slow or dead receiver holds up
+//! only its own deliveries. A failed attempt ends its task's turn: that
+//! delivery is due again after a backoff that doubles, until retries have
+//! lasted `--webhook-retry-for` (then it has `failed`), and the
+//! deliveries after it go at the next turn. A crash between an attempt and
+//! its record makes the attempt again once the claim runs out (or at once,
+//! by the same replica's next life): at least once, and `webhook-id` tells
+//! a receiver it has seen it.
 
 use std::{
-    collections::BTreeMap,
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use reqwest::{Url, header};
-use tokio::{sync::Semaphore, task::JoinSet};
-use uuid::Uuid;
+use tokio::{sync::Notify, task::JoinSet};
 
 use super::{
     Webhooks,
@@ -35,7 +38,7 @@ use crate::{
         events::{EventFilter, EventKind},
         model::{later, now},
     },
-    store::{self, ClaimedDelivery},
+    store::{self, ClaimedBatch},
 };
 
 /// Events read for one subscription at once.
@@ -51,7 +54,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// Deliveries purged per statement.
 const PURGE_BATCH: u32 = 500;
 
-/// How much longer than an attempt's time limit a claim lasts.
+/// Deliveries of one subscription sent in one turn.
+const PER_TURN: u32 = 10;
+
+/// How much longer than its attempts' time limits a turn's claim lasts.
 const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 /// The `User-Agent` of deliveries.
@@ -64,6 +70,8 @@ pub struct Dispatcher {
     client: reqwest::Client,
     /// This replica's name: whose claims are whose.
     replica: String,
+    /// Wakes the loop when a turn ends (its subscription may have more due).
+    turn_ended: Arc<Notify>,
 }
 
 impl Dispatcher {
@@ -83,44 +91,73 @@ impl Dispatcher {
             webhooks,
             client,
             replica,
+            turn_ended: Arc::new(Notify::new()),
         })
     }
 
     /// Makes deliveries until `stop` turns true: a pass at every job
-    /// change and at least every [`TICK`]. Attempts under way when it stops
-    /// are made again later (their claims run out).
+    /// change, when a turn ends, and at least every [`TICK`]. Turns under
+    /// way when it stops are cut; their subscriptions are claimed again by
+    /// this replica's next life at once, or by another once the claims
+    /// run out.
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let hooks = self.webhooks.jobs().store().webhooks();
+        match hooks.unclaim_all(&self.replica).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                subscriptions = n,
+                "let go of webhook claims of this replica's earlier life"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not let go of this replica's earlier webhook claims; they run out by themselves")
+            }
+        }
         let mut changes = self.webhooks.jobs().changes();
+        let mut turns = JoinSet::new();
         let mut last_purge = Instant::now();
         loop {
             if *stop.borrow() {
                 return;
             }
             changes.mark_unchanged();
-            self.pass().await;
+            while turns.try_join_next().is_some() {}
+            self.pass(&mut turns).await;
             if last_purge.elapsed() >= PURGE_EVERY {
                 last_purge = Instant::now();
                 self.purge().await;
             }
             tokio::select! {
                 _ = changes.changed() => {}
+                () = self.turn_ended.notified() => {}
                 () = tokio::time::sleep(TICK) => {}
                 _ = stop.changed() => {}
             }
         }
     }
 
-    /// One pass: new events into deliveries, then the due deliveries
-    /// attempted. How many attempts were made.
-    pub async fn pass(&self) -> usize {
+    /// One pass: new events into deliveries, then a turn started for each
+    /// subscription with deliveries due, as many as there is room for.
+    async fn pass(&self, turns: &mut JoinSet<()>) {
         if let Err(e) = self.record_new_events().await {
             tracing::warn!(error = %e, "could not turn new events into webhook deliveries; will try again");
         }
-        match self.attempt_due().await {
-            Ok(n) => n,
+        let room = self
+            .webhooks
+            .settings()
+            .concurrency
+            .saturating_sub(turns.len());
+        if room == 0 {
+            return;
+        }
+        match self.claim(room).await {
+            Ok(batches) => {
+                for batch in batches {
+                    let dispatcher = self.clone();
+                    turns.spawn(async move { dispatcher.take_turn(batch).await });
+                }
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "could not claim due webhook deliveries; will try again");
-                0
+                tracing::warn!(error = %e, "could not claim webhook deliveries; will try again");
             }
         }
     }
@@ -162,10 +199,13 @@ impl Dispatcher {
                 .await?;
             let full = events.len() == PAGE as usize;
             let last_read = events.last().map_or(cursor, |e| e.seq);
-            let to = if full {
+            let to = if full || subscription.job_id.is_some() {
+                // A full page, or a callback's (its job's events only).
                 last_read
             } else {
-                last_read.max(range.last)
+                // Not past what the read could have scanned: a row it left
+                // out (unreadable) still took a place in its page.
+                range.last.min(last_read.max(cursor + i64::from(PAGE)))
             };
             if to == cursor {
                 return Ok(());
@@ -203,50 +243,46 @@ impl Dispatcher {
         }
     }
 
-    /// Claims the due deliveries and attempts them; how many.
-    async fn attempt_due(&self) -> Result<usize, store::Error> {
+    /// Claims up to `room` subscriptions with deliveries due.
+    async fn claim(&self, room: usize) -> Result<Vec<ClaimedBatch>, store::Error> {
         let settings = self.webhooks.settings();
         let now = now();
-        let until = later(now, settings.timeout + CLAIM_MARGIN);
-        let limit = u32::try_from(settings.concurrency.saturating_mul(4)).unwrap_or(u32::MAX);
-        let claimed = self
-            .webhooks
+        let until = later(
+            now,
+            settings.timeout.saturating_mul(PER_TURN) + CLAIM_MARGIN,
+        );
+        self.webhooks
             .jobs()
             .store()
             .webhooks()
-            .claim_due(&self.replica, now, until, limit)
-            .await?;
-        let count = claimed.len();
-        // One subscription's in event order; subscriptions side by side.
-        let mut by_subscription: BTreeMap<Uuid, Vec<ClaimedDelivery>> = BTreeMap::new();
-        for claim in claimed {
-            by_subscription
-                .entry(claim.subscription.id)
-                .or_default()
-                .push(claim);
-        }
-        let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-        let mut tasks = JoinSet::new();
-        for (_, mut claims) in by_subscription {
-            claims.sort_by_key(|c| c.delivery.event_seq);
-            let dispatcher = self.clone();
-            let permits = permits.clone();
-            tasks.spawn(async move {
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
-                };
-                for claim in claims {
-                    dispatcher.deliver(&claim).await;
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
-        Ok(count)
+            .claim_due(
+                &self.replica,
+                now,
+                until,
+                u32::try_from(room).unwrap_or(u32::MAX),
+                PER_TURN,
+            )
+            .await
     }
 
-    /// Makes one attempt and records it.
-    async fn deliver(&self, claim: &ClaimedDelivery) {
-        let outcome = self.attempt(claim).await;
+    /// One subscription's turn: its claimed deliveries in event order,
+    /// until one fails; then the subscription is let go.
+    async fn take_turn(&self, batch: ClaimedBatch) {
+        for delivery in &batch.deliveries {
+            if self.deliver(&batch.subscription, delivery).await != DeliveryStatus::Succeeded {
+                break;
+            }
+        }
+        let hooks = self.webhooks.jobs().store().webhooks();
+        if let Err(e) = hooks.unclaim(batch.subscription.id, &self.replica).await {
+            tracing::warn!(webhook_id = %batch.subscription.id, error = %e, "could not let go of a webhook; its claim runs out by itself");
+        }
+        self.turn_ended.notify_one();
+    }
+
+    /// Makes one attempt and records it; the delivery's status after it.
+    async fn deliver(&self, subscription: &Subscription, delivery: &Delivery) -> DeliveryStatus {
+        let outcome = self.attempt(subscription, delivery).await;
         let metric = match outcome.status {
             DeliveryStatus::Succeeded => "delivered",
             DeliveryStatus::Pending => "failed",
@@ -256,16 +292,16 @@ impl Dispatcher {
             .webhook_attempts
             .get_or_create(&crate::metrics::OutcomeLabels { outcome: metric })
             .inc();
-        let delivery = &claim.delivery;
+        let error = outcome.error.as_deref().unwrap_or_default();
         match outcome.status {
             DeliveryStatus::Succeeded => {
-                tracing::debug!(webhook_id = %claim.subscription.id, delivery_id = %delivery.id, event = %delivery.event_type, "webhook delivered");
+                tracing::debug!(webhook_id = %subscription.id, delivery_id = %delivery.id, event = %delivery.event_type, "webhook delivered");
             }
             DeliveryStatus::Pending => {
-                tracing::info!(webhook_id = %claim.subscription.id, delivery_id = %delivery.id, attempt = delivery.attempts + 1, error = outcome.error.as_deref().unwrap_or_default(), "webhook attempt failed; will retry");
+                tracing::info!(webhook_id = %subscription.id, delivery_id = %delivery.id, attempt = delivery.attempts + 1, error, "webhook attempt failed; will retry");
             }
             DeliveryStatus::Failed => {
-                tracing::warn!(webhook_id = %claim.subscription.id, delivery_id = %delivery.id, attempts = delivery.attempts + 1, error = outcome.error.as_deref().unwrap_or_default(), "webhook delivery failed: retries are over");
+                tracing::warn!(webhook_id = %subscription.id, delivery_id = %delivery.id, attempts = delivery.attempts + 1, error, "webhook delivery failed: retries are over");
             }
         }
         if let Err(e) = self
@@ -276,15 +312,15 @@ impl Dispatcher {
             .record_attempt(delivery.id, &self.replica, &outcome)
             .await
         {
-            // The claim runs out and the delivery is attempted again.
+            // The delivery stays due and is attempted again.
             tracing::warn!(delivery_id = %delivery.id, error = %e, "could not record a webhook attempt");
         }
+        outcome.status
     }
 
     /// Sends the delivery once; what came of it.
-    async fn attempt(&self, claim: &ClaimedDelivery) -> AttemptOutcome {
+    async fn attempt(&self, subscription: &Subscription, delivery: &Delivery) -> AttemptOutcome {
         let settings = self.webhooks.settings();
-        let (delivery, subscription) = (&claim.delivery, &claim.subscription);
         let at = now();
         let sent = self.send(delivery, subscription, at).await;
         let (status_code, error) = match sent {

@@ -340,7 +340,10 @@ mod tests {
         assert!(allow.allows_ip("10.200.0.1".parse().unwrap()));
         assert!(!allow.allows_ip("11.0.0.1".parse().unwrap()));
         assert!(!allow.allows_ip("127.0.0.1".parse().unwrap()));
-        assert!(AllowList::parse(&["::ffff:10.0.0.0/95"]).is_err(), "wider than IPv4");
+        assert!(
+            AllowList::parse(&["::ffff:10.0.0.0/95"]).is_err(),
+            "wider than IPv4"
+        );
     }
 
     #[test]
@@ -348,10 +351,21 @@ mod tests {
         let everything = list(&["0.0.0.0/0", "::/0"]);
         assert!(everything.allows_ip("203.0.113.9".parse().unwrap()));
         assert!(everything.allows_ip("2001:db8::1".parse().unwrap()));
-        for special in ["127.0.0.1", "169.254.169.254", "0.0.0.0", "::1", "fe80::1", "::", "::ffff:127.0.0.1"] {
+        for special in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "::",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!everything.allows_ip(special.parse().unwrap()), "{special}");
         }
-        assert!(list(&["127.0.0.0/8"]).allows_ip("127.0.0.1".parse().unwrap()), "named: allowed");
+        assert!(
+            list(&["127.0.0.0/8"]).allows_ip("127.0.0.1".parse().unwrap()),
+            "named: allowed"
+        );
         assert!(list(&["169.254.169.254"]).allows_ip("169.254.169.254".parse().unwrap()));
     }
 
@@ -359,10 +373,18 @@ mod tests {
     async fn an_address_written_oddly_is_the_address_it_means() {
         let loopback = list(&["127.0.0.0/8"]);
         let elsewhere = list(&["10.0.0.0/8"]);
-        for odd in ["http://2130706433/", "http://0x7f.1/", "http://0177.0.0.1/", "http://[::ffff:7f00:1]/"] {
+        for odd in [
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://0177.0.0.1/",
+            "http://[::ffff:7f00:1]/",
+        ] {
             assert!(loopback.check_url(odd).await.is_ok(), "{odd}");
             assert!(
-                matches!(elsewhere.check_url(odd).await, Err(TargetError::NotAllowed(_))),
+                matches!(
+                    elsewhere.check_url(odd).await,
+                    Err(TargetError::NotAllowed(_))
+                ),
                 "{odd}"
             );
         }

@@ -1182,132 +1182,116 @@ async fn a_due_delivery_is_claimed_by_one_holder_and_its_attempts_recorded(
     let hooks = store.webhooks();
     let s = subscription("p1", 0);
     hooks.insert_subscription(&s).await.unwrap();
+    let recorded = [delivery(&s, 1), delivery(&s, 2), delivery(&s, 3)];
     hooks
-        .record_deliveries(s.id, 0, 1, false, &[delivery(&s, 1)])
+        .record_deliveries(s.id, 0, 3, false, &recorded)
         .await
         .unwrap();
     let now = backup_gateway::jobs::model::now();
     let until = now + chrono::Duration::seconds(60);
+    let claim = |holder: &'static str, at, until| hooks.claim_due(holder, at, until, 10, 2);
 
+    // Two holders at once: one gets the subscription, with its first two
+    // due deliveries in event order.
     let (a, b) = tokio::join!(
-        hooks.claim_due("replica-a", now, until, 10),
-        hooks.claim_due("replica-b", now, until, 10),
+        claim("replica-a", now, until),
+        claim("replica-b", now, until)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len() + b.len(), 1, "one holder");
-    let (holder, claimed) = if a.is_empty() {
+    let (holder, batch) = if a.is_empty() {
         ("replica-b", &b[0])
     } else {
         ("replica-a", &a[0])
     };
-    assert_eq!(claimed.subscription.url, s.url);
+    assert_eq!(batch.subscription.url, s.url);
+    let seqs: Vec<i64> = batch.deliveries.iter().map(|d| d.event_seq).collect();
+    assert_eq!(seqs, [1, 2]);
     assert!(
-        hooks
-            .claim_due("replica-c", now, until, 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "held"
+        claim("replica-c", now, until).await.unwrap().is_empty(),
+        "being delivered to"
     );
 
-    // A failed attempt makes it due later; a claim that ran out frees it.
-    let later = now + chrono::Duration::seconds(5);
+    // Only the holder records an attempt: a failed one makes it due later.
+    let failed = |at| AttemptOutcome {
+        status: DeliveryStatus::Pending,
+        at,
+        next_attempt_at: Some(at + chrono::Duration::seconds(5)),
+        status_code: Some(503),
+        error: Some("the receiver answered 503".into()),
+    };
     hooks
-        .record_attempt(
-            claimed.delivery.id,
-            holder,
-            &AttemptOutcome {
-                status: DeliveryStatus::Pending,
-                at: now,
-                next_attempt_at: Some(later),
-                status_code: Some(503),
-                error: Some("the receiver answered 503".into()),
-            },
-        )
+        .record_attempt(batch.deliveries[0].id, "replica-c", &failed(now))
         .await
         .unwrap();
+    let untouched = hooks.deliveries(s.id, None, 10, None).await.unwrap();
     assert!(
-        hooks
-            .claim_due("replica-c", now, until, 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "not due"
-    );
-    let again = hooks
-        .claim_due("replica-c", later, later, 10)
-        .await
-        .unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].delivery.attempts, 1);
-    assert_eq!(again[0].delivery.last_status_code, Some(503));
-    let after_claim = later + chrono::Duration::milliseconds(1);
-    assert_eq!(
-        hooks
-            .claim_due("replica-d", after_claim, after_claim, 10)
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "the claim ran out"
+        untouched.iter().all(|d| d.attempts == 0),
+        "not the holder's: not recorded"
     );
     hooks
-        .record_attempt(
-            again[0].delivery.id,
-            "replica-c",
-            &AttemptOutcome {
-                status: DeliveryStatus::Succeeded,
-                at: later,
-                next_attempt_at: None,
-                status_code: Some(204),
-                error: None,
-            },
-        )
+        .record_attempt(batch.deliveries[0].id, holder, &failed(now))
         .await
         .unwrap();
-    let listed = hooks.deliveries(s.id, None, 10, None).await.unwrap();
-    assert_eq!(
-        listed[0].status,
-        DeliveryStatus::Pending,
-        "only its holder records an attempt"
-    );
+    hooks.unclaim(s.id, holder).await.unwrap();
+
+    // Free again: the next claim starts after the one not due yet.
+    let next = claim("replica-c", now, until).await.unwrap();
+    let seqs: Vec<i64> = next[0].deliveries.iter().map(|d| d.event_seq).collect();
+    assert_eq!(seqs, [2, 3], "a retry does not hold up the events after it");
+    let later = now + chrono::Duration::seconds(5);
+    let ok = AttemptOutcome {
+        status: DeliveryStatus::Succeeded,
+        at: later,
+        next_attempt_at: None,
+        status_code: Some(204),
+        error: None,
+    };
+    for d in &next[0].deliveries {
+        hooks.record_attempt(d.id, "replica-c", &ok).await.unwrap();
+    }
+    // A claim that ran out may be taken over; an earlier life's is let go.
+    let after_claim = until + chrono::Duration::milliseconds(1);
+    let taken = claim(
+        "replica-d",
+        after_claim,
+        after_claim + chrono::Duration::seconds(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken[0].deliveries.len(), 1, "the retry, due by then");
+    assert_eq!(taken[0].deliveries[0].attempts, 1);
+    assert_eq!(taken[0].deliveries[0].last_status_code, Some(503));
+    assert_eq!(hooks.unclaim_all("replica-d").await.unwrap(), 1);
+    let again = claim("replica-e", after_claim, after_claim).await.unwrap();
     hooks
-        .record_attempt(
-            again[0].delivery.id,
-            "replica-d",
-            &AttemptOutcome {
-                status: DeliveryStatus::Succeeded,
-                at: later,
-                next_attempt_at: None,
-                status_code: Some(204),
-                error: None,
-            },
-        )
+        .record_attempt(again[0].deliveries[0].id, "replica-e", &ok)
         .await
         .unwrap();
     let done = hooks
         .deliveries(s.id, Some(DeliveryStatus::Succeeded), 10, None)
         .await
         .unwrap();
-    assert_eq!(done.len(), 1);
-    assert_eq!(done[0].attempts, 2);
+    assert_eq!(done.len(), 3);
+    assert_eq!(done.iter().find(|d| d.event_seq == 1).unwrap().attempts, 2);
+    hooks.unclaim(s.id, "replica-e").await.unwrap();
     assert!(
-        hooks
-            .claim_due("replica-e", after_claim, after_claim, 10)
+        claim("replica-f", after_claim, after_claim)
             .await
             .unwrap()
-            .is_empty()
+            .is_empty(),
+        "nothing due"
     );
 
     // Ended deliveries go with retention.
     let purged = hooks
         .purge_deliveries(
-            backup_gateway::jobs::model::now() + chrono::Duration::seconds(1),
+            backup_gateway::jobs::model::now() + chrono::Duration::seconds(10),
             100,
         )
         .await
         .unwrap();
-    assert_eq!(purged, 1);
+    assert_eq!(purged, 3);
 }
 
 async fn a_held_callback_waits_for_its_release(_db: &TestDatabase, store: Arc<dyn JobStore>) {
@@ -1323,7 +1307,7 @@ async fn a_held_callback_waits_for_its_release(_db: &TestDatabase, store: Arc<dy
     let until = now + chrono::Duration::seconds(30);
     assert!(
         hooks
-            .claim_due("r", now, until, 10)
+            .claim_due("r", now, until, 10, 10)
             .await
             .unwrap()
             .is_empty(),
@@ -1339,14 +1323,14 @@ async fn a_held_callback_waits_for_its_release(_db: &TestDatabase, store: Arc<dy
     assert_eq!(released.held_until, Some(at));
     assert!(
         hooks
-            .claim_due("r", now, until, 10)
+            .claim_due("r", now, until, 10, 10)
             .await
             .unwrap()
             .is_empty(),
         "held until then"
     );
     assert_eq!(
-        hooks.claim_due("r", at, until, 10).await.unwrap().len(),
+        hooks.claim_due("r", at, until, 10, 10).await.unwrap().len(),
         1,
         "due once released"
     );

@@ -1206,3 +1206,38 @@ async fn a_receiver_that_does_not_answer_in_time_gets_the_delivery_again() {
     );
     assert!(!logged.contains(&secret), "no secret in the logs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_hangs_holds_up_only_its_own_deliveries() {
+    let mut flags = WEBHOOK_FLAGS.to_vec();
+    flags.extend(["--webhook-timeout", "3s"]);
+    let app = TestApp::spawn_live(Duration::from_millis(100), &flags).await;
+    let stuck = Receiver::start().await;
+    stuck.hang_next(1000);
+    let healthy = Receiver::start().await;
+    for receiver in [&stuck, &healthy] {
+        let webhook = subscribe(&app, "tenant-a", json!({"url": receiver.url("/")})).await;
+        receiver.trust(webhook["secret"].as_str().unwrap());
+    }
+
+    let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
+    let job_id = job["id"].as_str().unwrap();
+
+    let delivered = healthy
+        .wait_for("the job's success", |d| has(d, job_id, "job.succeeded"))
+        .await;
+    assert_eq!(
+        types_of(&delivered, job_id),
+        [
+            "job.created",
+            "job.submitted",
+            "job.running",
+            "job.succeeded"
+        ]
+    );
+    assert!(
+        stuck.received().len() <= 2,
+        "the hanging receiver was still on its first deliveries: {}",
+        stuck.received().len()
+    );
+}

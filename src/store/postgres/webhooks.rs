@@ -11,7 +11,7 @@ use super::PostgresStore;
 use crate::jobs::model::JobId;
 use crate::store::{
     Error,
-    webhooks::{ClaimedDelivery, WebhookStore},
+    webhooks::{ClaimedBatch, WebhookStore},
 };
 use crate::webhooks::model::{AttemptOutcome, Delivery, DeliveryStatus, Subscription};
 
@@ -252,9 +252,11 @@ impl WebhookStore for PostgresStore {
         let sql = concat!(
             "SELECT ",
             subscription_columns!(),
-            " FROM webhook_subscriptions s WHERE NOT s.closed AND EXISTS (\
-               SELECT 1 FROM job_event_counters c \
-               WHERE c.project_id = s.project_id AND c.last_seq > s.cursor)"
+            " FROM webhook_subscriptions s WHERE NOT s.closed AND ( \
+               (s.job_id IS NULL AND EXISTS (SELECT 1 FROM job_event_counters c \
+                 WHERE c.project_id = s.project_id AND c.last_seq > s.cursor)) \
+               OR (s.job_id IS NOT NULL AND EXISTS (SELECT 1 FROM job_events e \
+                 WHERE e.project_id = s.project_id AND e.job_id = s.job_id AND e.seq > s.cursor)))"
         );
         let rows: Vec<SubscriptionRow> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Subscription::from).collect())
@@ -320,54 +322,82 @@ impl WebhookStore for PostgresStore {
         holder: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>, Error> {
-        // Rows another replica is claiming are skipped, not waited for.
+        subscriptions: u32,
+        per_subscription: u32,
+    ) -> Result<Vec<ClaimedBatch>, Error> {
+        let mut tx = self.pool.begin().await?;
+        // The outer condition is checked again on the row as another
+        // replica left it: of two replicas claiming at once, one gets it.
+        // Rows being claimed are skipped, not waited for.
         let sql = concat!(
-            "UPDATE webhook_deliveries SET claimed_by = $1, claimed_until = $3 \
-             WHERE id IN (SELECT id FROM webhook_deliveries \
-               WHERE status = 'pending' AND next_attempt_at <= $2 \
-                 AND (claimed_until IS NULL OR claimed_until < $2 OR claimed_by = $1) \
-               ORDER BY next_attempt_at, event_seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
+            "UPDATE webhook_subscriptions SET sending_by = $2, sending_until = $3 \
+             WHERE (sending_until IS NULL OR sending_until < $1) AND id IN ( \
+               SELECT s.id FROM webhook_subscriptions s \
+               WHERE (s.sending_until IS NULL OR s.sending_until < $1) \
+                 AND EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.subscription_id = s.id \
+                   AND d.status = 'pending' AND d.next_attempt_at <= $1) \
+               ORDER BY (SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d \
+                 WHERE d.subscription_id = s.id AND d.status = 'pending') \
+               LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
-            delivery_columns!()
+            subscription_columns!()
         );
-        let rows: Vec<DeliveryRow> = sqlx::query_as(sql)
-            .bind(holder)
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(sql)
             .bind(now)
+            .bind(holder)
             .bind(until)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .bind(i64::from(subscriptions))
+            .fetch_all(&mut *tx)
             .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.subscription_id).collect();
-        let sql = concat!(
-            "SELECT ",
-            subscription_columns!(),
-            " FROM webhook_subscriptions WHERE id = ANY($1)"
-        );
-        let subscriptions: std::collections::HashMap<Uuid, Subscription> =
-            sqlx::query_as::<_, SubscriptionRow>(sql)
-                .bind(&ids)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(|row| (row.id, Subscription::from(row)))
-                .collect();
-        let mut claimed = Vec::with_capacity(rows.len());
+        let mut batches = Vec::with_capacity(rows.len());
         for row in rows {
-            let delivery = Delivery::try_from(row)?;
-            // A subscription deleted meanwhile took its deliveries with it.
-            if let Some(subscription) = subscriptions.get(&delivery.subscription_id) {
-                claimed.push(ClaimedDelivery {
-                    subscription: subscription.clone(),
-                    delivery,
-                });
-            }
+            let subscription = Subscription::from(row);
+            let sql = concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM webhook_deliveries WHERE subscription_id = $1 AND status = 'pending' \
+                   AND next_attempt_at <= $2 ORDER BY event_seq LIMIT $3"
+            );
+            let rows: Vec<DeliveryRow> = sqlx::query_as(sql)
+                .bind(subscription.id)
+                .bind(now)
+                .bind(i64::from(per_subscription))
+                .fetch_all(&mut *tx)
+                .await?;
+            let deliveries = rows
+                .into_iter()
+                .map(Delivery::try_from)
+                .collect::<Result<_, _>>()?;
+            batches.push(ClaimedBatch {
+                subscription,
+                deliveries,
+            });
         }
-        Ok(claimed)
+        tx.commit().await?;
+        Ok(batches)
+    }
+
+    async fn unclaim(&self, subscription_id: Uuid, holder: &str) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE webhook_subscriptions SET sending_by = NULL, sending_until = NULL \
+             WHERE id = $1 AND sending_by = $2",
+        )
+        .bind(subscription_id)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn unclaim_all(&self, holder: &str) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "UPDATE webhook_subscriptions SET sending_by = NULL, sending_until = NULL \
+             WHERE sending_by = $1",
+        )
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn record_attempt(
@@ -377,10 +407,10 @@ impl WebhookStore for PostgresStore {
         outcome: &AttemptOutcome,
     ) -> Result<(), Error> {
         sqlx::query(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $3, \
-               next_attempt_at = $4, last_attempt_at = $5, last_status_code = $6, last_error = $7, \
-               claimed_by = NULL, claimed_until = NULL \
-             WHERE id = $1 AND claimed_by = $2 AND status = 'pending'",
+            "UPDATE webhook_deliveries d SET attempts = attempts + 1, status = $3, \
+               next_attempt_at = $4, last_attempt_at = $5, last_status_code = $6, last_error = $7 \
+             WHERE d.id = $1 AND d.status = 'pending' AND EXISTS (SELECT 1 FROM webhook_subscriptions s \
+               WHERE s.id = d.subscription_id AND s.sending_by = $2)",
         )
         .bind(id)
         .bind(holder)

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{BEGIN_WRITE, SqliteStore, millis, time};
 use crate::store::{
     Error,
-    webhooks::{ClaimedDelivery, WebhookStore},
+    webhooks::{ClaimedBatch, WebhookStore},
 };
 use crate::webhooks::model::{AttemptOutcome, Delivery, DeliveryStatus, Subscription};
 
@@ -17,6 +17,15 @@ macro_rules! subscription_columns {
     () => {
         "id, project_id, url, description, event_types, job_id, secret, previous_secret, \
          previous_secret_until, cursor, closed, created_at, held_until"
+    };
+}
+
+/// The condition on a subscription `s` that may be claimed at `?1`: open
+/// to claims (no claim runs), with a delivery due.
+macro_rules! claimable {
+    () => {
+        "(s.sending_until IS NULL OR s.sending_until < ?1) AND EXISTS (SELECT 1 FROM webhook_deliveries d \
+           WHERE d.subscription_id = s.id AND d.status = 'pending' AND d.next_attempt_at <= ?1)"
     };
 }
 
@@ -276,9 +285,11 @@ impl WebhookStore for SqliteStore {
         let sql = concat!(
             "SELECT ",
             subscription_columns!(),
-            " FROM webhook_subscriptions s WHERE NOT s.closed AND EXISTS (\
-               SELECT 1 FROM job_event_counters c \
-               WHERE c.project_id = s.project_id AND c.last_seq > s.cursor)"
+            " FROM webhook_subscriptions s WHERE NOT s.closed AND ( \
+               (s.job_id IS NULL AND EXISTS (SELECT 1 FROM job_event_counters c \
+                 WHERE c.project_id = s.project_id AND c.last_seq > s.cursor)) \
+               OR (s.job_id IS NOT NULL AND EXISTS (SELECT 1 FROM job_events e \
+                 WHERE e.project_id = s.project_id AND e.job_id = s.job_id AND e.seq > s.cursor)))"
         );
         let rows: Vec<SubscriptionRow> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
         subscriptions(rows)
@@ -342,66 +353,87 @@ impl WebhookStore for SqliteStore {
         holder: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<ClaimedDelivery>, Error> {
+        subscriptions: u32,
+        per_subscription: u32,
+    ) -> Result<Vec<ClaimedBatch>, Error> {
         // Looked for on a reader first: an idle gateway writes nothing.
-        let (due,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM webhook_deliveries \
-             WHERE status = 'pending' AND next_attempt_at <= ?1 \
-               AND (claimed_until IS NULL OR claimed_until < ?1 OR claimed_by = ?2) LIMIT 1)",
-        )
+        let (due,): (i64,) = sqlx::query_as(concat!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM webhook_subscriptions s WHERE ",
+            claimable!(),
+            " LIMIT 1)"
+        ))
         .bind(millis(now))
-        .bind(holder)
         .fetch_one(&self.pool)
         .await?;
         if due == 0 {
             return Ok(Vec::new());
         }
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let sql = concat!(
-            "UPDATE webhook_deliveries SET claimed_by = ?1, claimed_until = ?3 \
-             WHERE id IN (SELECT id FROM webhook_deliveries \
-               WHERE status = 'pending' AND next_attempt_at <= ?2 \
-                 AND (claimed_until IS NULL OR claimed_until < ?2 OR claimed_by = ?1) \
-               ORDER BY next_attempt_at, event_seq LIMIT ?4) \
+            "UPDATE webhook_subscriptions SET sending_by = ?2, sending_until = ?3 \
+             WHERE id IN (SELECT s.id FROM webhook_subscriptions s WHERE ",
+            claimable!(),
+            " ORDER BY (SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d \
+               WHERE d.subscription_id = s.id AND d.status = 'pending') LIMIT ?4) \
              RETURNING ",
-            delivery_columns!()
+            subscription_columns!()
         );
-        let rows: Vec<DeliveryRow> = sqlx::query_as(sql)
-            .bind(holder)
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(sql)
             .bind(millis(now))
+            .bind(holder)
             .bind(millis(until))
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
+            .bind(i64::from(subscriptions))
+            .fetch_all(&mut *tx)
             .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        let mut known: std::collections::HashMap<Uuid, Subscription> = Default::default();
+        let mut batches = Vec::with_capacity(rows.len());
         for row in rows {
-            let delivery = Delivery::try_from(row)?;
-            let subscription = match known.get(&delivery.subscription_id) {
-                Some(s) => s.clone(),
-                None => {
-                    let sql = concat!(
-                        "SELECT ",
-                        subscription_columns!(),
-                        " FROM webhook_subscriptions WHERE id = ?1"
-                    );
-                    let row: Option<SubscriptionRow> = sqlx::query_as(sql)
-                        .bind(delivery.subscription_id.to_string())
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    // Deleted meanwhile: its deliveries went with it.
-                    let Some(row) = row else { continue };
-                    let s = Subscription::try_from(row)?;
-                    known.insert(s.id, s.clone());
-                    s
-                }
-            };
-            claimed.push(ClaimedDelivery {
-                delivery,
+            let subscription = Subscription::try_from(row)?;
+            let sql = concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM webhook_deliveries WHERE subscription_id = ?1 AND status = 'pending' \
+                   AND next_attempt_at <= ?2 ORDER BY event_seq LIMIT ?3"
+            );
+            let rows: Vec<DeliveryRow> = sqlx::query_as(sql)
+                .bind(subscription.id.to_string())
+                .bind(millis(now))
+                .bind(i64::from(per_subscription))
+                .fetch_all(&mut *tx)
+                .await?;
+            let deliveries = rows
+                .into_iter()
+                .map(Delivery::try_from)
+                .collect::<Result<_, _>>()?;
+            batches.push(ClaimedBatch {
                 subscription,
+                deliveries,
             });
         }
-        Ok(claimed)
+        tx.commit().await?;
+        Ok(batches)
+    }
+
+    async fn unclaim(&self, subscription_id: Uuid, holder: &str) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE webhook_subscriptions SET sending_by = NULL, sending_until = NULL \
+             WHERE id = ?1 AND sending_by = ?2",
+        )
+        .bind(subscription_id.to_string())
+        .bind(holder)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn unclaim_all(&self, holder: &str) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "UPDATE webhook_subscriptions SET sending_by = NULL, sending_until = NULL \
+             WHERE sending_by = ?1",
+        )
+        .bind(holder)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn record_attempt(
@@ -412,9 +444,9 @@ impl WebhookStore for SqliteStore {
     ) -> Result<(), Error> {
         sqlx::query(
             "UPDATE webhook_deliveries SET attempts = attempts + 1, status = ?3, \
-               next_attempt_at = ?4, last_attempt_at = ?5, last_status_code = ?6, last_error = ?7, \
-               claimed_by = NULL, claimed_until = NULL \
-             WHERE id = ?1 AND claimed_by = ?2 AND status = 'pending'",
+               next_attempt_at = ?4, last_attempt_at = ?5, last_status_code = ?6, last_error = ?7 \
+             WHERE id = ?1 AND status = 'pending' AND EXISTS (SELECT 1 FROM webhook_subscriptions s \
+               WHERE s.id = webhook_deliveries.subscription_id AND s.sending_by = ?2)",
         )
         .bind(id.to_string())
         .bind(holder)
