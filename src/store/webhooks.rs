@@ -111,7 +111,8 @@ pub trait WebhookStore: Send + Sync {
         before: Option<Uuid>,
     ) -> Result<Vec<Delivery>, Error>;
     /// Deletes up to `batch` ended deliveries recorded before `before`, and
-    /// the callbacks made before it that have nothing left to deliver (their
-    /// job ended, or was never recorded); how many rows.
+    /// the callbacks made before it that have nothing left to deliver or
+    /// show (their job ended, or was never recorded, and no delivery of
+    /// theirs is pending or recorded since); how many rows.
     async fn purge_deliveries(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
 }

@@ -6,8 +6,8 @@ use uuid::Uuid;
 use crate::jobs::model::JobId;
 
 /// A tenant's webhook subscription: where its events go, and the secrets
-/// they are signed with.
-#[derive(Debug, Clone, PartialEq)]
+/// they are signed with (never shown by `Debug`).
+#[derive(Clone, PartialEq)]
 pub struct Subscription {
     /// Its id (a UUIDv7; a create's callback has its job's id).
     pub id: Uuid,
@@ -37,6 +37,23 @@ pub struct Subscription {
     pub held_until: Option<DateTime<Utc>>,
     /// Created.
     pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("project_id", &self.project_id)
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("job_id", &self.job_id)
+            .field("secret", &"***")
+            .field("previous_secret_until", &self.previous_secret_until)
+            .field("cursor", &self.cursor)
+            .field("closed", &self.closed)
+            .field("held_until", &self.held_until)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
@@ -169,4 +186,54 @@ pub struct AttemptOutcome {
     pub status_code: Option<u16>,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription() -> Subscription {
+        Subscription {
+            id: Uuid::now_v7(),
+            project_id: "p1".into(),
+            url: "https://hooks.example.com/".into(),
+            description: String::new(),
+            event_types: None,
+            job_id: None,
+            secret: "whsec_new".into(),
+            previous_secret: Some("whsec_old".into()),
+            previous_secret_until: None,
+            cursor: 0,
+            closed: false,
+            created_at: crate::jobs::model::now(),
+            held_until: None,
+        }
+    }
+
+    #[test]
+    fn a_rotated_out_secret_signs_until_its_overlap_ends() {
+        let now = crate::jobs::model::now();
+        let mut s = subscription();
+        s.previous_secret_until = Some(now + chrono::Duration::seconds(1));
+        assert_eq!(s.signing_secrets(now), ["whsec_new", "whsec_old"]);
+        assert_eq!(
+            s.signing_secrets(now + chrono::Duration::seconds(1)),
+            ["whsec_new"],
+            "the overlap has ended"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let shown = format!("{:?}", subscription());
+        assert!(!shown.contains("whsec_"), "{shown}");
+    }
+
+    #[test]
+    fn a_subscription_without_types_wants_every_event() {
+        let mut s = subscription();
+        assert!(s.wants("job.created"));
+        s.event_types = Some(vec!["job.succeeded".into()]);
+        assert!(s.wants("job.succeeded") && !s.wants("job.created"));
+    }
 }

@@ -462,7 +462,7 @@ impl WebhookStore for PostgresStore {
              WHERE s.job_id IS NOT NULL AND s.created_at < $1 \
                AND (s.closed OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = s.job_id)) \
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                 WHERE d.subscription_id = s.id AND d.status = 'pending') \
+                 WHERE d.subscription_id = s.id AND (d.status = 'pending' OR d.created_at >= $1)) \
              LIMIT $2)",
         )
         .bind(before)
