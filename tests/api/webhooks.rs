@@ -43,6 +43,14 @@ const WEBHOOK_FLAGS: [&str; 6] = [
     "300ms",
 ];
 
+/// The events of a job that runs to `succeeded`, in order.
+const A_JOBS_LIFE: [&str; 4] = [
+    "job.created",
+    "job.submitted",
+    "job.running",
+    "job.succeeded",
+];
+
 /// One request a receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -224,6 +232,14 @@ impl Receiver {
         }
     }
 
+    /// Waits until an event of `event_type` of the job was delivered.
+    pub async fn wait_for_event(&self, job_id: &str, event_type: &str) -> Vec<Received> {
+        self.wait_for(&format!("{event_type} of job {job_id}"), |d| {
+            has(d, job_id, event_type)
+        })
+        .await
+    }
+
     /// Kills the receiver: its port closes and its connections are cut.
     pub fn kill(&mut self) {
         if let Some((stop, thread)) = self.stop.take() {
@@ -386,22 +402,13 @@ async fn a_subscriber_gets_every_event_signed_through_failures_and_a_restart() {
     // Act: a backup runs to its end.
     let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
     let job_id = job["id"].as_str().unwrap();
-    let delivered = receiver
-        .wait_for("the first job's success", |d| {
-            has(d, job_id, "job.succeeded")
-        })
-        .await;
+    let delivered = receiver.wait_for_event(job_id, "job.succeeded").await;
 
     // Assert: every change, each verified; the failures retried (a retry
     // does not hold up the events after it, so they may overtake it).
     assert_eq!(
         sorted(types_of(&delivered, job_id)),
-        [
-            "job.created",
-            "job.running",
-            "job.submitted",
-            "job.succeeded"
-        ]
+        sorted(A_JOBS_LIFE.map(str::to_owned).to_vec())
     );
     let received = receiver.received();
     assert!(
@@ -453,19 +460,10 @@ async fn a_subscriber_gets_every_event_signed_through_failures_and_a_restart() {
     receiver.restart().await;
 
     // Assert: nothing lost.
-    let delivered = receiver
-        .wait_for("the second job's success", |d| {
-            has(d, second_id, "job.succeeded")
-        })
-        .await;
+    let delivered = receiver.wait_for_event(second_id, "job.succeeded").await;
     assert_eq!(
         sorted(types_of(&delivered, second_id)),
-        [
-            "job.created",
-            "job.running",
-            "job.submitted",
-            "job.succeeded"
-        ]
+        sorted(A_JOBS_LIFE.map(str::to_owned).to_vec())
     );
     let all = wait_until(|| async {
         deliveries(&app, "tenant-a", webhook_id)
@@ -621,18 +619,8 @@ async fn a_creates_callback_gets_that_jobs_events_only_signed_with_the_answered_
     let other = app.create_ok("tenant-a", &snapshot('a', 2)).await;
 
     // Assert: the job's events, and nothing of the other job.
-    let delivered = receiver
-        .wait_for("the job's success", |d| has(d, &job_id, "job.succeeded"))
-        .await;
-    assert_eq!(
-        types_of(&delivered, &job_id),
-        [
-            "job.created",
-            "job.submitted",
-            "job.running",
-            "job.succeeded"
-        ]
-    );
+    let delivered = receiver.wait_for_event(&job_id, "job.succeeded").await;
+    assert_eq!(types_of(&delivered, &job_id), A_JOBS_LIFE);
     assert!(
         delivered
             .iter()
@@ -704,9 +692,7 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_its_overlap_ends() {
     let job_id = job["id"].as_str().unwrap();
 
     // Assert: only the type asked for, signed with both secrets.
-    let delivered = receiver
-        .wait_for("the success", |d| has(d, job_id, "job.succeeded"))
-        .await;
+    let delivered = receiver.wait_for_event(job_id, "job.succeeded").await;
     assert_eq!(types_of(&delivered, job_id), ["job.succeeded"]);
     assert_eq!(delivered[0].signatures, 2);
     assert_eq!(delivered[0].verified_with, [0, 1], "each secret verifies");
@@ -1200,9 +1186,7 @@ async fn a_receiver_that_does_not_answer_in_time_gets_the_delivery_again() {
     let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
 
     let delivered = receiver
-        .wait_for("the delivery", |d| {
-            has(d, job["id"].as_str().unwrap(), "job.created")
-        })
+        .wait_for_event(job["id"].as_str().unwrap(), "job.created")
         .await;
     let received = receiver.received();
     assert_eq!(
@@ -1245,18 +1229,8 @@ async fn a_receiver_that_hangs_holds_up_only_its_own_deliveries() {
     let job = app.create_ok("tenant-a", &snapshot('a', 1)).await;
     let job_id = job["id"].as_str().unwrap();
 
-    let delivered = healthy
-        .wait_for("the job's success", |d| has(d, job_id, "job.succeeded"))
-        .await;
-    assert_eq!(
-        types_of(&delivered, job_id),
-        [
-            "job.created",
-            "job.submitted",
-            "job.running",
-            "job.succeeded"
-        ]
-    );
+    let delivered = healthy.wait_for_event(job_id, "job.succeeded").await;
+    assert_eq!(types_of(&delivered, job_id), A_JOBS_LIFE);
     assert!(
         stuck.received().len() <= 2,
         "the hanging receiver was still on its first deliveries: {}",
