@@ -122,7 +122,8 @@ pub struct Config {
     )]
     pub read_scope: String,
 
-    /// Scope every write (create, cancel) needs.
+    /// Scope every other operation than a GET needs (create, cancel, the
+    /// webhooks' create, rotate and delete).
     #[arg(
         long,
         env = "BACKUP_GATEWAY_WRITE_SCOPE",

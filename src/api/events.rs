@@ -103,6 +103,11 @@ pub struct JobEventView {
     /// What happened.
     #[serde(rename = "type")]
     pub kind: JobEventType,
+    /// The event's number among the tenant's events (the SSE `id`): they
+    /// increase by one per event, so a webhook receiver can put events that
+    /// came out of order back in order.
+    #[schema(minimum = 1)]
+    pub event_id: i64,
     /// When the change was made.
     pub timestamp: DateTime<Utc>,
     /// The job right after the change.
@@ -139,6 +144,7 @@ impl From<JobEvent> for JobEventView {
     fn from(event: JobEvent) -> Self {
         JobEventView {
             kind: event.kind.into(),
+            event_id: event.seq,
             timestamp: event.occurred_at,
             data: JobEventData {
                 job_id: event.job_id.to_string(),
@@ -209,7 +215,7 @@ pub struct EventsQuery {
     responses(
         (status = 200, description = "The stream of events; each event's data is a JobEventView",
             content(
-                (String = "text/event-stream", example = json!("id: 6\n\nid: 7\nevent: job.succeeded\ndata: {\"type\":\"job.succeeded\",\"timestamp\":\"2026-12-02T10:15:03.412Z\",\"data\":{\"job_id\":\"0193a0c4-7b3e-7f00-8000-000000000001\",\"snapshot_id\":\"000005a9-0000-4000-8000-a00000000001\",\"state\":\"succeeded\",\"backup_id\":\"7c1f0c1e-5a43-4c52-9d55-0f3f7e1fb0a1\",\"error\":null,\"next_attempt_at\":null,\"expected_completion_at\":null}}\n\n")),
+                (String = "text/event-stream", example = json!("id: 6\n\nid: 7\nevent: job.succeeded\ndata: {\"type\":\"job.succeeded\",\"event_id\":7,\"timestamp\":\"2026-12-02T10:15:03.412Z\",\"data\":{\"job_id\":\"0193a0c4-7b3e-7f00-8000-000000000001\",\"snapshot_id\":\"000005a9-0000-4000-8000-a00000000001\",\"state\":\"succeeded\",\"backup_id\":\"7c1f0c1e-5a43-4c52-9d55-0f3f7e1fb0a1\",\"error\":null,\"next_attempt_at\":null,\"expected_completion_at\":null}}\n\n")),
             ),
             headers(("Cache-Control" = String, description = "`no-cache`"))),
     ),

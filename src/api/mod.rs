@@ -335,7 +335,7 @@ impl Modify for BearerAuth {
                     .bearer_format("JWT")
                     .description(Some(
                         "A JWT from the configured key source (a shared secret, PEM public keys, a JWKS or an OIDC issuer) whose tenant claim names the caller's tenant. \
-                         Scopes (in the `scope` claim by default): `backups:read` for every GET, `backups:write` to create and cancel; \
+                         Scopes (in the `scope` claim by default): `backups:read` for every GET, `backups:write` for every other operation (create, cancel, and the webhooks' create, rotate and delete); \
                          a valid token without the scope is answered 403 with `WWW-Authenticate: Bearer error=\"insufficient_scope\"`.",
                     ))
                     .build(),

@@ -146,8 +146,9 @@ pub struct RotateSecretRequest {
 pub struct WebhookListResponse {
     /// Oldest first.
     pub webhooks: Vec<WebhookView>,
-    /// Pass as `page_token` for the next page; absent on the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Opaque token of the next page, to pass as `page_token`; `null` on
+    /// the last page.
+    #[schema(required = true)]
     pub next_page_token: Option<String>,
 }
 
@@ -261,8 +262,9 @@ impl From<Delivery> for DeliveryView {
 pub struct DeliveryListResponse {
     /// Newest first.
     pub deliveries: Vec<DeliveryView>,
-    /// Pass as `page_token` for the next page; absent on the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Opaque token of the next page, to pass as `page_token`; `null` on
+    /// the last page.
+    #[schema(required = true)]
     pub next_page_token: Option<String>,
 }
 
