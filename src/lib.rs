@@ -108,10 +108,13 @@ impl Application {
                 },
             },
         )?;
+        // One name per process (a generated one differs at each call):
+        // its leases and its webhook claims are known by it.
+        let replica = config.replica(store.kind());
         let leases = Arc::new(Leases::new(
             store.clone(),
             LeaseSettings {
-                replica: config.replica(store.kind()),
+                replica: replica.clone(),
                 ttl: config.lease_ttl,
             },
         ));
@@ -136,10 +139,7 @@ impl Application {
             },
         ));
         let webhooks = webhooks::Webhooks::new(jobs.clone(), webhook_settings(&config)?);
-        let dispatcher = webhooks::delivery::Dispatcher::new(
-            webhooks.clone(),
-            config.replica(jobs.store().kind()),
-        )?;
+        let dispatcher = webhooks::delivery::Dispatcher::new(webhooks.clone(), replica)?;
         let auth = Arc::new(JwtVerifier::new(auth_settings(&config)?));
         let worker_alive = Arc::new(AtomicBool::new(false));
         let worker = Worker::new(
@@ -277,7 +277,9 @@ impl Application {
         let grace = self.limits.drain_timeout;
         let served = server::serve(self.listener, self.router, self.limits, stop).await;
         purger.abort();
+        // Attempts under way are cut (at least once: they are made again).
         dispatcher.abort();
+        let _ = dispatcher.await;
         // The worker ends before the leases are given back: a claim cut
         // short must not take a lease after they are.
         let deadline = stopped_at
@@ -300,6 +302,16 @@ impl Application {
         // Other replicas take this one's tenants at once, not after the
         // leases expire.
         leases.release_all().await;
+        // And the webhooks it was delivering to, likewise.
+        if let Err(e) = self
+            .jobs
+            .store()
+            .webhooks()
+            .unclaim_all(leases.replica())
+            .await
+        {
+            tracing::warn!(error = %e, "could not let go of the webhooks this replica was delivering to; their claims run out by themselves");
+        }
         served.context("serving the API")?;
         tracing::info!("backup-gateway stopped");
         Ok(())

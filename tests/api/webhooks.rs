@@ -1249,3 +1249,39 @@ async fn a_receiver_that_hangs_holds_up_only_its_own_deliveries() {
         stuck.received().len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_mid_delivery_hands_its_webhook_to_another_at_once() {
+    // Arrange: replica a delivers to a receiver that holds its first
+    // request; a claim would last minutes (ten attempts of 30 s).
+    let db = TestDatabase::postgres().await;
+    let cloud = TestCloud::start(TestApp::sim_config(Duration::from_millis(100))).await;
+    let mut flags = cloud.flags_on(db.url());
+    flags.extend(WEBHOOK_FLAGS);
+    flags.extend(["--poll-interval", "100ms", "--webhook-timeout", "30s"]);
+    let mut a = Gateway::start(&flags).await;
+    let receiver = Receiver::start().await;
+    receiver.hang_next(1);
+    let webhook = subscribe(
+        &a,
+        "tenant-a",
+        json!({"url": receiver.url("/"), "event_types": ["job.created"]}),
+    )
+    .await;
+    receiver.trust(webhook["secret"].as_str().unwrap());
+    let job = a.create_ok("tenant-a", &snapshot('a', 1)).await;
+    let job_id = job["id"].as_str().unwrap();
+    assert!(
+        wait_until(|| async { !receiver.received().is_empty() }).await,
+        "a is delivering"
+    );
+
+    // Act: b starts, and a stops while its attempt hangs.
+    let _b = Gateway::start(&flags).await;
+    a.stop().await;
+
+    // Assert: b delivers it now, not when a's claim would have run out.
+    let delivered = receiver.wait_for_event(job_id, "job.created").await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(receiver.received().len(), 2, "a's cut attempt, then b's");
+}
