@@ -280,6 +280,17 @@ impl Application {
         // Attempts under way are cut (at least once: they are made again).
         dispatcher.abort();
         let _ = dispatcher.await;
+        // Its webhooks are let go at once: another replica delivers to them
+        // while this one drains.
+        if let Err(e) = self
+            .jobs
+            .store()
+            .webhooks()
+            .unclaim_all(leases.replica())
+            .await
+        {
+            tracing::warn!(error = %e, "could not let go of the webhooks this replica was delivering to; their claims run out by themselves");
+        }
         // The worker ends before the leases are given back: a claim cut
         // short must not take a lease after they are.
         let deadline = stopped_at
@@ -302,16 +313,6 @@ impl Application {
         // Other replicas take this one's tenants at once, not after the
         // leases expire.
         leases.release_all().await;
-        // And the webhooks it was delivering to, likewise.
-        if let Err(e) = self
-            .jobs
-            .store()
-            .webhooks()
-            .unclaim_all(leases.replica())
-            .await
-        {
-            tracing::warn!(error = %e, "could not let go of the webhooks this replica was delivering to; their claims run out by themselves");
-        }
         served.context("serving the API")?;
         tracing::info!("backup-gateway stopped");
         Ok(())

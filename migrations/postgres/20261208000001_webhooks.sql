@@ -51,6 +51,9 @@ CREATE TABLE webhook_deliveries (
 );
 
 CREATE INDEX webhook_subscriptions_open ON webhook_subscriptions (project_id) WHERE NOT closed;
+-- The webhooks with deliveries due (the claims start from them), and one
+-- webhook's due deliveries.
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (subscription_id, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription_id, id);
 CREATE INDEX webhook_deliveries_by_age ON webhook_deliveries (created_at);

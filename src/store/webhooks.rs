@@ -94,13 +94,15 @@ pub trait WebhookStore: Send + Sync {
     /// while delivering); how many.
     async fn unclaim_all(&self, holder: &str) -> Result<u64, Error>;
     /// Records an attempt on a pending delivery of a subscription `holder`
-    /// has claimed (nothing when the claim was lost).
+    /// holds a claim on at `now`; false (nothing recorded) when it holds
+    /// none (the claim ran out or the subscription is gone).
     async fn record_attempt(
         &self,
         id: Uuid,
         holder: &str,
         outcome: &AttemptOutcome,
-    ) -> Result<(), Error>;
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error>;
     /// The subscription's deliveries, newest first, older than `before`
     /// when given, in `status` when given, at most `limit`.
     async fn deliveries(

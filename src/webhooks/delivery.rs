@@ -25,7 +25,7 @@ use std::{
 };
 
 use reqwest::{Url, header};
-use tokio::{sync::Notify, task::JoinSet};
+use tokio::task::JoinSet;
 
 use super::{
     Webhooks,
@@ -70,8 +70,6 @@ pub struct Dispatcher {
     client: reqwest::Client,
     /// This replica's name: whose claims are whose.
     replica: String,
-    /// Wakes the loop when a turn ends (its subscription may have more due).
-    turn_ended: Arc<Notify>,
 }
 
 impl Dispatcher {
@@ -91,7 +89,6 @@ impl Dispatcher {
             webhooks,
             client,
             replica,
-            turn_ended: Arc::new(Notify::new()),
         })
     }
 
@@ -120,7 +117,9 @@ impl Dispatcher {
                 return;
             }
             changes.mark_unchanged();
-            while turns.try_join_next().is_some() {}
+            while let Some(ended) = turns.try_join_next() {
+                log_turn_end(ended);
+            }
             self.pass(&mut turns).await;
             if last_purge.elapsed() >= PURGE_EVERY {
                 last_purge = Instant::now();
@@ -128,7 +127,9 @@ impl Dispatcher {
             }
             tokio::select! {
                 _ = changes.changed() => {}
-                () = self.turn_ended.notified() => {}
+                // A turn ended: its webhook may have more due, and there is
+                // room for another.
+                Some(ended) = turns.join_next(), if !turns.is_empty() => log_turn_end(ended),
                 () = tokio::time::sleep(TICK) => {}
                 _ = stop.changed() => {}
             }
@@ -150,10 +151,10 @@ impl Dispatcher {
             return;
         }
         match self.claim(room).await {
-            Ok(batches) => {
+            Ok((until, batches)) => {
                 for batch in batches {
                     let dispatcher = self.clone();
-                    turns.spawn(async move { dispatcher.take_turn(batch).await });
+                    turns.spawn(async move { dispatcher.take_turn(batch, until).await });
                 }
             }
             Err(e) => {
@@ -243,15 +244,20 @@ impl Dispatcher {
         }
     }
 
-    /// Claims up to `room` subscriptions with deliveries due.
-    async fn claim(&self, room: usize) -> Result<Vec<ClaimedBatch>, store::Error> {
+    /// Claims up to `room` subscriptions with deliveries due; the claims
+    /// last until the time answered.
+    async fn claim(
+        &self,
+        room: usize,
+    ) -> Result<(chrono::DateTime<chrono::Utc>, Vec<ClaimedBatch>), store::Error> {
         let settings = self.webhooks.settings();
         let now = now();
         let until = later(
             now,
             settings.timeout.saturating_mul(PER_TURN) + CLAIM_MARGIN,
         );
-        self.webhooks
+        let batches = self
+            .webhooks
             .jobs()
             .store()
             .webhooks()
@@ -262,26 +268,40 @@ impl Dispatcher {
                 u32::try_from(room).unwrap_or(u32::MAX),
                 PER_TURN,
             )
-            .await
+            .await?;
+        Ok((until, batches))
     }
 
     /// One subscription's turn: its claimed deliveries in event order,
-    /// until one fails; then the subscription is let go.
-    async fn take_turn(&self, batch: ClaimedBatch) {
+    /// until one fails, the claim (until `until`) no longer leaves time for
+    /// an attempt, or an attempt cannot be recorded under it (the webhook
+    /// was deleted, or the claim lost); then the subscription is let go.
+    async fn take_turn(&self, batch: ClaimedBatch, until: chrono::DateTime<chrono::Utc>) {
+        let timeout = self.webhooks.settings().timeout;
         for delivery in &batch.deliveries {
-            if self.deliver(&batch.subscription, delivery).await != DeliveryStatus::Succeeded {
+            if later(now(), timeout) >= until {
                 break;
+            }
+            match self.deliver(&batch.subscription, delivery).await {
+                Ok(DeliveryStatus::Succeeded) => {}
+                Ok(_) => break,
+                Err(Unrecorded::ClaimLost) => return,
+                Err(Unrecorded::StoreFailed) => break,
             }
         }
         let hooks = self.webhooks.jobs().store().webhooks();
         if let Err(e) = hooks.unclaim(batch.subscription.id, &self.replica).await {
             tracing::warn!(webhook_id = %batch.subscription.id, error = %e, "could not let go of a webhook; its claim runs out by itself");
         }
-        self.turn_ended.notify_one();
     }
 
-    /// Makes one attempt and records it; the delivery's status after it.
-    async fn deliver(&self, subscription: &Subscription, delivery: &Delivery) -> DeliveryStatus {
+    /// Makes one attempt and records it; the delivery's status after it,
+    /// or why it could not be recorded.
+    async fn deliver(
+        &self,
+        subscription: &Subscription,
+        delivery: &Delivery,
+    ) -> Result<DeliveryStatus, Unrecorded> {
         let outcome = self.attempt(subscription, delivery).await;
         let metric = match outcome.status {
             DeliveryStatus::Succeeded => "delivered",
@@ -304,18 +324,25 @@ impl Dispatcher {
                 tracing::warn!(webhook_id = %subscription.id, delivery_id = %delivery.id, attempts = delivery.attempts + 1, error, "webhook delivery failed: retries are over");
             }
         }
-        if let Err(e) = self
+        match self
             .webhooks
             .jobs()
             .store()
             .webhooks()
-            .record_attempt(delivery.id, &self.replica, &outcome)
+            .record_attempt(delivery.id, &self.replica, &outcome, now())
             .await
         {
-            // The delivery stays due and is attempted again.
-            tracing::warn!(delivery_id = %delivery.id, error = %e, "could not record a webhook attempt");
+            Ok(true) => Ok(outcome.status),
+            Ok(false) => {
+                tracing::info!(webhook_id = %subscription.id, delivery_id = %delivery.id, "the webhook was deleted, or this replica's claim on it ended; its turn ends");
+                Err(Unrecorded::ClaimLost)
+            }
+            Err(e) => {
+                // The delivery stays due and is attempted again.
+                tracing::warn!(delivery_id = %delivery.id, error = %e, "could not record a webhook attempt");
+                Err(Unrecorded::StoreFailed)
+            }
         }
-        outcome.status
     }
 
     /// Sends the delivery once; what came of it.
@@ -426,6 +453,23 @@ impl Dispatcher {
         if total > 0 {
             tracing::info!(rows = total, "purged webhook deliveries by retention");
         }
+    }
+}
+
+/// Why an attempt was not recorded.
+enum Unrecorded {
+    /// The webhook is gone, or the claim on it passed to another.
+    ClaimLost,
+    /// The store failed.
+    StoreFailed,
+}
+
+/// Logs a turn that did not end by itself (it panicked).
+fn log_turn_end(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a webhook turn panicked; its claim runs out by itself");
     }
 }
 

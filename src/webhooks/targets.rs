@@ -84,18 +84,16 @@ impl FromStr for Entry {
 /// Addresses a block must name to allow them: a catch-all such as
 /// `0.0.0.0/0` does not reach this host (loopback), the cloud's metadata
 /// service and other link-local neighbours, or the unspecified address.
-fn special(ip: IpAddr) -> bool {
+/// The prefix of the special range `ip` is in: a block allows it only when
+/// it is no wider than that range.
+fn special_range(ip: IpAddr) -> Option<u8> {
     match ip {
-        IpAddr::V4(ip) => ip.is_loopback() || ip.is_link_local() || ip.octets()[0] == 0,
-        IpAddr::V6(ip) => {
-            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xffc0) == 0xfe80
-        }
+        IpAddr::V4(ip) if ip.is_loopback() || ip.octets()[0] == 0 => Some(8),
+        IpAddr::V4(ip) if ip.is_link_local() => Some(16),
+        IpAddr::V6(ip) if ip.is_loopback() || ip.is_unspecified() => Some(128),
+        IpAddr::V6(ip) if (ip.segments()[0] & 0xffc0) == 0xfe80 => Some(10),
+        _ => None,
     }
-}
-
-/// The shortest prefix of a block that allows [`special`] addresses.
-fn names_specials(ip: IpAddr, prefix: u8) -> bool {
-    prefix >= if ip.is_ipv4() { 8 } else { 10 }
 }
 
 impl Entry {
@@ -104,7 +102,7 @@ impl Entry {
             return false;
         };
         let ip = ip.to_canonical();
-        if special(ip) && !names_specials(ip, *prefix) {
+        if special_range(ip).is_some_and(|range| *prefix < range) {
             return false;
         }
         match (base, ip) {
@@ -367,6 +365,18 @@ mod tests {
             "named: allowed"
         );
         assert!(list(&["169.254.169.254"]).allows_ip("169.254.169.254".parse().unwrap()));
+        assert!(list(&["169.254.0.0/16"]).allows_ip("169.254.169.254".parse().unwrap()));
+        assert!(list(&["::1"]).allows_ip("::1".parse().unwrap()));
+        for (wide, special) in [
+            ("169.0.0.0/8", "169.254.169.254"),
+            ("::/10", "::1"),
+            ("fe80::/9", "fe80::1"),
+        ] {
+            assert!(
+                !list(&[wide]).allows_ip(special.parse().unwrap()),
+                "{wide} is wider than {special}'s range"
+            );
+        }
     }
 
     #[tokio::test]

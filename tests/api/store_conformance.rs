@@ -1220,19 +1220,23 @@ async fn a_due_delivery_is_claimed_by_one_holder_and_its_attempts_recorded(
         status_code: Some(503),
         error: Some("the receiver answered 503".into()),
     };
-    hooks
-        .record_attempt(batch.deliveries[0].id, "replica-c", &failed(now))
-        .await
-        .unwrap();
+    assert!(
+        !hooks
+            .record_attempt(batch.deliveries[0].id, "replica-c", &failed(now), now)
+            .await
+            .unwrap()
+    );
     let untouched = hooks.deliveries(s.id, None, 10, None).await.unwrap();
     assert!(
         untouched.iter().all(|d| d.attempts == 0),
         "not the holder's: not recorded"
     );
-    hooks
-        .record_attempt(batch.deliveries[0].id, holder, &failed(now))
-        .await
-        .unwrap();
+    assert!(
+        hooks
+            .record_attempt(batch.deliveries[0].id, holder, &failed(now), now)
+            .await
+            .unwrap()
+    );
     hooks.unclaim(s.id, holder).await.unwrap();
 
     // Free again: the next claim starts after the one not due yet.
@@ -1248,7 +1252,12 @@ async fn a_due_delivery_is_claimed_by_one_holder_and_its_attempts_recorded(
         error: None,
     };
     for d in &next[0].deliveries {
-        hooks.record_attempt(d.id, "replica-c", &ok).await.unwrap();
+        assert!(
+            hooks
+                .record_attempt(d.id, "replica-c", &ok, now)
+                .await
+                .unwrap()
+        );
     }
     // A claim that ran out may be taken over; an earlier life's is let go.
     let after_claim = until + chrono::Duration::milliseconds(1);
@@ -1262,12 +1271,22 @@ async fn a_due_delivery_is_claimed_by_one_holder_and_its_attempts_recorded(
     assert_eq!(taken[0].deliveries.len(), 1, "the retry, due by then");
     assert_eq!(taken[0].deliveries[0].attempts, 1);
     assert_eq!(taken[0].deliveries[0].last_status_code, Some(503));
+    let too_late = after_claim + chrono::Duration::seconds(61);
+    assert!(
+        !hooks
+            .record_attempt(taken[0].deliveries[0].id, "replica-d", &ok, too_late)
+            .await
+            .unwrap(),
+        "not under a claim that ran out"
+    );
     assert_eq!(hooks.unclaim_all("replica-d").await.unwrap(), 1);
     let again = claim("replica-e", after_claim, after_claim).await.unwrap();
-    hooks
-        .record_attempt(again[0].deliveries[0].id, "replica-e", &ok)
-        .await
-        .unwrap();
+    assert!(
+        hooks
+            .record_attempt(again[0].deliveries[0].id, "replica-e", &ok, now)
+            .await
+            .unwrap()
+    );
     let done = hooks
         .deliveries(s.id, Some(DeliveryStatus::Succeeded), 10, None)
         .await

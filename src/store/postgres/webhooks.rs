@@ -334,8 +334,8 @@ impl WebhookStore for PostgresStore {
              WHERE (sending_until IS NULL OR sending_until < $1) AND id IN ( \
                SELECT s.id FROM webhook_subscriptions s \
                WHERE (s.sending_until IS NULL OR s.sending_until < $1) \
-                 AND EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.subscription_id = s.id \
-                   AND d.status = 'pending' AND d.next_attempt_at <= $1) \
+                 AND s.id IN (SELECT d.subscription_id FROM webhook_deliveries d \
+                   WHERE d.status = 'pending' AND d.next_attempt_at <= $1) \
                ORDER BY (SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d \
                  WHERE d.subscription_id = s.id AND d.status = 'pending') \
                LIMIT $4 FOR UPDATE SKIP LOCKED) \
@@ -405,12 +405,13 @@ impl WebhookStore for PostgresStore {
         id: Uuid,
         holder: &str,
         outcome: &AttemptOutcome,
-    ) -> Result<(), Error> {
-        sqlx::query(
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let recorded = sqlx::query(
             "UPDATE webhook_deliveries d SET attempts = attempts + 1, status = $3, \
                next_attempt_at = $4, last_attempt_at = $5, last_status_code = $6, last_error = $7 \
              WHERE d.id = $1 AND d.status = 'pending' AND EXISTS (SELECT 1 FROM webhook_subscriptions s \
-               WHERE s.id = d.subscription_id AND s.sending_by = $2)",
+               WHERE s.id = d.subscription_id AND s.sending_by = $2 AND s.sending_until >= $8)",
         )
         .bind(id)
         .bind(holder)
@@ -419,9 +420,10 @@ impl WebhookStore for PostgresStore {
         .bind(outcome.at)
         .bind(outcome.status_code.map(i32::from))
         .bind(&outcome.error)
+        .bind(now)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(recorded.rows_affected() == 1)
     }
 
     async fn deliveries(

@@ -24,8 +24,8 @@ macro_rules! subscription_columns {
 /// to claims (no claim runs), with a delivery due.
 macro_rules! claimable {
     () => {
-        "(s.sending_until IS NULL OR s.sending_until < ?1) AND EXISTS (SELECT 1 FROM webhook_deliveries d \
-           WHERE d.subscription_id = s.id AND d.status = 'pending' AND d.next_attempt_at <= ?1)"
+        "(s.sending_until IS NULL OR s.sending_until < ?1) AND s.id IN (SELECT d.subscription_id \
+           FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ?1)"
     };
 }
 
@@ -441,12 +441,14 @@ impl WebhookStore for SqliteStore {
         id: Uuid,
         holder: &str,
         outcome: &AttemptOutcome,
-    ) -> Result<(), Error> {
-        sqlx::query(
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let recorded = sqlx::query(
             "UPDATE webhook_deliveries SET attempts = attempts + 1, status = ?3, \
                next_attempt_at = ?4, last_attempt_at = ?5, last_status_code = ?6, last_error = ?7 \
              WHERE id = ?1 AND status = 'pending' AND EXISTS (SELECT 1 FROM webhook_subscriptions s \
-               WHERE s.id = webhook_deliveries.subscription_id AND s.sending_by = ?2)",
+               WHERE s.id = webhook_deliveries.subscription_id AND s.sending_by = ?2 \
+                 AND s.sending_until >= ?8)",
         )
         .bind(id.to_string())
         .bind(holder)
@@ -455,9 +457,10 @@ impl WebhookStore for SqliteStore {
         .bind(millis(outcome.at))
         .bind(outcome.status_code.map(i64::from))
         .bind(&outcome.error)
+        .bind(millis(now))
         .execute(&self.writer)
         .await?;
-        Ok(())
+        Ok(recorded.rows_affected() == 1)
     }
 
     async fn deliveries(
