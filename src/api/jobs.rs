@@ -321,22 +321,8 @@ pub async fn list_jobs(
     caller: Caller,
     ApiQuery(query): ApiQuery<JobListQuery>,
 ) -> Result<Json<JobListResponse>, ApiError> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "`limit` must be between 1 and 100".into(),
-        ));
-    }
-    let after = query
-        .page_token
-        .as_deref()
-        .map(|t| pagination::decode("jobs", t))
-        .transpose()?
-        .map(|id| {
-            id.parse()
-                .map_err(|_| ApiError::BadRequest("`page_token` is not valid".into()))
-        })
-        .transpose()?;
+    let limit = pagination::page_size(query.limit, 20, 100)?;
+    let after = pagination::position("jobs", query.page_token.as_deref())?;
     let filter = JobFilter {
         state: query.state,
         snapshot_id: query.snapshot_id,

@@ -24,6 +24,32 @@ pub fn decode(kind: &str, token: &str) -> Result<String, ApiError> {
         .ok_or_else(invalid)
 }
 
+/// A listing's page size: `limit`, or `default`, between 1 and `max`.
+pub fn page_size(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be between 1 and {max}"
+        )));
+    }
+    Ok(limit)
+}
+
+/// The position a page token of `kind` holds (an id of the listing's).
+pub fn position<T: std::str::FromStr>(
+    kind: &str,
+    token: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    token
+        .map(|t| decode(kind, t))
+        .transpose()?
+        .map(|id| {
+            id.parse()
+                .map_err(|_| ApiError::BadRequest("`page_token` is not valid".into()))
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -123,12 +123,7 @@ pub async fn list_snapshots(
     RequestContext(ctx): RequestContext,
     ApiQuery(query): ApiQuery<SnapshotListQuery>,
 ) -> Result<Json<SnapshotListResponse>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "`limit` must be between 1 and 1000".into(),
-        ));
-    }
+    let limit = pagination::page_size(query.limit, 50, 1000)?;
     let marker = query
         .page_token
         .as_deref()

@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
 use super::{
     AppState, WEBHOOKS_TAG,
@@ -283,29 +282,6 @@ pub struct DeliveryListQuery {
     pub page_token: Option<String>,
 }
 
-/// The page size of a listing's query, 1 to 100 (default 20).
-fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
-    let limit = limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "`limit` must be between 1 and 100".into(),
-        ));
-    }
-    Ok(limit)
-}
-
-/// The position a page token of `kind` holds.
-fn page_position(kind: &str, token: Option<&str>) -> Result<Option<Uuid>, ApiError> {
-    token
-        .map(|t| pagination::decode(kind, t))
-        .transpose()?
-        .map(|id| {
-            id.parse()
-                .map_err(|_| ApiError::BadRequest("`page_token` is not valid".into()))
-        })
-        .transpose()
-}
-
 /// Subscribe to the tenant's job events.
 ///
 /// From now on every event of the tenant's jobs (or of the types named) is
@@ -373,8 +349,8 @@ pub async fn list_webhooks(
     caller: Caller,
     ApiQuery(query): ApiQuery<WebhookListQuery>,
 ) -> Result<Json<WebhookListResponse>, ApiError> {
-    let limit = page_size(query.limit)?;
-    let after = page_position("webhooks", query.page_token.as_deref())?;
+    let limit = pagination::page_size(query.limit, 20, 100)?;
+    let after = pagination::position("webhooks", query.page_token.as_deref())?;
     let page = state.webhooks.list(&caller.tenant, limit, after).await?;
     Ok(Json(WebhookListResponse {
         webhooks: page
@@ -487,8 +463,8 @@ pub async fn list_webhook_deliveries(
     ApiPath(webhook_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<DeliveryListQuery>,
 ) -> Result<Json<DeliveryListResponse>, ApiError> {
-    let limit = page_size(query.limit)?;
-    let before = page_position("deliveries", query.page_token.as_deref())?;
+    let limit = pagination::page_size(query.limit, 20, 100)?;
+    let before = pagination::position("deliveries", query.page_token.as_deref())?;
     let page = state
         .webhooks
         .deliveries(
